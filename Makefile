@@ -1,0 +1,36 @@
+# The two commands of the quick start: `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+SIP ?= 127.0.0.1:5060
+HTTP ?= 127.0.0.1:8080
+
+.PHONY: deps build demo test lint bench fuzz
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+
+# Starts baton on loopback with the shipped dialplans, places a scripted SIPp call to the
+# bank plan, shows what happened, and leaves baton up for a softphone.
+demo: build
+	@scripts/demo.sh "$(SIP)" "$(HTTP)"
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Lint first, so that the test runner's summary is the last line of the output.
+test: deps lint
+	$(CARGO) build --release --locked --bin baton
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --locked --cargo-profile release --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --locked --release --no-fail-fast; \
+	fi
+
+bench:
+	@scripts/install-deps.sh --bench
+	$(CARGO) build --release --locked --bin baton
+	@scripts/bench.sh

@@ -1,0 +1,74 @@
+//! The HTTP API: health, Prometheus metrics, and the calls baton is handling.
+
+use crate::calls::Calls;
+use crate::metrics::Metrics;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// What the API handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub calls: Arc<Calls>,
+    pub metrics: Arc<Metrics>,
+    /// Set when shutdown began: health turns 503 so a load balancer stops sending calls.
+    pub draining: Arc<AtomicBool>,
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/calls", get(list_calls))
+        .route("/v1/calls/{id}", get(get_call))
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<ApiState>) -> Response {
+    if s.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        (StatusCode::OK, "ok\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    include: Option<String>,
+}
+
+async fn list_calls(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
+    match q.include.as_deref() {
+        None => Json(s.calls.list(false)).into_response(),
+        Some("ended") => Json(s.calls.list(true)).into_response(),
+        Some(other) => error(
+            StatusCode::BAD_REQUEST,
+            &format!("unknown include value {other:?}: the only one is \"ended\""),
+        ),
+    }
+}
+
+async fn get_call(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    match s.calls.get(&id) {
+        Some(call) => Json(call).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("no call with id {id:?}")),
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}

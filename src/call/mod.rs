@@ -1,0 +1,464 @@
+//! One task per call: it owns the call's RTP sockets and media session, runs the dialplan
+//! script on a 20 ms clock, records, and publishes every leg's audio frames. The SIP
+//! endpoint owns the dialog and talks to the task through [`CallEvent`] and [`Command`].
+
+mod prompt;
+mod record;
+pub mod script;
+
+pub use prompt::{load_prompts, PromptError};
+
+use crate::calls::{self, CallHandle, CallState};
+use crate::dialplan::Dialplan;
+use crate::rtp_ports::{PortLease, PortPool};
+use crate::server::Shared;
+use baton_media::rtp::{RtpConfig, RtpEvent, RtpSession};
+use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
+use baton_sdp::{Codec, Negotiated};
+use record::Recorder;
+use script::Script;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// What the endpoint tells a call.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// The ACK arrived; for a delayed offer it carries the negotiated media.
+    Acked(Option<Negotiated>),
+    /// A re-INVITE or UPDATE changed the media (hold, unhold, new address or codec).
+    Media(Negotiated),
+    /// The caller hung up.
+    Bye,
+    /// The caller cancelled before the answer.
+    Cancelled,
+    /// The dialog ended for a reason the call could not see (ACK timeout, session expiry).
+    Gone(&'static str),
+}
+
+/// What a call asks of the endpoint. `key` names the dialog (our To tag).
+#[derive(Debug)]
+pub enum Command {
+    /// Send 180 Ringing.
+    Ring { key: String },
+    /// Send the prepared 200 OK.
+    Answer { key: String },
+    /// End the call: BYE, or a final error if it was never answered.
+    Hangup { key: String },
+}
+
+/// Which side of a call an audio frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// What the caller said.
+    Caller,
+    /// What baton played to the caller.
+    Baton,
+}
+
+/// One 20 ms frame of one side of a call, as published to subscribers.
+#[derive(Debug, Clone)]
+pub struct LegFrame {
+    pub side: Side,
+    pub frame: AudioFrame,
+}
+
+/// Frames a slow subscriber may fall behind before it misses some; the media path never waits.
+pub const AUDIO_TAP_DEPTH: usize = 100;
+
+/// An RTP/RTCP socket pair on a leased port.
+pub struct RtpSockets {
+    rtp: std::net::UdpSocket,
+    rtcp: std::net::UdpSocket,
+    lease: PortLease,
+}
+
+impl RtpSockets {
+    /// Binds the next free even port and the one above it, skipping ports other programs hold.
+    pub fn bind(pool: &Arc<PortPool>, ip: IpAddr) -> Option<RtpSockets> {
+        for _ in 0..32 {
+            let lease = pool.lease()?;
+            let port = lease.port();
+            let pair = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).and_then(|rtp| {
+                let rtcp = std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1))?;
+                rtp.set_nonblocking(true)?;
+                rtcp.set_nonblocking(true)?;
+                Ok((rtp, rtcp))
+            });
+            match pair {
+                Ok((rtp, rtcp)) => return Some(RtpSockets { rtp, rtcp, lease }),
+                Err(e) => debug!(port, error = %e, "RTP port busy; trying the next"),
+            }
+        }
+        None
+    }
+
+    /// The RTP port (RTCP is one above).
+    pub fn port(&self) -> u16 {
+        self.lease.port()
+    }
+}
+
+/// Everything a call task starts with.
+pub struct CallSetup {
+    pub id: String,
+    pub key: String,
+    pub plan: Arc<Dialplan>,
+    pub sockets: RtpSockets,
+    /// Known at once for an INVITE with SDP; `None` until the ACK for a delayed offer.
+    pub media: Option<Negotiated>,
+    pub info: CallHandle,
+    pub shared: Arc<Shared>,
+    pub commands: mpsc::Sender<Command>,
+    pub events: mpsc::Receiver<CallEvent>,
+}
+
+/// A fresh id for a call: 16 hex digits, unguessable, safe in file names.
+pub fn new_call_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Starts the call's task.
+pub fn spawn(setup: CallSetup) {
+    let span = info_span!("call", call = %setup.id);
+    tokio::spawn(run(setup).instrument(span));
+}
+
+/// The media state of a negotiated leg.
+struct Media {
+    session: RtpSession,
+    decoder: Decoder,
+    encoder: Encoder,
+    remote: SocketAddr,
+    remote_rtcp: SocketAddr,
+    can_send: bool,
+}
+
+impl Media {
+    fn new(n: &Negotiated, id: &str, inactivity: Duration, now: Instant) -> Result<Media, String> {
+        let kind = codec_kind(n.codec.codec);
+        let mut config = RtpConfig::new(kind, n.codec.payload_type, format!("{id}@baton"));
+        config.telephone_event_pt = n.telephone_event.map(|t| t.payload_type);
+        config.remote_rtp = Some(n.remote_rtp);
+        config.remote_rtcp = Some(n.remote_rtcp);
+        config.inactivity_timeout = Some(inactivity);
+        Ok(Media {
+            session: RtpSession::new(config, now, SystemTime::now()).map_err(|e| e.to_string())?,
+            decoder: Decoder::new(kind).map_err(|e| e.to_string())?,
+            encoder: Encoder::new(kind).map_err(|e| e.to_string())?,
+            remote: n.remote_rtp,
+            remote_rtcp: n.remote_rtcp,
+            can_send: n.can_send(),
+        })
+    }
+}
+
+struct Call {
+    id: String,
+    key: String,
+    info: CallHandle,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    media: Option<Media>,
+    script: Option<Script>,
+    plan: Arc<Dialplan>,
+    recorder: Option<Recorder>,
+    tap: broadcast::Sender<LegFrame>,
+    payload: Vec<u8>,
+    /// Why the call ended, once it has.
+    result: Option<&'static str>,
+}
+
+async fn run(setup: CallSetup) {
+    let CallSetup {
+        id,
+        key,
+        plan,
+        sockets,
+        media,
+        info,
+        shared,
+        commands,
+        mut events,
+    } = setup;
+    let (rtp, rtcp) = match (UdpSocket::from_std(sockets.rtp), UdpSocket::from_std(sockets.rtcp)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(error = %e, "RTP socket unusable");
+            let _ = commands.send(Command::Hangup { key }).await;
+            finish(&shared, &info, &id, "media_error", None);
+            return;
+        }
+    };
+    let _lease = sockets.lease;
+    let tap = shared.calls.open_audio_tap(&id);
+    let mut call = Call {
+        id,
+        key,
+        info,
+        shared,
+        commands,
+        rtp,
+        rtcp,
+        media: None,
+        script: None,
+        plan,
+        recorder: None,
+        tap,
+        payload: Vec::with_capacity(512),
+        result: None,
+    };
+    if let Some(n) = media {
+        call.set_media(&n);
+    }
+    call.answer(&mut events).await;
+    if call.result.is_none() {
+        call.set_state(CallState::Answering);
+        call.serve(&mut events).await;
+    }
+    call.end();
+}
+
+impl Call {
+    /// Rings for the dialplan's ring time (so a caller can still CANCEL), then answers.
+    async fn answer(&mut self, events: &mut mpsc::Receiver<CallEvent>) {
+        let ring = Duration::from_secs(u64::from(self.plan.ring_secs));
+        if !ring.is_zero() {
+            self.command(Command::Ring { key: self.key.clone() }).await;
+            let deadline = tokio::time::sleep(ring);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = &mut deadline => break,
+                    ev = events.recv() => match ev {
+                        Some(ev) => if self.handle_event(ev) { return },
+                        None => { self.result = Some("dialog_gone"); return }
+                    },
+                }
+            }
+        }
+        self.command(Command::Answer { key: self.key.clone() }).await;
+    }
+
+    async fn command(&self, cmd: Command) {
+        // The endpoint outlives every call; a closed channel means shutdown, nothing to do.
+        let _ = self.commands.send(cmd).await;
+    }
+
+    /// The answered call: media in and out on a 20 ms clock until someone hangs up.
+    async fn serve(&mut self, events: &mut mpsc::Receiver<CallEvent>) {
+        let mut tick = tokio::time::interval(baton_media::FRAME_DURATION);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut rtp_buf = vec![0u8; 2048];
+        let mut rtcp_buf = vec![0u8; 2048];
+        while self.result.is_none() {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => { self.handle_event(ev); }
+                    None => self.result = Some("dialog_gone"),
+                },
+                r = self.rtp.recv_from(&mut rtp_buf) => if let Ok((n, from)) = r {
+                    if let Some(m) = &mut self.media {
+                        m.session.handle_rtp(&rtp_buf[..n], from, Instant::now());
+                    }
+                },
+                r = self.rtcp.recv_from(&mut rtcp_buf) => if let Ok((n, from)) = r {
+                    if let Some(m) = &mut self.media {
+                        m.session.handle_rtcp(&rtcp_buf[..n], from, Instant::now());
+                    }
+                },
+                _ = tick.tick() => self.frame(Instant::now()),
+            }
+        }
+    }
+
+    /// Applies an endpoint event; true when the call is over.
+    fn handle_event(&mut self, ev: CallEvent) -> bool {
+        match ev {
+            CallEvent::Acked(media) => {
+                if let Some(n) = media {
+                    self.set_media(&n);
+                }
+                self.set_state(CallState::Active);
+                if self.script.is_none() {
+                    self.script = Some(Script::new(self.plan.steps.clone(), self.shared.prompts.clone()));
+                }
+            }
+            CallEvent::Media(n) => {
+                let held = !n.can_send() || n.remote_rtp.ip().is_unspecified();
+                self.set_state(if held { CallState::Held } else { CallState::Active });
+                self.update_media(&n);
+            }
+            CallEvent::Bye => self.result = Some("caller_bye"),
+            CallEvent::Cancelled => self.result = Some("cancelled"),
+            CallEvent::Gone(why) => self.result = Some(why),
+        }
+        self.result.is_some()
+    }
+
+    fn set_media(&mut self, n: &Negotiated) {
+        let inactivity = self.shared.rtp_inactivity;
+        match Media::new(n, &self.id, inactivity, Instant::now()) {
+            Ok(m) => {
+                calls::lock(&self.info).media.codec = n.codec.name().to_string();
+                self.media = Some(m);
+            }
+            Err(e) => {
+                warn!(error = %e, "media setup failed");
+                self.hang_up("media_error");
+            }
+        }
+    }
+
+    /// A re-negotiation: same codec keeps the session (sequence numbers continue, RFC 3550);
+    /// a new codec starts a new one.
+    fn update_media(&mut self, n: &Negotiated) {
+        match &mut self.media {
+            Some(m) if m.encoder.kind() == codec_kind(n.codec.codec) => {
+                m.remote = n.remote_rtp;
+                m.remote_rtcp = n.remote_rtcp;
+                m.can_send = n.can_send() && !n.remote_rtp.ip().is_unspecified();
+            }
+            _ => self.set_media(n),
+        }
+    }
+
+    fn hang_up(&mut self, why: &'static str) {
+        if self.result.is_none() {
+            self.result = Some(why);
+            let _ = self.commands.try_send(Command::Hangup { key: self.key.clone() });
+        }
+    }
+
+    fn set_state(&self, state: CallState) {
+        calls::lock(&self.info).state = state;
+    }
+
+    /// One 20 ms step: what the caller said in, what the script says out.
+    fn frame(&mut self, now: Instant) {
+        let Some(m) = &mut self.media else { return };
+        if now >= m.session.poll_timeout() {
+            m.session.handle_timeout(now);
+        }
+        let mut digits = Vec::new();
+        let mut inactive = false;
+        while let Some(ev) = m.session.poll_event() {
+            match ev {
+                RtpEvent::RemoteLatched(addr) => m.remote = addr,
+                RtpEvent::RemoteRtcpLatched(addr) => m.remote_rtcp = addr,
+                RtpEvent::Dtmf(tone) => digits.push(tone.as_char()),
+                RtpEvent::Inactive => inactive = true,
+                RtpEvent::SsrcChanged { old, new } => debug!(old, new, "caller SSRC changed"),
+                RtpEvent::Bye => debug!("caller sent RTCP BYE"),
+            }
+        }
+        let input = match m.session.pop_playout(now) {
+            baton_media::jitter::Playout::Frame(p) => m.decoder.decode(&p).unwrap_or_else(|_| m.decoder.conceal(None)),
+            baton_media::jitter::Playout::Lost { next } => m.decoder.conceal(next.as_deref()),
+            baton_media::jitter::Playout::Empty => AudioFrame::silence(),
+        };
+        let mut out = None;
+        let mut hangup = false;
+        if let Some(script) = &mut self.script {
+            for d in &digits {
+                script.dtmf(*d);
+            }
+            let turn = script.turn(input.samples());
+            let frame = AudioFrame::new(turn.out);
+            if turn.record {
+                let rec = self.recorder.get_or_insert_with(|| {
+                    Recorder::create(&self.shared.recordings, &self.id, &self.info)
+                });
+                rec.write(&input, &frame);
+            }
+            hangup = turn.hangup;
+            out = Some(frame);
+        }
+        if m.can_send {
+            if let Some(frame) = &out {
+                self.payload.clear();
+                if m.encoder.encode(frame, &mut self.payload).is_ok() {
+                    let pkt = m.session.packetize(&self.payload, now);
+                    let _ = self.rtp.try_send_to(&pkt, m.remote);
+                }
+            }
+        }
+        while let Some(pkt) = m.session.poll_rtcp() {
+            let _ = self.rtcp.try_send_to(&pkt, m.remote_rtcp);
+        }
+        // Subscribers get the frames after the packet left: they never delay the media.
+        let _ = self.tap.send(LegFrame {
+            side: Side::Caller,
+            frame: input,
+        });
+        if let Some(frame) = out {
+            let _ = self.tap.send(LegFrame {
+                side: Side::Baton,
+                frame,
+            });
+        }
+        if !digits.is_empty() {
+            let mut info = calls::lock(&self.info);
+            info.dtmf.extend(digits.iter());
+            debug!(digits = %info.dtmf, "DTMF");
+        }
+        if inactive {
+            info!("no RTP from the caller: ending the call");
+            self.hang_up("rtp_timeout");
+        } else if hangup {
+            self.hang_up("baton_bye");
+        }
+    }
+
+    /// Final bookkeeping: recordings closed, figures counted, the call moved to ended.
+    fn end(mut self) {
+        let result = self.result.unwrap_or("dialog_gone");
+        if let Some(rec) = self.recorder.take() {
+            rec.finish();
+        }
+        let stats = self.media.as_ref().map(|m| m.session.stats());
+        finish(&self.shared, &self.info, &self.id, result, stats);
+    }
+}
+
+fn codec_kind(c: Codec) -> CodecKind {
+    match c {
+        Codec::Pcmu => CodecKind::Pcmu,
+        Codec::Pcma => CodecKind::Pcma,
+        Codec::Opus => CodecKind::Opus,
+    }
+}
+
+fn finish(
+    shared: &Shared,
+    info: &CallHandle,
+    id: &str,
+    result: &'static str,
+    stats: Option<baton_media::stats::LegStats>,
+) {
+    {
+        let mut i = calls::lock(info);
+        i.result = Some(result.to_string());
+        if let Some(s) = &stats {
+            i.media.packets_in = s.packets_in;
+            i.media.packets_out = s.packets_out;
+            i.media.lost = s.lost;
+            i.media.jitter_ms = s.jitter_ms;
+        }
+    }
+    if let Some(s) = stats {
+        shared.metrics.rtp(s.packets_in, s.packets_out, s.lost, s.malformed);
+        if s.packets_in > 0 {
+            shared.metrics.observe_jitter(s.jitter_ms);
+        }
+    }
+    shared.metrics.call_ended(result);
+    shared.calls.finish(id);
+    info!(result, "call ended");
+}

@@ -1,0 +1,319 @@
+//! Runs a dialplan's steps against the audio clock of a call, one 20 ms frame at a time.
+//!
+//! Sans-IO: the call task feeds each received frame and each DTMF digit; the script says what
+//! to send back, whether to record, and when the call should end. Prompts are decoded before
+//! the call starts, so nothing here touches the disk.
+
+use crate::dialplan::Step;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Samples in one frame of the internal audio format (16 kHz, 20 ms).
+pub const FRAME: usize = 320;
+/// Frames per second.
+const FPS: u32 = 50;
+
+/// Decoded prompts by path, 16 kHz mono.
+pub type Prompts = HashMap<PathBuf, Arc<[i16]>>;
+
+/// What the script wants for one frame.
+pub struct Turn {
+    /// Audio to send to the caller.
+    pub out: [i16; FRAME],
+    /// Whether this frame belongs to a recording.
+    pub record: bool,
+    /// The script has finished: the call should hang up.
+    pub hangup: bool,
+}
+
+/// The position in a dialplan and the state of the current step.
+pub struct Script {
+    steps: Vec<Step>,
+    prompts: Arc<Prompts>,
+    next: usize,
+    current: Current,
+    /// Digits collected by a `collect_dtmf` step, for the call to report.
+    pub collected: String,
+}
+
+enum Current {
+    Starting,
+    Playing { samples: Arc<[i16]>, pos: usize, looped: bool },
+    Holding { samples: Option<Arc<[i16]>>, pos: usize, frames_left: u32 },
+    Echo,
+    Recording {
+        stop_on: Option<char>,
+        frames_left: u32,
+        /// A beep still playing before the recording starts.
+        beep: Option<(Arc<[i16]>, usize)>,
+    },
+    Collecting { max: usize, terminator: Option<char>, frames_left: u32, got: usize },
+    Pausing { frames_left: u32 },
+    Done,
+}
+
+impl Script {
+    /// A script over `steps`, with every prompt they name already decoded in `prompts`.
+    pub fn new(steps: Vec<Step>, prompts: Arc<Prompts>) -> Script {
+        Script {
+            steps,
+            prompts,
+            next: 0,
+            current: Current::Starting,
+            collected: String::new(),
+        }
+    }
+
+    /// Advances one frame: `input` is what the caller said during it.
+    pub fn turn(&mut self, input: &[i16; FRAME]) -> Turn {
+        if matches!(self.current, Current::Starting) {
+            self.advance();
+        }
+        let mut out = [0i16; FRAME];
+        let mut record = false;
+        let mut finished = false;
+        match &mut self.current {
+            Current::Playing { samples, pos, looped } => {
+                finished = copy_prompt(samples, pos, *looped, &mut out);
+            }
+            Current::Holding { samples, pos, frames_left } => {
+                if let Some(s) = samples {
+                    copy_prompt(s, pos, true, &mut out);
+                }
+                finished = count_down(frames_left);
+            }
+            Current::Echo => out = *input,
+            Current::Recording {
+                frames_left, beep, ..
+            } => match beep {
+                Some((samples, pos)) => {
+                    if copy_prompt(samples, pos, false, &mut out) {
+                        *beep = None;
+                    }
+                }
+                None => {
+                    record = true;
+                    finished = count_down(frames_left);
+                }
+            },
+            Current::Collecting { frames_left, .. } | Current::Pausing { frames_left } => {
+                finished = count_down(frames_left);
+            }
+            Current::Starting | Current::Done => {}
+        }
+        if finished {
+            self.advance();
+        }
+        Turn {
+            out,
+            record,
+            hangup: matches!(self.current, Current::Done),
+        }
+    }
+
+    /// A DTMF digit from the caller: may end a recording or a collection.
+    pub fn dtmf(&mut self, digit: char) {
+        let done = match &mut self.current {
+            Current::Recording { stop_on, .. } => *stop_on == Some(digit),
+            Current::Collecting { max, terminator, got, .. } => {
+                if *terminator == Some(digit) {
+                    true
+                } else {
+                    self.collected.push(digit);
+                    *got += 1;
+                    *got >= *max
+                }
+            }
+            _ => false,
+        };
+        if done {
+            self.advance();
+        }
+    }
+
+    /// Whether the current step records the call.
+    pub fn recording(&self) -> bool {
+        matches!(self.current, Current::Recording { .. })
+    }
+
+    fn advance(&mut self) {
+        self.current = match self.steps.get(self.next) {
+            None => Current::Done,
+            Some(step) => self.start(step.clone()),
+        };
+        self.next += 1;
+    }
+
+    fn start(&self, step: Step) -> Current {
+        let secs = |s: f32| (s.max(0.0) * FPS as f32).round() as u32;
+        match step {
+            Step::Play { file, looped } => match self.prompts.get(&file) {
+                Some(samples) if !samples.is_empty() => Current::Playing {
+                    samples: samples.clone(),
+                    pos: 0,
+                    looped,
+                },
+                // A prompt that failed to load is skipped rather than played as silence
+                // forever; the call task logged it when loading.
+                _ => Current::Pausing { frames_left: 0 },
+            },
+            Step::Hold { file, secs: s } => Current::Holding {
+                samples: file.and_then(|f| self.prompts.get(&f).cloned()),
+                pos: 0,
+                frames_left: s * FPS,
+            },
+            Step::Echo => Current::Echo,
+            Step::Record {
+                stop_on_dtmf,
+                max_secs,
+                beep,
+            } => Current::Recording {
+                stop_on: stop_on_dtmf,
+                frames_left: max_secs * FPS,
+                beep: beep
+                    .and_then(|f| self.prompts.get(&f).cloned())
+                    .map(|s| (s, 0)),
+            },
+            Step::CollectDtmf {
+                max_digits,
+                terminator,
+                timeout_secs,
+            } => Current::Collecting {
+                max: max_digits,
+                terminator,
+                frames_left: timeout_secs * FPS,
+                got: 0,
+            },
+            Step::Pause { secs: s } => Current::Pausing {
+                frames_left: secs(s),
+            },
+            Step::Hangup => Current::Done,
+        }
+    }
+}
+
+/// Copies the next frame of a prompt; true when a non-looping prompt has ended.
+fn copy_prompt(samples: &[i16], pos: &mut usize, looped: bool, out: &mut [i16; FRAME]) -> bool {
+    for o in out.iter_mut() {
+        if *pos >= samples.len() {
+            if !looped {
+                return true;
+            }
+            *pos = 0;
+        }
+        *o = samples[*pos];
+        *pos += 1;
+    }
+    !looped && *pos >= samples.len()
+}
+
+/// Counts a frame off a step's budget; true when it is used up.
+fn count_down(frames_left: &mut u32) -> bool {
+    *frames_left = frames_left.saturating_sub(1);
+    *frames_left == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompts(entries: &[(&str, usize, i16)]) -> Arc<Prompts> {
+        Arc::new(
+            entries
+                .iter()
+                .map(|(name, len, value)| (PathBuf::from(name), vec![*value; *len].into()))
+                .collect(),
+        )
+    }
+
+    fn play(name: &str, looped: bool) -> Step {
+        Step::Play {
+            file: PathBuf::from(name),
+            looped,
+        }
+    }
+
+    const SILENT: [i16; FRAME] = [0; FRAME];
+
+    #[test]
+    fn plays_prompt_then_records_until_pound_then_hangs_up() {
+        let steps = vec![
+            play("greeting", false),
+            Step::Record {
+                stop_on_dtmf: Some('#'),
+                max_secs: 60,
+                beep: Some(PathBuf::from("beep")),
+            },
+        ];
+        let mut s = Script::new(steps, prompts(&[("greeting", 2 * FRAME, 7), ("beep", FRAME, 9)]));
+        let t = s.turn(&SILENT);
+        assert_eq!(t.out[0], 7);
+        assert!(!t.record);
+        s.turn(&SILENT);
+        let beep = s.turn(&SILENT);
+        assert_eq!(beep.out[0], 9, "the beep plays before recording");
+        assert!(!beep.record);
+        let voice = [100i16; FRAME];
+        assert!(s.turn(&voice).record);
+        assert!(s.recording());
+        s.dtmf('5');
+        assert!(s.turn(&voice).record, "only # ends the recording");
+        s.dtmf('#');
+        assert!(s.turn(&voice).hangup);
+    }
+
+    #[test]
+    fn echo_returns_the_callers_audio_until_the_end() {
+        let mut s = Script::new(vec![Step::Echo], prompts(&[]));
+        let voice = [1234i16; FRAME];
+        for _ in 0..100 {
+            let t = s.turn(&voice);
+            assert_eq!(t.out, voice);
+            assert!(!t.hangup);
+        }
+    }
+
+    #[test]
+    fn looped_prompt_wraps_and_missing_prompt_is_skipped() {
+        let mut s = Script::new(
+            vec![play("missing", false), play("music", true)],
+            prompts(&[("music", FRAME / 2, 3)]),
+        );
+        for _ in 0..10 {
+            let t = s.turn(&SILENT);
+            assert!(t.out.iter().all(|&x| x == 3));
+            assert!(!t.hangup);
+        }
+    }
+
+    #[test]
+    fn record_stops_at_max_and_collect_takes_digits() {
+        let steps = vec![
+            Step::Record {
+                stop_on_dtmf: None,
+                max_secs: 1,
+                beep: None,
+            },
+            Step::CollectDtmf {
+                max_digits: 2,
+                terminator: None,
+                timeout_secs: 5,
+            },
+        ];
+        let mut s = Script::new(steps, prompts(&[]));
+        let recorded = (0..60).filter(|_| s.turn(&SILENT).record).count();
+        assert_eq!(recorded, 50, "one second is 50 frames");
+        s.dtmf('4');
+        s.dtmf('2');
+        assert_eq!(s.collected, "42");
+        assert!(s.turn(&SILENT).hangup);
+    }
+
+    #[test]
+    fn pause_and_hangup_steps() {
+        let mut s = Script::new(vec![Step::Pause { secs: 0.1 }, Step::Hangup], prompts(&[]));
+        let frames = (0..10).take_while(|_| !s.turn(&SILENT).hangup).count();
+        assert_eq!(frames, 4, "100 ms is 5 frames; the fifth ends the pause and the call");
+    }
+}

@@ -1,0 +1,606 @@
+//! The server's settings: a TOML file whose every key is optional, embedded defaults, and
+//! command-line overrides on top. A bad file is refused with an error naming the file, line,
+//! column and key, so an operator can fix it without guessing.
+
+pub mod location;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use location::{KeyPath, Location, SourceFile};
+
+/// Everything baton reads at start-up; see [`Config::EXAMPLE`] for the file format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `sip`: where SIP is received, on both UDP and TCP.
+    pub sip: SocketAddr,
+    /// `http`: where the HTTP API listens.
+    pub http: SocketAddr,
+    /// `rtp_ports`: the ports media may use.
+    pub rtp_ports: PortRange,
+    /// `dialplans`: the directory of dialplan files (`*.toml`).
+    pub dialplans: PathBuf,
+    /// `media`: the directory of prompt audio and hold music.
+    pub media: PathBuf,
+    /// `data`: where baton writes; recordings go to `data/recordings/`.
+    pub data: PathBuf,
+    /// `public_ip`: the address put in SDP and Contact when listening on 0.0.0.0.
+    pub public_ip: Option<IpAddr>,
+    /// `rtp_inactivity_secs`: a call with no RTP received for this long is hung up.
+    pub rtp_inactivity: Duration,
+    /// `invite_rate_limit`: new calls accepted per source address; `None` when disabled.
+    pub invite_rate_limit: Option<RateLimit>,
+    /// `shutdown_grace_secs`: how long a shutdown waits for calls to end before hanging up.
+    pub shutdown_grace: Duration,
+    /// `max_calls`: calls beyond this many are refused with 503.
+    pub max_calls: u32,
+    /// `log`: a tracing filter such as `info` or `baton=debug,info`.
+    pub log: String,
+}
+
+/// An inclusive range of UDP ports; RTP takes the even ones, RTCP the odd one above each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// The first port (even).
+    pub low: u16,
+    /// The last port.
+    pub high: u16,
+}
+
+/// A token bucket per source address for incoming INVITEs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained INVITEs per second from one source.
+    pub per_source_per_sec: u32,
+    /// INVITEs one source may send at once before the sustained rate applies.
+    pub burst: u32,
+}
+
+/// Values given on the command line; each one that is set replaces the file's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--sip ADDR`
+    pub sip: Option<SocketAddr>,
+    /// `--http ADDR`
+    pub http: Option<SocketAddr>,
+    /// `--rtp-ports LOW-HIGH`
+    pub rtp_ports: Option<PortRange>,
+    /// `--dialplans DIR`
+    pub dialplans: Option<PathBuf>,
+    /// `--media DIR`
+    pub media: Option<PathBuf>,
+    /// `--data DIR`
+    pub data: Option<PathBuf>,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{}: cannot read config file: {source}", file.display())]
+    Read {
+        /// The file as given.
+        file: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{at}: {message}")]
+    Syntax {
+        /// Where parsing stopped.
+        at: Location,
+        /// What the parser expected.
+        message: String,
+    },
+    /// A key is unknown, has the wrong type, or holds a value baton cannot use.
+    #[error("{at}: {message}")]
+    Invalid {
+        /// The key and where it is.
+        at: Location,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Why a `LOW-HIGH` port range was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected \"LOW-HIGH\" with LOW < HIGH, LOW even and above 0, got \"{0}\"")]
+pub struct PortRangeError(pub String);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            rtp_ports: PortRange {
+                low: 20000,
+                high: 30000,
+            },
+            dialplans: PathBuf::from("dialplans"),
+            media: PathBuf::from("media"),
+            data: PathBuf::from("data"),
+            public_ip: None,
+            rtp_inactivity: Duration::from_secs(30),
+            invite_rate_limit: Some(RateLimit {
+                per_source_per_sec: 50,
+                burst: 100,
+            }),
+            shutdown_grace: Duration::from_secs(30),
+            max_calls: 4000,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// A config file with every key at its default, for operators to copy and edit.
+    pub const EXAMPLE: &'static str = r#"# baton configuration. Every key is optional; the values shown are the defaults.
+# Relative paths are taken from the directory baton is started in.
+
+sip = "127.0.0.1:5060"        # SIP over UDP and TCP
+http = "127.0.0.1:8080"       # HTTP API
+rtp_ports = "20000-30000"     # even ports carry RTP, the odd one above RTCP
+dialplans = "dialplans"       # dialplan files (*.toml)
+media = "media"               # prompts and hold music (WAV)
+data = "data"                 # recordings go to data/recordings/
+# public_ip = "203.0.113.10"  # address for SDP and Contact when sip is 0.0.0.0
+rtp_inactivity_secs = 30      # hang up a call that sends no RTP for this long
+shutdown_grace_secs = 30      # on shutdown, wait this long for calls to end
+max_calls = 4000              # refuse calls beyond this with 503
+log = "info"                  # tracing filter, e.g. "baton=debug,info"
+
+[invite_rate_limit]           # per source address; per_source_per_sec = 0 disables
+per_source_per_sec = 50
+burst = 100
+"#;
+
+    /// Reads and checks a config file; keys it does not set keep their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses config text; `file` is only used to name the file in errors.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let source = SourceFile::parse(file, text)
+            .map_err(|(at, message)| ConfigError::Syntax { at, message })?;
+        let raw: RawConfig = location::deserialize_table(source.root()).map_err(|e| {
+            let (at, message) = source.at_error(&e);
+            ConfigError::Invalid { at, message }
+        })?;
+        raw.resolve(&source)
+    }
+
+    /// Replaces the values the command line set.
+    pub fn apply(&mut self, overrides: Overrides) {
+        let Overrides {
+            sip,
+            http,
+            rtp_ports,
+            dialplans,
+            media,
+            data,
+        } = overrides;
+        self.sip = sip.unwrap_or(self.sip);
+        self.http = http.unwrap_or(self.http);
+        self.rtp_ports = rtp_ports.unwrap_or(self.rtp_ports);
+        if let Some(dir) = dialplans {
+            self.dialplans = dir;
+        }
+        if let Some(dir) = media {
+            self.media = dir;
+        }
+        if let Some(dir) = data {
+            self.data = dir;
+        }
+    }
+
+    /// Where call recordings are written.
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data.join("recordings")
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = PortRangeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || PortRangeError(s.to_owned());
+        let (low, high) = s.split_once('-').ok_or_else(err)?;
+        let low: u16 = low.trim().parse().map_err(|_| err())?;
+        let high: u16 = high.trim().parse().map_err(|_| err())?;
+        if low == 0 || low & 1 == 1 || low >= high {
+            return Err(err());
+        }
+        Ok(PortRange { low, high })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl PortRange {
+    /// How many RTP/RTCP port pairs fit in the range, i.e. how many calls' media it can carry.
+    pub fn pairs(&self) -> usize {
+        usize::from((self.high - self.low).div_ceil(2))
+    }
+}
+
+/// The file as written: every key optional, checked and turned into a [`Config`] by
+/// [`RawConfig::resolve`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    sip: Option<String>,
+    http: Option<String>,
+    rtp_ports: Option<String>,
+    dialplans: Option<PathBuf>,
+    media: Option<PathBuf>,
+    data: Option<PathBuf>,
+    public_ip: Option<String>,
+    rtp_inactivity_secs: Option<u64>,
+    invite_rate_limit: Option<RawRateLimit>,
+    shutdown_grace_secs: Option<u64>,
+    max_calls: Option<u32>,
+    log: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    per_source_per_sec: Option<u32>,
+    burst: Option<u32>,
+}
+
+/// Upper bound for the second-valued keys: a day is already far beyond any sane setting,
+/// and it keeps `Duration` arithmetic far from overflow.
+const MAX_SECS: u64 = 86_400;
+
+impl RawConfig {
+    fn resolve(self, source: &SourceFile<'_>) -> Result<Config, ConfigError> {
+        let invalid = |key: &[&str], message: String| ConfigError::Invalid {
+            at: source.at_key(&KeyPath::keys(key)),
+            message,
+        };
+        let address = |key: &str, value: String| {
+            value.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    &[key],
+                    format!("expected \"IP:PORT\" such as \"0.0.0.0:5060\", got \"{value}\""),
+                )
+            })
+        };
+        let secs = |key: &str, value: u64| {
+            if (1..=MAX_SECS).contains(&value) {
+                Ok(Duration::from_secs(value))
+            } else {
+                Err(invalid(
+                    &[key],
+                    format!("expected 1 to {MAX_SECS} seconds, got {value}"),
+                ))
+            }
+        };
+
+        let mut config = Config::default();
+        if let Some(sip) = self.sip {
+            config.sip = address("sip", sip)?;
+        }
+        if let Some(http) = self.http {
+            config.http = address("http", http)?;
+        }
+        if let Some(ports) = self.rtp_ports {
+            config.rtp_ports = ports
+                .parse()
+                .map_err(|e: PortRangeError| invalid(&["rtp_ports"], e.to_string()))?;
+        }
+        config.dialplans = self.dialplans.unwrap_or(config.dialplans);
+        config.media = self.media.unwrap_or(config.media);
+        config.data = self.data.unwrap_or(config.data);
+        if let Some(ip) = self.public_ip {
+            let parsed: IpAddr = ip.parse().map_err(|_| {
+                invalid(
+                    &["public_ip"],
+                    format!("expected an IP address such as \"203.0.113.10\", got \"{ip}\""),
+                )
+            })?;
+            if parsed.is_unspecified() {
+                return Err(invalid(
+                    &["public_ip"],
+                    format!(
+                        "\"{ip}\" cannot be reached by peers; give the address they should send to"
+                    ),
+                ));
+            }
+            config.public_ip = Some(parsed);
+        }
+        if let Some(value) = self.rtp_inactivity_secs {
+            config.rtp_inactivity = secs("rtp_inactivity_secs", value)?;
+        }
+        if let Some(value) = self.shutdown_grace_secs {
+            config.shutdown_grace = secs("shutdown_grace_secs", value)?;
+        }
+        if let Some(limit) = self.invite_rate_limit {
+            let default = RateLimit {
+                per_source_per_sec: 50,
+                burst: 100,
+            };
+            let per_source_per_sec = limit
+                .per_source_per_sec
+                .unwrap_or(default.per_source_per_sec);
+            let burst = limit.burst.unwrap_or(default.burst);
+            config.invite_rate_limit = if per_source_per_sec == 0 {
+                None
+            } else if burst == 0 {
+                return Err(invalid(
+                    &["invite_rate_limit", "burst"],
+                    "must be at least 1 while the limit is on (set per_source_per_sec = 0 to turn it off)".to_owned(),
+                ));
+            } else {
+                Some(RateLimit {
+                    per_source_per_sec,
+                    burst,
+                })
+            };
+        }
+        if let Some(max_calls) = self.max_calls {
+            if max_calls == 0 {
+                return Err(invalid(&["max_calls"], "must be at least 1".to_owned()));
+            }
+            config.max_calls = max_calls;
+        }
+        if let Some(log) = self.log {
+            if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log) {
+                return Err(invalid(
+                    &["log"],
+                    format!("not a log filter (\"{log}\"): {e}"),
+                ));
+            }
+            config.log = log;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("config.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.sip, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(config.http, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            config.rtp_ports,
+            PortRange {
+                low: 20000,
+                high: 30000
+            }
+        );
+        assert_eq!(config.rtp_inactivity, Duration::from_secs(30));
+        assert_eq!(config.max_calls, 4000);
+        assert_eq!(config.recordings_dir(), Path::new("data/recordings"));
+        assert_eq!(
+            config.invite_rate_limit,
+            Some(RateLimit {
+                per_source_per_sec: 50,
+                burst: 100
+            })
+        );
+    }
+
+    #[test]
+    fn example_file_spells_out_the_defaults() {
+        assert_eq!(parse(Config::EXAMPLE).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let config = parse(
+            r#"
+sip = "0.0.0.0:5070"
+http = "0.0.0.0:9000"
+rtp_ports = "40000-40100"
+dialplans = "/etc/baton/dialplans"
+media = "/usr/share/baton/media"
+data = "/var/lib/baton"
+public_ip = "203.0.113.10"
+rtp_inactivity_secs = 60
+shutdown_grace_secs = 5
+max_calls = 10
+log = "baton=debug,info"
+invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.sip, "0.0.0.0:5070".parse().unwrap());
+        assert_eq!(config.http, "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(
+            config.rtp_ports,
+            PortRange {
+                low: 40000,
+                high: 40100
+            }
+        );
+        assert_eq!(config.rtp_ports.pairs(), 50);
+        assert_eq!(config.dialplans, Path::new("/etc/baton/dialplans"));
+        assert_eq!(config.media, Path::new("/usr/share/baton/media"));
+        assert_eq!(
+            config.recordings_dir(),
+            Path::new("/var/lib/baton/recordings")
+        );
+        assert_eq!(config.public_ip, Some("203.0.113.10".parse().unwrap()));
+        assert_eq!(config.rtp_inactivity, Duration::from_secs(60));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(config.max_calls, 10);
+        assert_eq!(config.log, "baton=debug,info");
+        assert_eq!(
+            config.invite_rate_limit,
+            Some(RateLimit {
+                per_source_per_sec: 5,
+                burst: 7
+            })
+        );
+    }
+
+    #[test]
+    fn rate_limit_of_zero_disables_it_and_missing_keys_keep_defaults() {
+        let off = parse("[invite_rate_limit]\nper_source_per_sec = 0\n").unwrap();
+        assert_eq!(off.invite_rate_limit, None);
+        let partial = parse("invite_rate_limit = { burst = 3 }\n").unwrap();
+        assert_eq!(
+            partial.invite_rate_limit,
+            Some(RateLimit {
+                per_source_per_sec: 50,
+                burst: 3
+            })
+        );
+    }
+
+    #[test]
+    fn overrides_replace_only_what_they_set() {
+        let mut config = parse("sip = \"127.0.0.1:5070\"\nmedia = \"prompts\"\n").unwrap();
+        config.apply(Overrides {
+            http: Some("127.0.0.1:9999".parse().unwrap()),
+            rtp_ports: Some("10000-10010".parse().unwrap()),
+            dialplans: Some(PathBuf::from("plans")),
+            data: Some(PathBuf::from("/tmp/baton")),
+            ..Overrides::default()
+        });
+        assert_eq!(config.sip, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(config.http, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(
+            config.rtp_ports,
+            PortRange {
+                low: 10000,
+                high: 10010
+            }
+        );
+        assert_eq!(config.dialplans, Path::new("plans"));
+        assert_eq!(config.media, Path::new("prompts"));
+        assert_eq!(config.data, Path::new("/tmp/baton"));
+    }
+
+    #[test]
+    fn port_range_parsing() {
+        assert_eq!(
+            "20000-30000".parse::<PortRange>(),
+            Ok(PortRange {
+                low: 20000,
+                high: 30000
+            })
+        );
+        assert_eq!("20000-20001".parse::<PortRange>().unwrap().pairs(), 1);
+        for bad in [
+            "30000-20000",
+            "20001-30000",
+            "0-100",
+            "20000",
+            "a-b",
+            "20000-20000",
+            "1-70000",
+        ] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn reversed_port_range_names_file_line_and_key() {
+        let text = "# baton\nsip = \"127.0.0.1:5060\"\n\nrtp_ports = \"30000-20000\"\n";
+        assert_eq!(
+            error(text),
+            "config.toml:4:1: key \"rtp_ports\": expected \"LOW-HIGH\" with LOW < HIGH, \
+             LOW even and above 0, got \"30000-20000\""
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let message = error("sip = \"127.0.0.1:5060\"\nsip_port = 5060\n");
+        assert!(
+            message.starts_with("config.toml:2:1: key \"sip_port\": unknown key `sip_port`"),
+            "{message}"
+        );
+        let nested = error("[invite_rate_limit]\nburst = 1\nrate = 2\n");
+        assert!(
+            nested.starts_with("config.toml:3:1: key \"invite_rate_limit.rate\": unknown key"),
+            "{nested}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_the_value_column() {
+        assert_eq!(
+            error("max_calls = \"many\"\n"),
+            "config.toml:1:13: key \"max_calls\": invalid type: string \"many\", expected u32"
+        );
+        assert_eq!(
+            error("invite_rate_limit = { burst = -1 }\n"),
+            "config.toml:1:31: key \"invite_rate_limit.burst\": \
+             invalid value: integer `-1`, expected u32"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert_eq!(
+            error("\nhttp = \"localhost:8080\"\n"),
+            "config.toml:2:1: key \"http\": expected \"IP:PORT\" such as \"0.0.0.0:5060\", \
+             got \"localhost:8080\""
+        );
+        assert!(
+            error("public_ip = \"0.0.0.0\"\n").starts_with("config.toml:1:1: key \"public_ip\"")
+        );
+        assert!(error("public_ip = \"host\"\n").starts_with("config.toml:1:1: key \"public_ip\""));
+        assert!(error("max_calls = 0\n").starts_with("config.toml:1:1: key \"max_calls\""));
+        assert!(error("rtp_inactivity_secs = 0\n")
+            .starts_with("config.toml:1:1: key \"rtp_inactivity_secs\": expected 1 to"));
+        assert!(error("log = \"baton=loud\"\n").starts_with("config.toml:1:1: key \"log\""));
+        assert!(error("[invite_rate_limit]\nburst = 0\n")
+            .starts_with("config.toml:2:1: key \"invite_rate_limit.burst\": must be at least 1"));
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_key() {
+        let message = error("sip = \"127.0.0.1:5060\"\nhttp = \n");
+        assert!(
+            message.starts_with("config.toml:2:8: key \"http\": "),
+            "{message}"
+        );
+        let header = error("[invite_rate_limit\nburst = 1\n");
+        assert!(header.starts_with("config.toml:1:"), "{header}");
+    }
+
+    #[test]
+    fn unreadable_file_names_it() {
+        let err = Config::load(Path::new("/nonexistent/baton.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err
+            .to_string()
+            .starts_with("/nonexistent/baton.toml: cannot read config file"));
+    }
+}

@@ -1,0 +1,866 @@
+//! baton's SIP user agent core: one task that owns the transaction layer and every dialog,
+//! answers what needs no call (OPTIONS, errors), creates calls from INVITEs, and relays
+//! in-dialog events to the call tasks that own the media.
+//!
+//! Every wire error maps to its status code here, in one place ([`Reject`]).
+
+use crate::call::{self, CallEvent, CallSetup, Command};
+use crate::calls::{CallInfo, CallState, MediaStats};
+use crate::dialplan::Dialplans;
+use crate::metrics::Direction as MetricDir;
+use crate::ratelimit::RateLimiter;
+use crate::rtp_ports::PortLease;
+use crate::server::Shared;
+use crate::transport::{Inbound, Transports};
+use baton_sdp::{LocalDescription, LocalMedia, Negotiated, RemoteDescription, SdpSession};
+use baton_sip::dialog::{
+    negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, Uas2xxEvent,
+    Uas2xxRetransmit,
+};
+use baton_sip::transaction::{Peer, Transmit, Transport, TransactionLayer, TxEvent, TxId};
+use baton_sip::{
+    parse, Contact, Header, Message, Method, NameAddr, Param, Request, Response, SipUri, Uri,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn};
+
+/// Methods baton implements, for Allow headers.
+const ALLOW: [Method; 6] = [
+    Method::Invite,
+    Method::Ack,
+    Method::Bye,
+    Method::Cancel,
+    Method::Options,
+    Method::Update,
+];
+/// Option tags baton supports (Supported, and accepted in Require).
+const SUPPORTED: [&str; 1] = ["timer"];
+/// Events queued towards one call before the endpoint drops them.
+const CALL_QUEUE: usize = 64;
+
+/// A request baton answers with an error status instead of processing it.
+struct Reject {
+    status: u16,
+    /// Text for a `Warning: 399` header, naming what was wrong.
+    warning: Option<String>,
+    extra: Vec<Header>,
+}
+
+impl Reject {
+    fn new(status: u16) -> Reject {
+        Reject {
+            status,
+            warning: None,
+            extra: Vec::new(),
+        }
+    }
+
+    fn warn(status: u16, text: impl Into<String>) -> Reject {
+        Reject {
+            warning: Some(text.into()),
+            ..Reject::new(status)
+        }
+    }
+
+    fn with(mut self, h: Header) -> Reject {
+        self.extra.push(h);
+        self
+    }
+}
+
+/// The endpoint's view of one call's dialog. Keyed by our To tag, which is unique.
+struct Leg {
+    call_id: String,
+    dialog: Dialog,
+    peer: Peer,
+    call: mpsc::Sender<CallEvent>,
+    /// The INVITE server transaction until its final response, for CANCEL and 487.
+    pending_invite: Option<(TxId, Request)>,
+    /// The 200 OK prepared for the initial INVITE, sent when the call answers.
+    answer: Option<Response>,
+    retransmit: Option<Uas2xxRetransmit>,
+    media: LocalMedia,
+    sdp: SdpSession,
+    /// Our last description; `awaiting_answer` when it was an offer (delayed offer).
+    local: LocalDescription,
+    awaiting_answer: bool,
+    timer: Option<SessionTimer>,
+    expires: Option<Instant>,
+    /// Our BYE is in flight: the leg goes when it completes.
+    closing: bool,
+}
+
+/// Where the server is in its life, as the endpoint sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Taking calls.
+    Running,
+    /// Refusing new calls, letting current ones finish.
+    Draining,
+    /// Hanging up the calls that remain.
+    Ending,
+}
+
+/// Settings of the endpoint taken from the configuration.
+pub struct EndpointConfig {
+    /// Address put in Contact and SDP.
+    pub advertised: IpAddr,
+    pub invite_rate: u32,
+    pub invite_burst: u32,
+    pub max_calls: usize,
+}
+
+/// The SIP endpoint task's state.
+pub struct Endpoint {
+    shared: Arc<Shared>,
+    dialplans: Arc<Dialplans>,
+    transports: Transports,
+    txl: TransactionLayer,
+    config: EndpointConfig,
+    limiter: RateLimiter,
+    legs: HashMap<String, Leg>,
+    /// Which leg each INVITE server transaction belongs to (for CANCEL).
+    invites: HashMap<TxId, String>,
+    /// Which leg each of our client transactions (BYE, UPDATE) belongs to.
+    clients: HashMap<TxId, String>,
+    /// Leg deadlines (2xx retransmission, session expiry), checked lazily.
+    wakeups: BinaryHeap<Reverse<(Instant, String)>>,
+    commands: mpsc::Sender<Command>,
+    timers: SessionTimerConfig,
+    draining: bool,
+}
+
+impl Endpoint {
+    /// An endpoint sending through `transports`; `commands` is the sender half of the
+    /// channel whose receiver goes to [`Endpoint::run`].
+    pub fn new(
+        shared: Arc<Shared>,
+        dialplans: Arc<Dialplans>,
+        transports: Transports,
+        config: EndpointConfig,
+        commands: mpsc::Sender<Command>,
+    ) -> Endpoint {
+        Endpoint {
+            limiter: RateLimiter::new(config.invite_rate, config.invite_burst),
+            shared,
+            dialplans,
+            transports,
+            txl: TransactionLayer::new(Default::default()),
+            config,
+            legs: HashMap::new(),
+            invites: HashMap::new(),
+            clients: HashMap::new(),
+            wakeups: BinaryHeap::new(),
+            commands,
+            // Only sessions whose UAC asks for a timer get one: baton never has to refresh.
+            timers: SessionTimerConfig {
+                enabled: false,
+                ..Default::default()
+            },
+            draining: false,
+        }
+    }
+
+    /// Serves until `shutdown` fires and, after it, until every leg is gone.
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+        mut shutdown: tokio::sync::watch::Receiver<Phase>,
+    ) {
+        let mut ending = false;
+        loop {
+            let next = self.next_deadline();
+            tokio::select! {
+                item = inbound.recv() => match item {
+                    Some(item) => self.handle_inbound(item, Instant::now()),
+                    None => return,
+                },
+                Some(cmd) = commands.recv() => self.handle_command(cmd, Instant::now()),
+                _ = sleep_until(next) => self.handle_timeouts(Instant::now()),
+                changed = shutdown.changed(), if !ending => {
+                    let phase = if changed.is_err() { Phase::Ending } else { *shutdown.borrow() };
+                    if phase != Phase::Running && !self.draining {
+                        self.draining = true;
+                        info!(legs = self.legs.len(), "draining: new calls are refused");
+                    }
+                    if phase == Phase::Ending {
+                        ending = true;
+                        let keys: Vec<String> = self.legs.keys().cloned().collect();
+                        for key in keys {
+                            if let Some(leg) = self.legs.get(&key) {
+                                let _ = leg.call.try_send(CallEvent::Gone("shutdown"));
+                            }
+                            self.hangup(&key, Instant::now());
+                        }
+                    }
+                }
+            }
+            self.flush(Instant::now());
+            if self.draining && self.legs.is_empty() && self.clients.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let leg = self.wakeups.peek().map(|Reverse((t, _))| *t);
+        match (leg, self.txl.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Sends what the transaction layer produced and dispatches its events.
+    fn flush(&mut self, now: Instant) {
+        loop {
+            while let Some(t) = self.txl.poll_transmit() {
+                self.transmit(t);
+            }
+            let Some(ev) = self.txl.poll_event() else {
+                return;
+            };
+            self.handle_tx_event(ev, now);
+        }
+    }
+
+    fn transmit(&self, t: Transmit) {
+        match &t.msg {
+            Message::Request(r) => self.shared.metrics.sip_request(r.method.as_str(), MetricDir::Out),
+            Message::Response(r) => self.shared.metrics.sip_response(r.status, MetricDir::Out),
+        }
+        self.transports.send(&t.msg, t.to);
+    }
+
+    fn handle_inbound(&mut self, item: Inbound, now: Instant) {
+        match item {
+            Inbound::Message(msg, peer) => {
+                match &msg {
+                    Message::Request(r) => {
+                        self.shared.metrics.sip_request(r.method.as_str(), MetricDir::In);
+                        if r.method == Method::Invite
+                            && r.headers.to().and_then(|t| t.tag()).is_none()
+                            && !self.limiter.allow(peer.addr.ip(), now)
+                        {
+                            // A flood gets no answer: answering would amplify it.
+                            self.shared.metrics.sip_dropped();
+                            return;
+                        }
+                    }
+                    Message::Response(r) => {
+                        self.shared.metrics.sip_response(r.status, MetricDir::In);
+                        if r.headers.top_via().is_some_and(|v| !self.via_is_ours(v)) {
+                            // RFC 3261 §18.1.2: a response whose top Via is not ours is dropped.
+                            self.shared.metrics.sip_dropped();
+                            return;
+                        }
+                    }
+                }
+                self.txl.handle_incoming(msg, peer, now);
+            }
+            Inbound::Malformed(err, raw, peer) => {
+                self.shared.metrics.sip_malformed();
+                debug!(peer = %peer.addr, error = %err, "malformed SIP message");
+                // Responses and hopeless bytes are dropped; requests get their status.
+                let (Some(status), Some(headers)) = (err.status(), parse::salvage(&raw)) else {
+                    return;
+                };
+                let mut resp = Response {
+                    status,
+                    reason: baton_sip::build::reason_phrase(status).to_string(),
+                    headers: Default::default(),
+                    body: Vec::new(),
+                };
+                for h in headers.iter() {
+                    if matches!(
+                        h,
+                        Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
+                    ) {
+                        resp.headers.push(h.clone());
+                    }
+                }
+                if resp.headers.top_via().is_none() {
+                    return;
+                }
+                resp.headers.push(warning(&err.to_string()));
+                self.txl.send_stateless(Message::Response(resp), peer);
+            }
+        }
+    }
+
+    /// Whether a Via sent-by names this endpoint (responses to our own requests).
+    fn via_is_ours(&self, via: &baton_sip::Via) -> bool {
+        via.branch().is_some_and(|b| b.starts_with(baton_sip::build::MAGIC_COOKIE))
+    }
+
+    fn handle_tx_event(&mut self, ev: TxEvent, now: Instant) {
+        match ev {
+            TxEvent::Request { tx, request, from } => {
+                let span = info_span!("sip", call_id = request.headers.call_id().unwrap_or(""));
+                let _g = span.enter();
+                if let Err(rej) = self.handle_request(tx, &request, from, now) {
+                    self.reject(tx, &request, rej, now);
+                }
+            }
+            TxEvent::Cancel {
+                tx,
+                invite,
+                request,
+                ..
+            } => self.handle_cancel(tx, invite, &request, now),
+            TxEvent::Ack { request, .. } => self.handle_ack(&request, now),
+            TxEvent::Response { tx, response } => {
+                if response.status >= 200 {
+                    if let Some(key) = self.clients.remove(&tx) {
+                        self.client_done(&key);
+                    }
+                }
+            }
+            TxEvent::Timeout { tx, .. } | TxEvent::TransportError { tx } => {
+                if let Some(key) = self.clients.remove(&tx) {
+                    self.client_done(&key);
+                }
+                if let Some(key) = self.invites.remove(&tx) {
+                    // The ACK for a final non-2xx never came, or the transport broke:
+                    // nothing more to tell the caller.
+                    self.drop_leg(&key, CallEvent::Gone("transport"));
+                }
+            }
+            TxEvent::StrayResponse { .. } => self.shared.metrics.sip_dropped(),
+            TxEvent::Terminated { tx } => {
+                self.invites.remove(&tx);
+                self.clients.remove(&tx);
+            }
+        }
+    }
+
+    fn reject(&mut self, tx: TxId, req: &Request, rej: Reject, now: Instant) {
+        if req.method == Method::Ack {
+            return;
+        }
+        let mut resp = req.response(rej.status, None);
+        if let Some(w) = &rej.warning {
+            resp.headers.push(warning(w));
+        }
+        for h in rej.extra {
+            resp.headers.push(h);
+        }
+        if let Err(e) = self.txl.send_response(tx, resp, now) {
+            debug!(error = %e, "could not send rejection");
+        }
+    }
+
+    fn handle_request(&mut self, tx: TxId, req: &Request, from: Peer, now: Instant) -> Result<(), Reject> {
+        check_require(req)?;
+        let to_tag = req.headers.to().and_then(|t| t.tag()).map(str::to_string);
+        if let Some(tag) = to_tag {
+            return self.in_dialog(tx, &tag, req, from, now);
+        }
+        match req.method {
+            Method::Invite => self.new_call(tx, req, from, now),
+            Method::Options => {
+                let mut resp = req.response(200, None);
+                resp.headers.push(Header::Allow(ALLOW.to_vec()));
+                resp.headers.push(accept_sdp());
+                resp.headers.push(Header::Supported(SUPPORTED.iter().map(|s| s.to_string()).collect()));
+                self.respond(tx, resp, now);
+                Ok(())
+            }
+            Method::Bye | Method::Update | Method::Info | Method::Prack => {
+                Err(Reject::warn(481, "no such dialog"))
+            }
+            Method::Other(_) => Err(Reject::new(501).with(Header::Allow(ALLOW.to_vec()))),
+            _ => Err(Reject::new(405).with(Header::Allow(ALLOW.to_vec()))),
+        }
+    }
+
+    fn respond(&mut self, tx: TxId, resp: Response, now: Instant) {
+        if let Err(e) = self.txl.send_response(tx, resp, now) {
+            debug!(error = %e, "response not sent");
+        }
+    }
+
+    /// An out-of-dialog INVITE: route it, negotiate media, start the call.
+    fn new_call(&mut self, tx: TxId, req: &Request, from: Peer, now: Instant) -> Result<(), Reject> {
+        if self.draining {
+            return Err(Reject::warn(503, "shutting down").with(other("Retry-After", "30")));
+        }
+        if self.legs.len() >= self.config.max_calls {
+            return Err(Reject::warn(503, "call limit reached").with(other("Retry-After", "5")));
+        }
+        let user = match &req.uri {
+            Uri::Sip(u) => u.user.clone().unwrap_or_default(),
+            Uri::Tel(t) => t.number.clone(),
+            Uri::Other { scheme, .. } => {
+                return Err(Reject::warn(416, format!("URI scheme {scheme:?} is not supported")))
+            }
+        };
+        if !req.body.is_empty() {
+            let ct = req.headers.content_type().unwrap_or("");
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if !mime.eq_ignore_ascii_case("application/sdp") {
+                return Err(Reject::warn(415, format!("body of type {mime:?}: only application/sdp")).with(accept_sdp()));
+            }
+        }
+        if let Some(accept) = req.headers.other("Accept").next() {
+            let ok = accept.split(',').any(|a| {
+                let a = a.split(';').next().unwrap_or("").trim();
+                a.eq_ignore_ascii_case("application/sdp") || a == "*/*" || a.eq_ignore_ascii_case("application/*")
+            });
+            if !ok {
+                return Err(Reject::warn(406, "baton answers with application/sdp").with(accept_sdp()));
+            }
+        }
+        let Some(plan) = self.dialplans.route(&user) else {
+            self.shared.metrics.call_result("not_found");
+            return Err(Reject::warn(404, "no dialplan for this number"));
+        };
+        let plan = Arc::new(plan.clone());
+        let timer = negotiate_session_timer(req, &self.timers).map_err(|e| {
+            let resp = e.response(req);
+            Reject {
+                status: resp.status,
+                warning: None,
+                extra: resp.headers.iter().filter(|h| matches!(h, Header::MinSe(_))).cloned().collect(),
+            }
+        })?;
+        let offer = if req.body.is_empty() {
+            None
+        } else {
+            Some(RemoteDescription::parse(&req.body).map_err(|e| Reject::warn(400, format!("SDP: {e}")))?)
+        };
+
+        let sockets = call::RtpSockets::bind(&self.shared.ports, self.shared.bind_ip)
+            .ok_or_else(|| Reject::warn(503, "no free RTP port").with(other("Retry-After", "5")))?;
+        let media = LocalMedia::new(self.config.advertised, sockets.port());
+        let (local, negotiated, awaiting_answer) = match &offer {
+            Some(offer) => match baton_sdp::answer(offer, &media) {
+                Ok(a) => (a.description, Some(a.negotiated), false),
+                Err(e) => {
+                    self.shared.metrics.call_result("incompatible");
+                    return Err(Reject {
+                        status: 488,
+                        warning: None,
+                        extra: vec![
+                            other("Warning", &format!("{} baton \"{}\"", e.warning_code(), e)),
+                            accept_sdp(),
+                        ],
+                    });
+                }
+            },
+            None => (baton_sdp::offer(&media), None, true),
+        };
+        let mut sdp = SdpSession::new(rand::random::<u32>().into());
+        let body = sdp.write(&local).to_vec();
+
+        let local_tag = baton_sip::build::new_tag();
+        let mut ok = req.response(200, None).with_to_tag(&local_tag);
+        ok.headers.push(Header::Contact(Contact::Addr(self.contact(from.transport))));
+        ok.headers.push(Header::Allow(ALLOW.to_vec()));
+        ok.headers.push(Header::Supported(SUPPORTED.iter().map(|s| s.to_string()).collect()));
+        if let Some(t) = &timer {
+            t.apply(&mut ok);
+        }
+        ok.headers.push(Header::ContentType("application/sdp".into()));
+        ok.body = body;
+        let dialog = Dialog::uas(req, &ok).map_err(|e| Reject::warn(e.status(), e.to_string()))?;
+
+        let call_id = req.headers.call_id().unwrap_or_default().to_string();
+        let id = call::new_call_id();
+        let info = self.shared.calls.insert(CallInfo {
+            id: id.clone(),
+            sip_call_id: call_id.clone(),
+            from: req.headers.from().map(|f| f.to_string()).unwrap_or_default(),
+            to: req.headers.to().map(|t| t.to_string()).unwrap_or_default(),
+            dialplan: plan.name.clone(),
+            state: CallState::Ringing,
+            started_at: SystemTime::now(),
+            ended_at: None,
+            dtmf: String::new(),
+            result: None,
+            recordings: Vec::new(),
+            media: MediaStats::default(),
+        });
+        self.shared.metrics.call_started();
+        let (events_tx, events_rx) = mpsc::channel(CALL_QUEUE);
+        info!(call = %id, plan = %plan.name, from = %from.addr, "new call");
+        call::spawn(CallSetup {
+            id,
+            key: local_tag.clone(),
+            plan,
+            sockets,
+            media: negotiated,
+            info,
+            shared: self.shared.clone(),
+            commands: self.commands.clone(),
+            events: events_rx,
+        });
+        self.invites.insert(tx, local_tag.clone());
+        self.legs.insert(
+            local_tag,
+            Leg {
+                call_id,
+                dialog,
+                peer: from,
+                call: events_tx,
+                pending_invite: Some((tx, req.clone())),
+                answer: Some(ok),
+                retransmit: None,
+                media,
+                sdp,
+                local,
+                awaiting_answer,
+                timer,
+                expires: None,
+                closing: false,
+            },
+        );
+        let _ = now;
+        Ok(())
+    }
+
+    /// Our Contact: where in-dialog requests reach this endpoint.
+    fn contact(&self, transport: Transport) -> NameAddr {
+        let local = self.transports.local_addr();
+        let mut params = Vec::new();
+        if transport == Transport::Tcp {
+            params.push(Param::new("transport", "tcp"));
+        }
+        NameAddr {
+            display: None,
+            uri: Uri::Sip(SipUri {
+                secure: false,
+                user: Some("baton".into()),
+                password: None,
+                host: host_string(self.config.advertised),
+                port: Some(local.port()),
+                params,
+                headers: Vec::new(),
+            }),
+            params: Vec::new(),
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Ring { key } => {
+                let Some(leg) = self.legs.get(&key) else { return };
+                let Some((tx, req)) = &leg.pending_invite else { return };
+                let (tx, ringing) = (*tx, req.response(180, None).with_to_tag(&key));
+                self.respond(tx, ringing, now);
+            }
+            Command::Answer { key } => self.answer(&key, now),
+            Command::Hangup { key } => self.hangup(&key, now),
+        }
+    }
+
+    /// Sends the prepared 200 OK for the initial INVITE.
+    fn answer(&mut self, key: &str, now: Instant) {
+        let Some(leg) = self.legs.get_mut(key) else { return };
+        let (Some((tx, _)), Some(ok)) = (leg.pending_invite.take(), leg.answer.take()) else {
+            return;
+        };
+        leg.retransmit = Some(Uas2xxRetransmit::new(ok.clone(), leg.peer, &self.txl.config().timers, now));
+        if let Some(t) = &leg.timer {
+            leg.expires = Some(t.expires_at(now));
+        }
+        let wake = leg_deadline(leg);
+        if let Err(e) = self.txl.send_response(tx, ok, now) {
+            debug!(error = %e, "200 OK not sent");
+        }
+        self.invites.remove(&tx);
+        if let Some(t) = wake {
+            self.wakeups.push(Reverse((t, key.to_string())));
+        }
+    }
+
+    /// The call wants to end: BYE if answered, otherwise a final error for the INVITE.
+    fn hangup(&mut self, key: &str, now: Instant) {
+        let Some(leg) = self.legs.get_mut(key) else { return };
+        if let Some((tx, req)) = leg.pending_invite.take() {
+            let resp = req.response(480, None).with_to_tag(key);
+            self.invites.remove(&tx);
+            self.legs.remove(key);
+            self.respond(tx, resp, now);
+            return;
+        }
+        if leg.closing {
+            return;
+        }
+        leg.closing = true;
+        leg.retransmit = None;
+        let bye = leg.dialog.request(Method::Bye);
+        let peer = target_peer(&leg.dialog, leg.peer);
+        match self.txl.send_request(bye, peer, now) {
+            Ok(tx) => {
+                self.clients.insert(tx, key.to_string());
+            }
+            Err(e) => {
+                warn!(error = %e, "BYE not sent");
+                self.legs.remove(key);
+            }
+        }
+    }
+
+    fn client_done(&mut self, key: &str) {
+        if self.legs.get(key).is_some_and(|l| l.closing) {
+            self.legs.remove(key);
+        }
+    }
+
+    fn drop_leg(&mut self, key: &str, why: CallEvent) {
+        if let Some(leg) = self.legs.remove(key) {
+            let _ = leg.call.try_send(why);
+        }
+    }
+
+    fn handle_cancel(&mut self, tx: TxId, invite: Option<TxId>, req: &Request, now: Instant) {
+        let Some(invite) = invite else {
+            self.reject(tx, req, Reject::new(481), now);
+            return;
+        };
+        self.respond(tx, req.response(200, None), now);
+        let Some(key) = self.invites.get(&invite).cloned() else { return };
+        let Some(leg) = self.legs.get_mut(&key) else { return };
+        if let Some((inv_tx, inv)) = leg.pending_invite.take() {
+            let resp = inv.response(487, None).with_to_tag(&key);
+            self.respond(inv_tx, resp, now);
+            self.invites.remove(&inv_tx);
+            self.drop_leg(&key, CallEvent::Cancelled);
+        }
+    }
+
+    fn handle_ack(&mut self, ack: &Request, now: Instant) {
+        let Some(tag) = ack.headers.to().and_then(|t| t.tag()) else { return };
+        let Some(leg) = self.legs.get_mut(tag) else { return };
+        if leg.call_id != ack.headers.call_id().unwrap_or("") {
+            return;
+        }
+        let Some(rt) = &mut leg.retransmit else {
+            return; // a retransmitted ACK
+        };
+        if !rt.matches_ack(ack) {
+            return;
+        }
+        rt.handle_ack();
+        leg.retransmit = None;
+        leg.dialog.confirm();
+        let mut media = None;
+        if leg.awaiting_answer {
+            leg.awaiting_answer = false;
+            let answer = RemoteDescription::parse(&ack.body)
+                .map_err(|e| e.to_string())
+                .and_then(|d| baton_sdp::accept_answer(&leg.local, &d).map_err(|e| e.to_string()));
+            match answer {
+                Ok(n) => media = Some(n),
+                Err(e) => {
+                    // RFC 3261 §13.3.1.4 leaves us nothing to answer: end the call.
+                    warn!(error = %e, "the ACK's SDP answer is unusable; ending the call");
+                    let _ = leg.call.try_send(CallEvent::Gone("bad_answer"));
+                    let key = tag.to_string();
+                    self.hangup(&key, now);
+                    return;
+                }
+            }
+        }
+        let _ = leg.call.try_send(CallEvent::Acked(media));
+    }
+
+    fn in_dialog(&mut self, tx: TxId, tag: &str, req: &Request, from: Peer, now: Instant) -> Result<(), Reject> {
+        let Some(leg) = self.legs.get_mut(tag) else {
+            return Err(Reject::warn(481, "no such dialog"));
+        };
+        if leg.call_id != req.headers.call_id().unwrap_or("") {
+            return Err(Reject::warn(481, "no such dialog"));
+        }
+        leg.dialog.check_request(req).map_err(|e| Reject::warn(e.status(), e.to_string()))?;
+        match req.method {
+            Method::Bye => {
+                let leg = self.legs.remove(tag).expect("leg looked up above");
+                let _ = leg.call.try_send(CallEvent::Bye);
+                self.respond(tx, req.response(200, None), now);
+                Ok(())
+            }
+            Method::Invite | Method::Update => {
+                if leg.pending_invite.is_some() || leg.retransmit.is_some() {
+                    // §14.2: an INVITE while ours is unfinished.
+                    return Err(Reject::new(if req.method == Method::Invite { 491 } else { 500 })
+                        .with(other("Retry-After", "1")));
+                }
+                let timer = negotiate_session_timer(req, &self.timers).map_err(|e| Reject {
+                    status: e.status(),
+                    warning: None,
+                    extra: e.response(req).headers.iter().filter(|h| matches!(h, Header::MinSe(_))).cloned().collect(),
+                })?;
+                let mut resp = req.response(200, None);
+                let mut changed = None;
+                if !req.body.is_empty() {
+                    let offer = RemoteDescription::parse(&req.body).map_err(|e| Reject::warn(400, format!("SDP: {e}")))?;
+                    let answer = baton_sdp::answer(&offer, &leg.media).map_err(|e| Reject {
+                        status: 488,
+                        warning: None,
+                        extra: vec![other("Warning", &format!("{} baton \"{}\"", e.warning_code(), e))],
+                    })?;
+                    leg.local = answer.description;
+                    changed = Some(answer.negotiated);
+                    resp.body = leg.sdp.write(&leg.local).to_vec();
+                } else if req.method == Method::Invite {
+                    // A re-INVITE without SDP asks for our offer; the answer comes in the ACK.
+                    resp.body = leg.sdp.write(&leg.local).to_vec();
+                    leg.awaiting_answer = true;
+                }
+                if !resp.body.is_empty() {
+                    resp.headers.push(Header::ContentType("application/sdp".into()));
+                }
+                resp.headers.push(Header::Contact(Contact::Addr(self.contact(from.transport))));
+                resp.headers.push(Header::Allow(ALLOW.to_vec()));
+                resp.headers.push(Header::Supported(SUPPORTED.iter().map(|s| s.to_string()).collect()));
+                let leg = self.legs.get_mut(tag).expect("leg looked up above");
+                leg.timer = timer.or(leg.timer);
+                if let Some(t) = &leg.timer {
+                    t.apply(&mut resp);
+                    leg.expires = Some(t.expires_at(now));
+                }
+                if req.method == Method::Invite {
+                    leg.retransmit = Some(Uas2xxRetransmit::new(resp.clone(), leg.peer, &self.txl.config().timers, now));
+                }
+                if let Some(n) = changed {
+                    let _ = leg.call.try_send(CallEvent::Media(n));
+                }
+                let wake = leg_deadline(leg);
+                self.respond(tx, resp, now);
+                if let Some(t) = wake {
+                    self.wakeups.push(Reverse((t, tag.to_string())));
+                }
+                Ok(())
+            }
+            Method::Options => {
+                let mut resp = req.response(200, None);
+                resp.headers.push(Header::Allow(ALLOW.to_vec()));
+                self.respond(tx, resp, now);
+                Ok(())
+            }
+            Method::Info => {
+                // DTMF over INFO is not taken; accepting it keeps phones from tearing down.
+                self.respond(tx, req.response(200, None), now);
+                Ok(())
+            }
+            Method::Other(_) => Err(Reject::new(501).with(Header::Allow(ALLOW.to_vec()))),
+            _ => Err(Reject::new(405).with(Header::Allow(ALLOW.to_vec()))),
+        }
+    }
+
+    fn handle_timeouts(&mut self, now: Instant) {
+        self.txl.handle_timeout(now);
+        while let Some(Reverse((t, _))) = self.wakeups.peek() {
+            if *t > now {
+                break;
+            }
+            let Some(Reverse((_, key))) = self.wakeups.pop() else { break };
+            let Some(leg) = self.legs.get_mut(&key) else { continue };
+            let mut gone = None;
+            if let Some(rt) = &mut leg.retransmit {
+                rt.handle_timeout(now);
+                while let Some(t) = rt.poll_transmit() {
+                    self.shared.metrics.sip_response(200, MetricDir::Out);
+                    self.transports.send(&t.msg, t.to);
+                }
+                if let Some(Uas2xxEvent::AckTimeout) = rt.poll_event() {
+                    gone = Some("ack_timeout");
+                }
+            }
+            if leg.expires.is_some_and(|e| e <= now) {
+                gone = Some("session_expired");
+            }
+            if let Some(why) = gone {
+                info!(call_id = %leg.call_id, why, "ending call");
+                let _ = leg.call.try_send(CallEvent::Gone(why));
+                leg.retransmit = None;
+                self.hangup(&key, now);
+                continue;
+            }
+            if let Some(t) = leg_deadline(leg) {
+                self.wakeups.push(Reverse((t, key)));
+            }
+        }
+    }
+}
+
+/// The earliest time a leg needs attention.
+fn leg_deadline(leg: &Leg) -> Option<Instant> {
+    let rt = leg.retransmit.as_ref().and_then(|r| r.poll_timeout());
+    match (rt, leg.expires) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Where in-dialog requests go: the remote target over the transport the dialog uses.
+/// A target that is a name (not an address) falls back to where the INVITE came from.
+fn target_peer(dialog: &Dialog, came_from: Peer) -> Peer {
+    if let Some(Uri::Sip(u)) = dialog.route_set.first().map(|r| &r.uri).or(Some(&dialog.remote_target)) {
+        let host = u.host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            let port = u.port.unwrap_or(5060);
+            return Peer {
+                addr: SocketAddr::new(ip, port),
+                transport: came_from.transport,
+            };
+        }
+    }
+    came_from
+}
+
+/// 420 for a Require option baton does not support (RFC 3261 §8.2.2.3).
+fn check_require(req: &Request) -> Result<(), Reject> {
+    if matches!(req.method, Method::Ack | Method::Cancel) {
+        return Ok(());
+    }
+    let unsupported: Vec<String> = req
+        .headers
+        .require()
+        .chain(req.headers.proxy_require())
+        .filter(|t| !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .map(str::to_string)
+        .collect();
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(Reject::new(420).with(Header::Unsupported(unsupported)))
+    }
+}
+
+fn warning(text: &str) -> Header {
+    let clean: String = text.chars().map(|c| if c == '"' || c.is_control() { '\'' } else { c }).collect();
+    other("Warning", &format!("399 baton \"{clean}\""))
+}
+
+fn accept_sdp() -> Header {
+    other("Accept", "application/sdp")
+}
+
+fn other(name: &str, value: &str) -> Header {
+    Header::Other {
+        name: name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+fn host_string(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,216 @@
+//! Process-wide counters, rendered in the Prometheus text format for `GET /metrics`.
+//!
+//! Plain atomics and small maps: the SIP and media paths bump them without awaiting, and a
+//! scrape takes a snapshot. Label values that come from the wire (methods) are bounded so a
+//! scanner cannot grow the label set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Which way a SIP message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// Upper bounds (ms) of the jitter histogram buckets.
+const JITTER_BUCKETS_MS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0];
+
+/// The methods counted by name; anything else is counted as `other`.
+const KNOWN_METHODS: [&str; 14] = [
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "REGISTER",
+    "UPDATE",
+    "INFO",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+/// All of baton's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    active_calls: AtomicI64,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+    sip_requests: Mutex<BTreeMap<(&'static str, Direction), u64>>,
+    sip_responses: Mutex<BTreeMap<(u16, Direction), u64>>,
+    sip_malformed: AtomicU64,
+    sip_dropped: AtomicU64,
+    rtp_in: AtomicU64,
+    rtp_out: AtomicU64,
+    rtp_lost: AtomicU64,
+    rtp_malformed: AtomicU64,
+    jitter_buckets: [AtomicU64; JITTER_BUCKETS_MS.len()],
+    jitter_count: AtomicU64,
+    jitter_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// A call was set up (answered or not yet): counts it as active.
+    pub fn call_started(&self) {
+        self.active_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A call ended with `result` (e.g. `completed`, `cancelled`, `rejected`, `timeout`).
+    pub fn call_ended(&self, result: &'static str) {
+        self.active_calls.fetch_sub(1, Ordering::Relaxed);
+        self.call_result(result);
+    }
+
+    /// A call attempt that never became a call (404, 488, ...) ended with `result`.
+    pub fn call_result(&self, result: &'static str) {
+        *lock(&self.calls).entry(result).or_default() += 1;
+    }
+
+    /// Current number of active calls.
+    pub fn active_calls(&self) -> i64 {
+        self.active_calls.load(Ordering::Relaxed)
+    }
+
+    /// Counts a SIP request by method.
+    pub fn sip_request(&self, method: &str, dir: Direction) {
+        let m = KNOWN_METHODS
+            .iter()
+            .find(|k| **k == method)
+            .copied()
+            .unwrap_or("other");
+        *lock(&self.sip_requests).entry((m, dir)).or_default() += 1;
+    }
+
+    /// Counts a SIP response by status code.
+    pub fn sip_response(&self, status: u16, dir: Direction) {
+        *lock(&self.sip_responses).entry((status, dir)).or_default() += 1;
+    }
+
+    /// Counts a SIP message that could not be parsed.
+    pub fn sip_malformed(&self) {
+        self.sip_malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a SIP message dropped by policy (rate limit, oversize, stray response).
+    pub fn sip_dropped(&self) {
+        self.sip_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds RTP packet counts of a leg: received, sent, lost, malformed.
+    pub fn rtp(&self, received: u64, sent: u64, lost: u64, malformed: u64) {
+        self.rtp_in.fetch_add(received, Ordering::Relaxed);
+        self.rtp_out.fetch_add(sent, Ordering::Relaxed);
+        self.rtp_lost.fetch_add(lost, Ordering::Relaxed);
+        self.rtp_malformed.fetch_add(malformed, Ordering::Relaxed);
+    }
+
+    /// Records a leg's interarrival jitter (RFC 3550) at the end of the call.
+    pub fn observe_jitter(&self, jitter_ms: f64) {
+        for (bucket, bound) in self.jitter_buckets.iter().zip(JITTER_BUCKETS_MS) {
+            if jitter_ms <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.jitter_count.fetch_add(1, Ordering::Relaxed);
+        self.jitter_sum_us
+            .fetch_add((jitter_ms * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    /// Renders every metric in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(&mut out, "baton_active_calls", "gauge", "Calls in progress.");
+        let _ = writeln!(out, "baton_active_calls {}", self.active_calls());
+
+        header(&mut out, "baton_calls_total", "counter", "Calls by result.");
+        for (result, n) in lock(&self.calls).iter() {
+            let _ = writeln!(out, "baton_calls_total{{result=\"{result}\"}} {n}");
+        }
+        header(&mut out, "baton_sip_requests_total", "counter", "SIP requests by method and direction.");
+        for ((method, dir), n) in lock(&self.sip_requests).iter() {
+            let _ = writeln!(
+                out,
+                "baton_sip_requests_total{{method=\"{method}\",direction=\"{}\"}} {n}",
+                dir.as_str()
+            );
+        }
+        header(&mut out, "baton_sip_responses_total", "counter", "SIP responses by status code and direction.");
+        for ((code, dir), n) in lock(&self.sip_responses).iter() {
+            let _ = writeln!(
+                out,
+                "baton_sip_responses_total{{code=\"{code}\",direction=\"{}\"}} {n}",
+                dir.as_str()
+            );
+        }
+        header(&mut out, "baton_sip_malformed_total", "counter", "SIP messages that failed to parse.");
+        let _ = writeln!(out, "baton_sip_malformed_total {}", g(&self.sip_malformed));
+        header(&mut out, "baton_sip_dropped_total", "counter", "SIP messages dropped by policy.");
+        let _ = writeln!(out, "baton_sip_dropped_total {}", g(&self.sip_dropped));
+
+        header(&mut out, "baton_rtp_packets_total", "counter", "RTP packets by direction.");
+        let _ = writeln!(out, "baton_rtp_packets_total{{direction=\"in\"}} {}", g(&self.rtp_in));
+        let _ = writeln!(out, "baton_rtp_packets_total{{direction=\"out\"}} {}", g(&self.rtp_out));
+        header(&mut out, "baton_rtp_lost_packets_total", "counter", "RTP packets lost on the way in (ended legs).");
+        let _ = writeln!(out, "baton_rtp_lost_packets_total {}", g(&self.rtp_lost));
+        header(&mut out, "baton_rtp_malformed_total", "counter", "RTP/RTCP datagrams that failed to parse.");
+        let _ = writeln!(out, "baton_rtp_malformed_total {}", g(&self.rtp_malformed));
+
+        header(&mut out, "baton_rtp_jitter_ms", "histogram", "Interarrival jitter of ended legs (RFC 3550), ms.");
+        for (bucket, bound) in self.jitter_buckets.iter().zip(JITTER_BUCKETS_MS) {
+            let _ = writeln!(out, "baton_rtp_jitter_ms_bucket{{le=\"{bound}\"}} {}", g(bucket));
+        }
+        let count = g(&self.jitter_count);
+        let _ = writeln!(out, "baton_rtp_jitter_ms_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "baton_rtp_jitter_ms_sum {}", g(&self.jitter_sum_us) as f64 / 1000.0);
+        let _ = writeln!(out, "baton_rtp_jitter_ms_count {count}");
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Locks a metrics map; a panic elsewhere while holding it leaves counts that are still valid.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_bounds_method_labels() {
+        let m = Metrics::default();
+        m.call_started();
+        m.sip_request("INVITE", Direction::In);
+        m.sip_request("X-SCAN-1", Direction::In);
+        m.sip_request("X-SCAN-2", Direction::In);
+        m.sip_response(200, Direction::Out);
+        m.observe_jitter(3.0);
+        let text = m.render();
+        assert!(text.contains("baton_active_calls 1"));
+        assert!(text.contains("baton_sip_requests_total{method=\"INVITE\",direction=\"in\"} 1"));
+        assert!(text.contains("baton_sip_requests_total{method=\"other\",direction=\"in\"} 2"));
+        assert!(text.contains("baton_sip_responses_total{code=\"200\",direction=\"out\"} 1"));
+        assert!(text.contains("baton_rtp_jitter_ms_bucket{le=\"2\"} 0"));
+        assert!(text.contains("baton_rtp_jitter_ms_bucket{le=\"5\"} 1"));
+    }
+}

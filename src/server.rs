@@ -1,0 +1,160 @@
+//! `baton serve`: wires the transports, the SIP endpoint, the call tasks and the HTTP API
+//! together, and shuts them down gracefully.
+
+use crate::api::{self, ApiState};
+use crate::call::{self, script::Prompts};
+use crate::calls::Calls;
+use crate::config::Config;
+use crate::dialplan::Dialplans;
+use crate::endpoint::{Endpoint, EndpointConfig, Phase};
+use crate::metrics::Metrics;
+use crate::rtp_ports::PortPool;
+use crate::transport::Transports;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// How long the BYEs sent at the end of the grace period may take.
+const BYE_GRACE: Duration = Duration::from_secs(5);
+
+/// State every call task and the endpoint share.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub calls: Arc<Calls>,
+    pub ports: Arc<PortPool>,
+    /// Local address RTP sockets bind to.
+    pub bind_ip: IpAddr,
+    pub prompts: Arc<Prompts>,
+    pub rtp_inactivity: Duration,
+    /// Where recordings are written.
+    pub recordings: PathBuf,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("dialplans: {0}")]
+    Dialplans(String),
+    #[error("prompt {0}")]
+    Prompt(#[from] call::PromptError),
+    #[error("cannot listen for SIP on {addr}: {source}")]
+    Sip { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Http { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Runs baton until SIGINT or SIGTERM, then drains calls for up to the configured grace.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let dialplans = Dialplans::load(&config.dialplans, &config.media).map_err(|errors| {
+        StartError::Dialplans(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+    })?;
+    let prompts = call::load_prompts(&dialplans)?;
+    let metrics = Arc::new(Metrics::default());
+    let calls = Arc::new(Calls::default());
+    let draining = Arc::new(AtomicBool::new(false));
+
+    let http = tokio::net::TcpListener::bind(config.http)
+        .await
+        .map_err(|source| StartError::Http { addr: config.http, source })?;
+    let (inbound_tx, inbound_rx) = mpsc::channel(8192);
+    let transports = Transports::bind(config.sip, inbound_tx, metrics.clone())
+        .await
+        .map_err(|source| StartError::Sip { addr: config.sip, source })?;
+
+    let bind_ip = config.sip.ip();
+    let advertised = config.public_ip.unwrap_or(if bind_ip.is_unspecified() {
+        warn!("SIP listens on all addresses and no public_ip is set: advertising 127.0.0.1");
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bind_ip
+    });
+    let shared = Arc::new(Shared {
+        metrics: metrics.clone(),
+        calls: calls.clone(),
+        ports: Arc::new(PortPool::new(config.rtp_ports.low, config.rtp_ports.high)),
+        bind_ip,
+        prompts: Arc::new(prompts),
+        rtp_inactivity: config.rtp_inactivity,
+        recordings: config.data.join("recordings"),
+    });
+    let (rate, burst) = config
+        .invite_rate_limit
+        .map_or((0, 0), |r| (r.per_source_per_sec, r.burst));
+    let (commands_tx, commands_rx) = mpsc::channel(8192);
+    let endpoint = Endpoint::new(
+        shared,
+        Arc::new(dialplans),
+        transports.clone(),
+        EndpointConfig {
+            advertised,
+            invite_rate: rate,
+            invite_burst: burst,
+            max_calls: config.max_calls as usize,
+        },
+        commands_tx,
+    );
+    let (shutdown_tx, shutdown_rx) = watch::channel(Phase::Running);
+    let mut endpoint = tokio::spawn(endpoint.run(inbound_rx, commands_rx, shutdown_rx));
+
+    let state = ApiState {
+        calls: calls.clone(),
+        metrics,
+        draining: draining.clone(),
+    };
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let http_addr = http.local_addr().unwrap_or(config.http);
+    tokio::spawn(async move {
+        let mut stop = http_stop_rx;
+        let served = axum::serve(http, api::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "HTTP server stopped");
+        }
+    });
+    info!(sip = %transports.local_addr(), http = %http_addr, "baton is up");
+
+    shutdown_signal().await;
+    info!(active = calls.active_count(), grace = ?config.shutdown_grace, "shutting down: no new calls");
+    draining.store(true, Ordering::Relaxed);
+    let _ = shutdown_tx.send(Phase::Draining);
+    if tokio::time::timeout(config.shutdown_grace, &mut endpoint).await.is_err() {
+        warn!(active = calls.active_count(), "grace period over: ending the remaining calls");
+        let _ = shutdown_tx.send(Phase::Ending);
+        // The BYEs get a few seconds to be answered; then baton exits regardless.
+        if tokio::time::timeout(BYE_GRACE, &mut endpoint).await.is_err() {
+            endpoint.abort();
+        }
+    }
+    let _ = http_stop_tx.send(true);
+    info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

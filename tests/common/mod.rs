@@ -1,0 +1,881 @@
+//! The end-to-end harness: a real `baton serve` process on loopback ports, SIPp as the
+//! carrier, espeak-ng and sox for the caller's voice, and small readers for baton's HTTP API
+//! and recordings. Everything is bounded in time so a hung server fails a test instead of
+//! hanging it.
+
+// Each test file uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+/// Where the repository's shipped dialplans, prompts and SIPp scenarios live.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// How long baton may take to answer `/healthz` after it is started.
+const STARTUP: Duration = Duration::from_secs(20);
+/// Lines of baton's log shown when a test fails.
+const LOG_TAIL_LINES: usize = 80;
+
+/// The SIP transport a test runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// SIPp's `-t` value: one socket (UDP) or one connection (TCP) for the whole run.
+    pub fn sipp_flag(self) -> &'static str {
+        match self {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        }
+    }
+
+    /// Lower-case name for file names and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// A random number that differs between calls, threads and processes (std has no RNG).
+pub fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; says whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A port free on both UDP and TCP at 127.0.0.1 (SIP listens on both with one number).
+fn free_udp_tcp_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else {
+            continue;
+        };
+        if TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no port free on both UDP and TCP at 127.0.0.1");
+}
+
+/// A port free on TCP at 127.0.0.1.
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral TCP port")
+}
+
+/// A random range of 200 ports between 20000 and 60000, starting on an even port.
+fn random_rtp_range() -> (u16, u16) {
+    let low = 20000 + (random_u64() % 19900) as u16 * 2;
+    (low, low + 199)
+}
+
+/// An even UDP port below baton's RTP ranges where SIPp can bind its media sockets
+/// (it takes the port and the next three: RTP and RTCP for audio and video).
+fn free_sipp_media_port() -> u16 {
+    for _ in 0..200 {
+        let port = 10000 + (random_u64() % 4900) as u16 * 2;
+        let all_free = (port..port + 4).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return port;
+        }
+    }
+    panic!("no free media port for SIPp between 10000 and 19999");
+}
+
+/// A fresh directory under the system temp dir; tests keep it when they fail.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "baton-test-{name}-{}-{:x}",
+        std::process::id(),
+        random_u64() & 0xffff_ffff
+    ));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// The last `n` lines of a text file, for failure messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|e| format!("(cannot read {}: {e})", path.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// How a test wants baton set up: extra dialplans beside the shipped ones, a config file.
+pub struct BatonBuilder {
+    name: String,
+    dialplans: Vec<(String, String)>,
+    config: Option<String>,
+}
+
+impl BatonBuilder {
+    /// Adds a dialplan file `<stem>.toml` with `toml` as its text, beside copies of the
+    /// shipped dialplans.
+    pub fn dialplan(mut self, stem: &str, toml: &str) -> Self {
+        self.dialplans.push((stem.to_owned(), toml.to_owned()));
+        self
+    }
+
+    /// Starts baton with a config file holding `toml` (passed as `--config FILE`).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_owned());
+        self
+    }
+
+    /// Starts baton and waits until `/healthz` answers 200.
+    pub fn start(self) -> Baton {
+        let dir = temp_dir(&self.name);
+        let data = dir.join("data");
+        fs::create_dir_all(&data).expect("create data dir");
+        let dialplans = if self.dialplans.is_empty() {
+            repo_path("dialplans")
+        } else {
+            let own = dir.join("dialplans");
+            fs::create_dir_all(&own).expect("create dialplans dir");
+            for entry in fs::read_dir(repo_path("dialplans")).expect("read shipped dialplans") {
+                let path = entry.expect("dialplans entry").path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    let to = own.join(path.file_name().expect("file name"));
+                    fs::copy(&path, &to).expect("copy shipped dialplan");
+                }
+            }
+            for (stem, text) in &self.dialplans {
+                fs::write(own.join(format!("{stem}.toml")), text).expect("write dialplan");
+            }
+            own
+        };
+        let config = self.config.as_ref().map(|text| {
+            let path = dir.join("baton.toml");
+            fs::write(&path, text).expect("write config");
+            path
+        });
+
+        // Another test may grab a port between our probe and baton's bind: try again then.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let sip = SocketAddr::from(([127, 0, 0, 1], free_udp_tcp_port()));
+            let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+            let (rtp_low, rtp_high) = random_rtp_range();
+            let log = dir.join(format!("baton-{attempt}.log"));
+            let log_file = fs::File::create(&log).expect("create baton log");
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+            cmd.arg("serve")
+                .args(["--sip", &sip.to_string()])
+                .args(["--http", &http.to_string()])
+                .args(["--rtp-ports", &format!("{rtp_low}-{rtp_high}")])
+                .arg("--dialplans")
+                .arg(&dialplans)
+                .arg("--media")
+                .arg(repo_path("media"))
+                .arg("--data")
+                .arg(&data);
+            if let Some(config) = &config {
+                cmd.arg("--config").arg(config);
+            }
+            let child = cmd
+                .env(
+                    "BATON_LOG",
+                    std::env::var("BATON_LOG").unwrap_or_else(|_| "baton=debug,info".to_owned()),
+                )
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().expect("clone log handle"))
+                .stderr(log_file)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {}: {e}", env!("CARGO_BIN_EXE_baton")));
+            let mut baton = Baton {
+                sip,
+                http,
+                dir: dir.clone(),
+                data: data.clone(),
+                log,
+                child,
+            };
+            match baton.wait_healthy() {
+                Ok(()) => return baton,
+                Err(why) => {
+                    let text = fs::read_to_string(&baton.log).unwrap_or_default();
+                    let port_taken = text.contains("in use") || text.contains("AddrInUse");
+                    if port_taken && attempt < 3 {
+                        continue;
+                    }
+                    panic!(
+                        "baton did not come up: {why}\nlog {}:\n{}",
+                        baton.log.display(),
+                        text
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A running `baton serve` on loopback ports, killed when dropped. Its temp dir (data,
+/// recordings, logs, SIPp files) is removed unless the test failed.
+pub struct Baton {
+    /// Where SIP listens, on UDP and TCP.
+    pub sip: SocketAddr,
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// The test's temp dir.
+    pub dir: PathBuf,
+    /// baton's `--data` dir.
+    pub data: PathBuf,
+    /// baton's stdout and stderr.
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Baton {
+    /// Starts baton with the shipped dialplans and default settings.
+    pub fn start(name: &str) -> Baton {
+        Baton::builder(name).start()
+    }
+
+    /// A builder for extra dialplans or a config file.
+    pub fn builder(name: &str) -> BatonBuilder {
+        BatonBuilder {
+            name: name.to_owned(),
+            dialplans: Vec::new(),
+            config: None,
+        }
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("baton exited early with {status}"));
+            }
+            if let Ok((200, _)) = http_get(self.http, "/healthz") {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("/healthz not 200 within {STARTUP:?}"));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Panics (with the log's tail) when baton has exited: a crash must fail the test.
+    pub fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "baton exited with {status}; log {}:\n{}",
+                self.log.display(),
+                tail(&self.log, LOG_TAIL_LINES)
+            );
+        }
+    }
+
+    /// `GET path` on the API: status and body.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `GET path`, expecting 200 and JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path} answered {status}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics answered {status}: {body}");
+        body
+    }
+
+    /// One series of `/metrics` (e.g. `baton_rtp_packets_total{direction="out"}`); 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics(), series).unwrap_or(0.0)
+    }
+
+    /// Calls in `/v1/calls`, with the recently ended ones when `ended` is set.
+    pub fn calls(&self, ended: bool) -> Vec<Value> {
+        let path = if ended {
+            "/v1/calls?include=ended"
+        } else {
+            "/v1/calls"
+        };
+        match self.get_json(path) {
+            Value::Array(calls) => calls,
+            other => panic!("GET {path}: expected a JSON array, got {other}"),
+        }
+    }
+
+    /// The call (active or recently ended) whose SIP Call-ID is `sip_call_id`.
+    pub fn call(&self, sip_call_id: &str) -> Option<Value> {
+        self.calls(true)
+            .into_iter()
+            .find(|c| c["sip_call_id"].as_str() == Some(sip_call_id))
+    }
+
+    /// Waits until the call with `sip_call_id` is listed as ended and returns it.
+    pub fn wait_ended(&self, sip_call_id: &str, timeout: Duration) -> Value {
+        let mut last = None;
+        let ended = wait_for(timeout, || {
+            last = self.call(sip_call_id);
+            last.as_ref().is_some_and(|c| c["state"] == "ended")
+        });
+        match (ended, last) {
+            (true, Some(call)) => call,
+            (_, last) => panic!(
+                "call {sip_call_id} not ended within {timeout:?}; last seen: {last:?}; all: {}",
+                Value::Array(self.calls(true))
+            ),
+        }
+    }
+
+    /// Waits until the call with `sip_call_id` is in `state` (e.g. `held`).
+    pub fn wait_state(&self, sip_call_id: &str, state: &str, timeout: Duration) {
+        let mut last = None;
+        let reached = wait_for(timeout, || {
+            last = self.call(sip_call_id);
+            last.as_ref().is_some_and(|c| c["state"] == state)
+        });
+        assert!(
+            reached,
+            "call {sip_call_id} not {state} within {timeout:?}; last seen: {last:?}"
+        );
+    }
+
+    /// The recording a call lists whose file name ends with `suffix` (`-in.wav`, `-out.wav`).
+    pub fn recording(&self, call: &Value, suffix: &str) -> PathBuf {
+        let id = call["id"].as_str().expect("call id");
+        let expected = self.data.join("recordings").join(format!("{id}{suffix}"));
+        let listed = call["recordings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .any(|p| p.ends_with(&format!("{id}{suffix}")));
+        assert!(
+            listed,
+            "call {id} does not list a {suffix} recording: {call}"
+        );
+        assert!(expected.is_file(), "{} does not exist", expected.display());
+        expected
+    }
+}
+
+impl Drop for Baton {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!(
+                "baton's log: {}\nkept test dir: {}\n--- last {LOG_TAIL_LINES} lines ---\n{}",
+                self.log.display(),
+                self.dir.display(),
+                tail(&self.log, LOG_TAIL_LINES)
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The value of one Prometheus series in `text`, matched on its full name and labels.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close), enough for baton's API.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let split = find(&raw, b"\r\n\r\n").ok_or("no end of HTTP headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line: {head}"))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = find(raw, b"\r\n").ok_or("chunk size line without CRLF")?;
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|e| format!("chunk size: {e}"))?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = raw.get(..size).ok_or("chunk shorter than its size")?;
+        out.extend_from_slice(chunk);
+        raw = raw.get(size + 2..).ok_or("chunk without trailing CRLF")?;
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time as the API writes it
+/// (`2024-05-01T10:00:00.123Z`).
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + min * 60) as f64 + sec)
+}
+
+/// How long a listed call lasted, from its `started_at` and `ended_at`.
+pub fn call_seconds(call: &Value) -> f64 {
+    let at = |k: &str| {
+        call[k]
+            .as_str()
+            .and_then(parse_rfc3339)
+            .unwrap_or_else(|| panic!("call has no valid {k}: {call}"))
+    };
+    at("ended_at") - at("started_at")
+}
+
+/// Runs a command to completion within `timeout`, panicking with its output on failure.
+pub fn run_tool(cmd: &mut Command, timeout: Duration) {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-deps.sh installs it)"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tool") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!("{what} failed with {status}: {err}");
+    }
+}
+
+/// A caller's voice as a carrier sends it: 8 kHz mono G.711 µ-law WAV for SIPp.
+pub struct CallerAudio {
+    /// The µ-law file to stream.
+    pub path: PathBuf,
+    /// Silence before the speech starts.
+    pub silence_secs: f64,
+    /// How long the speech lasts.
+    pub speech_secs: f64,
+}
+
+impl CallerAudio {
+    /// The whole file's length.
+    pub fn total_secs(&self) -> f64 {
+        self.silence_secs + self.speech_secs
+    }
+}
+
+/// Speaks `text` with espeak-ng and converts it to 8 kHz µ-law with sox, after
+/// `silence_secs` of silence (a caller who waits for the tone before speaking).
+pub fn caller_audio(dir: &Path, stem: &str, text: &str, silence_secs: f64) -> CallerAudio {
+    let spoken = dir.join(format!("{stem}-spoken.wav"));
+    let path = dir.join(format!("{stem}.wav"));
+    run_tool(
+        Command::new("espeak-ng")
+            .args(["-v", "en-us", "-s", "150", "-w"])
+            .arg(&spoken)
+            .arg(text),
+        Duration::from_secs(30),
+    );
+    run_tool(
+        Command::new("sox")
+            .arg(&spoken)
+            .args(["-r", "8000", "-c", "1", "-e", "u-law"])
+            .arg(&path)
+            .args(["pad", &format!("{silence_secs:.3}")]),
+        Duration::from_secs(30),
+    );
+    CallerAudio {
+        path,
+        silence_secs,
+        speech_secs: measure_wav(&spoken).seconds,
+    }
+}
+
+/// What a PCM WAV file holds, measured.
+#[derive(Debug, Clone, Copy)]
+pub struct WavStats {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bits: u16,
+    pub seconds: f64,
+    /// Root mean square of all samples, full scale = 1.0 (silence is 0).
+    pub rms: f64,
+}
+
+/// Reads a PCM WAV with hound and measures its length and loudness.
+pub fn measure_wav(path: &Path) -> WavStats {
+    measure_wav_from(path, 0.0)
+}
+
+/// Like [`measure_wav`], but the loudness only counts audio from `from_secs` on (the
+/// length is still the whole file's).
+pub fn measure_wav_from(path: &Path, from_secs: f64) -> WavStats {
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let spec = reader.spec();
+    let samples: Vec<f64> = match spec.sample_format {
+        hound::SampleFormat::Int => {
+            let full = f64::from(1u32 << (spec.bits_per_sample - 1));
+            reader
+                .samples::<i32>()
+                .map(|s| f64::from(s.unwrap_or_else(|e| panic!("{}: {e}", path.display()))) / full)
+                .collect()
+        }
+        hound::SampleFormat::Float => reader
+            .samples::<f32>()
+            .map(|s| f64::from(s.unwrap_or_else(|e| panic!("{}: {e}", path.display()))))
+            .collect(),
+    };
+    let channels = usize::from(spec.channels.max(1));
+    let rate = f64::from(spec.sample_rate.max(1));
+    let skip = ((from_secs * rate) as usize)
+        .saturating_mul(channels)
+        .min(samples.len());
+    let counted = &samples[skip..];
+    let rms = if counted.is_empty() {
+        0.0
+    } else {
+        (counted.iter().map(|s| s * s).sum::<f64>() / counted.len() as f64).sqrt()
+    };
+    WavStats {
+        sample_rate: spec.sample_rate,
+        channels: spec.channels,
+        bits: spec.bits_per_sample,
+        seconds: (samples.len() / channels) as f64 / rate,
+        rms,
+    }
+}
+
+/// Fills `@NAME@` placeholders of a scenario template; panics if one is left unfilled.
+pub fn fill_template(template: &str, vars: &[(String, String)]) -> String {
+    let mut text = template.to_owned();
+    for (name, value) in vars {
+        text = text.replace(&format!("@{name}@"), value);
+    }
+    let parts: Vec<&str> = text.split('@').collect();
+    let inner = parts
+        .get(1..parts.len().saturating_sub(1))
+        .unwrap_or_default();
+    if let Some(name) = inner
+        .iter()
+        .find(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    {
+        panic!("placeholder @{name}@ left unfilled");
+    }
+    text
+}
+
+/// One SIPp run of a scenario from `tests/sipp/` against a running baton.
+pub struct Sipp {
+    scenario: String,
+    transport: Transport,
+    target: SocketAddr,
+    dir: PathBuf,
+    user: String,
+    vars: Vec<(String, String)>,
+    args: Vec<String>,
+    timeout: Duration,
+}
+
+impl Sipp {
+    /// A run of `tests/sipp/<scenario>` towards baton's SIP address over `transport`.
+    pub fn new(baton: &Baton, scenario: &str, transport: Transport) -> Sipp {
+        Sipp {
+            scenario: scenario.to_owned(),
+            transport,
+            target: baton.sip,
+            dir: baton.dir.clone(),
+            user: "echo".to_owned(),
+            vars: Vec::new(),
+            args: Vec::new(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The user dialled (SIPp's `-s`, the scenario's `[service]`).
+    pub fn user(mut self, user: &str) -> Sipp {
+        user.clone_into(&mut self.user);
+        self
+    }
+
+    /// Sets the value of placeholder `@name@` in the scenario.
+    pub fn var(mut self, name: &str, value: impl ToString) -> Sipp {
+        self.vars.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    /// SIPp's own run time limit (`-timeout`); the process gets 15 s more before it is killed.
+    pub fn timeout(mut self, timeout: Duration) -> Sipp {
+        self.timeout = timeout;
+        self
+    }
+
+    /// An extra command-line argument for SIPp.
+    pub fn arg(mut self, arg: &str) -> Sipp {
+        self.args.push(arg.to_owned());
+        self
+    }
+
+    /// Starts SIPp in the background; [`SippProcess::wait`] collects the outcome.
+    pub fn spawn(self) -> SippProcess {
+        let tag = format!(
+            "{}-{}-{:08x}",
+            self.scenario.trim_end_matches(".xml"),
+            self.transport.name(),
+            random_u64() & 0xffff_ffff
+        );
+        let template_path = repo_path("tests/sipp").join(&self.scenario);
+        let template = fs::read_to_string(&template_path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", template_path.display()));
+        let scenario = self.dir.join(format!("{tag}.xml"));
+        fs::write(&scenario, fill_template(&template, &self.vars)).expect("write scenario");
+        // The Call-ID is fixed by us so the test can find the call in the API.
+        let call_id = format!("{tag}-1@127.0.0.1");
+        let errors = self.dir.join(format!("{tag}-errors.log"));
+        let messages = self.dir.join(format!("{tag}-messages.log"));
+        let output = self.dir.join(format!("{tag}-output.log"));
+        let mut attempt = 0;
+        let child = loop {
+            attempt += 1;
+            let out = fs::File::create(&output).expect("create SIPp output file");
+            let mut cmd = Command::new("sipp");
+            cmd.arg("-sf")
+                .arg(&scenario)
+                .args(["-nostdin", "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+                .args(["-mp", &free_sipp_media_port().to_string()])
+                .args(["-t", self.transport.sipp_flag()])
+                .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
+                .args(["-timeout_error", "-trace_err", "-error_file"])
+                .arg(&errors)
+                .args(["-trace_msg", "-message_file"])
+                .arg(&messages)
+                .args(["-cid_str", &format!("{tag}-%u@%s")])
+                .args(["-s", &self.user])
+                .args(&self.args)
+                .arg(self.target.to_string())
+                .current_dir(&self.dir)
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("clone output handle"))
+                .stderr(out);
+            let mut child = cmd.spawn().unwrap_or_else(|e| {
+                panic!("start sipp: {e} (scripts/install-deps.sh installs it)")
+            });
+            // SIPp exits at once (254) when its media port was taken since we probed it.
+            thread::sleep(Duration::from_millis(200));
+            let bind_failed = matches!(child.try_wait(), Ok(Some(s)) if s.code() == Some(254))
+                && fs::read_to_string(&errors).is_ok_and(|e| e.contains("Unable to bind"));
+            if bind_failed && attempt < 3 {
+                let _ = fs::remove_file(&errors);
+                continue;
+            }
+            break child;
+        };
+        SippProcess {
+            child,
+            deadline: Instant::now() + self.timeout + Duration::from_secs(15),
+            call_id,
+            scenario,
+            errors,
+            messages,
+            output,
+        }
+    }
+
+    /// Runs SIPp to completion.
+    pub fn run(self) -> SippRun {
+        self.spawn().wait()
+    }
+}
+
+/// A SIPp process running one call.
+pub struct SippProcess {
+    child: Child,
+    deadline: Instant,
+    /// The SIP Call-ID of the call SIPp places.
+    pub call_id: String,
+    scenario: PathBuf,
+    errors: PathBuf,
+    messages: PathBuf,
+    output: PathBuf,
+}
+
+impl SippProcess {
+    /// Waits for SIPp to exit (killing it past its deadline) and collects what it reported.
+    pub fn wait(mut self) -> SippRun {
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < self.deadline => {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+            }
+        };
+        let mut report = String::new();
+        let _ = writeln!(
+            report,
+            "sipp {} exited with {}",
+            self.scenario.display(),
+            status.map_or("nothing (killed at its deadline)".to_owned(), |s| s
+                .to_string())
+        );
+        let _ = writeln!(report, "--- errors ---\n{}", tail(&self.errors, 40));
+        let _ = writeln!(
+            report,
+            "--- messages (last 80 lines) ---\n{}",
+            tail(&self.messages, 80)
+        );
+        let _ = writeln!(
+            report,
+            "--- output (last 20 lines) ---\n{}",
+            tail(&self.output, 20)
+        );
+        SippRun {
+            status,
+            call_id: std::mem::take(&mut self.call_id),
+            report,
+        }
+    }
+}
+
+impl Drop for SippProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a SIPp run ended with.
+pub struct SippRun {
+    /// SIPp's exit status; `None` when it had to be killed.
+    pub status: Option<ExitStatus>,
+    /// The SIP Call-ID of the call it placed.
+    pub call_id: String,
+    /// Exit status, error log and message trace, for assertion messages.
+    pub report: String,
+}
+
+impl SippRun {
+    /// Whether every call of the run succeeded (SIPp exit code 0).
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// Panics with SIPp's report unless the call succeeded.
+    pub fn assert_ok(&self) {
+        assert!(self.ok(), "SIPp call failed\n{}", self.report);
+    }
+}
