@@ -1,0 +1,17 @@
+//! baton: a SIP endpoint for carrier trunks where a voice bot and human agents share one call.
+//!
+//! IO lives at the edges ([`transport`], [`server`]); the protocol state machines are in the
+//! `baton-sip`, `baton-sdp` and `baton-media` crates; [`endpoint`] is the SIP user agent
+//! core and [`call`] the per-call media task.
+
+pub mod api;
+pub mod call;
+pub mod calls;
+pub mod config;
+pub mod dialplan;
+pub mod endpoint;
+pub mod metrics;
+pub mod ratelimit;
+pub mod rtp_ports;
+pub mod server;
+pub mod transport;
