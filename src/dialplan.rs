@@ -27,6 +27,8 @@ pub struct Dialplan {
     pub file: PathBuf,
     /// `match`: the request-URI users or dialled numbers it answers.
     pub patterns: Vec<Pattern>,
+    /// `ring_secs`: how long the caller hears ringing before the call is answered (0: at once).
+    pub ring_secs: u32,
     /// `[[step]]`: what the call does, in order.
     pub steps: Vec<Step>,
 }
@@ -383,6 +385,13 @@ impl Dialplan {
                 }
             }
         }
+        let ring_secs = header.ring_secs.unwrap_or(0);
+        if !(0..=MAX_RING_SECS).contains(&ring_secs) {
+            errors.push(invalid(
+                KeyPath::keys(&["ring_secs"]),
+                format!("expected 0 to {MAX_RING_SECS} seconds, got {ring_secs}"),
+            ));
+        }
         if errors.len() > header_errors_before {
             return None;
         }
@@ -391,6 +400,7 @@ impl Dialplan {
             description: header.description,
             file: file.to_owned(),
             patterns,
+            ring_secs: u32::try_from(ring_secs).ok()?,
             steps,
         };
         let name_at = source.at_key(&KeyPath::keys(&["name"]));
@@ -407,6 +417,7 @@ struct RawHeader {
     description: Option<String>,
     #[serde(rename = "match")]
     matches: Option<Vec<String>>,
+    ring_secs: Option<i64>,
     #[serde(rename = "step")]
     _step: Option<serde::de::IgnoredAny>,
 }
@@ -508,6 +519,8 @@ fn parse_steps(
     steps
 }
 
+/// Longest ringing before answering: carriers give up on unanswered calls after a few minutes.
+const MAX_RING_SECS: i64 = 120;
 /// Longest recording a step may ask for: four hours.
 const MAX_RECORD_SECS: i64 = 4 * 3600;
 /// Longest hold or pause: an hour.
@@ -873,10 +886,14 @@ mod tests {
                     file: media_file("bank-welcome.wav"),
                     looped: false
                 },
+                Step::Play {
+                    file: media_file("beep.wav"),
+                    looped: false
+                },
                 Step::Record {
                     stop_on_dtmf: Some('#'),
                     max_secs: 300,
-                    beep: Some(media_file("beep.wav")),
+                    beep: None,
                 },
             ]
         );
@@ -900,7 +917,7 @@ mod tests {
         let text = summary.to_string();
         assert!(
             text.contains(
-                "dialplans/bank.toml: \"bank\" answers bank, 1000, +441000000000; 2 steps"
+                "dialplans/bank.toml: \"bank\" answers bank, 1000, +441000000000; 3 steps"
             ),
             "{text}"
         );
@@ -956,6 +973,7 @@ play = { file = "hold-music.wav", loop = true }
 "##,
         );
         assert_eq!(plan.name, "test");
+        assert_eq!(plan.ring_secs, 0);
         assert_eq!(plan.patterns, [Pattern::Exact("demo".to_owned())]);
         assert_eq!(
             plan.steps,
@@ -993,8 +1011,18 @@ play = { file = "hold-music.wav", loop = true }
         );
         let inline = parse_ok("match = [\"x\"]\nstep = [{ echo = {} }]\n");
         assert_eq!(inline.steps, [Step::Echo]);
-        let hangup = parse_ok("match = [\"x\"]\n[[step]]\nhangup = {}\n");
+        let hangup = parse_ok("match = [\"x\"]\nring_secs = 3\n[[step]]\nhangup = {}\n");
         assert_eq!(hangup.steps, [Step::Hangup]);
+        assert_eq!(hangup.ring_secs, 3);
+        let beep = parse_ok("match = [\"x\"]\n[[step]]\nrecord = { beep = true }\n");
+        assert_eq!(
+            beep.steps,
+            [Step::Record {
+                stop_on_dtmf: None,
+                max_secs: 300,
+                beep: Some(media_file("beep.wav"))
+            }]
+        );
     }
 
     #[test]
@@ -1072,7 +1100,7 @@ play = { file = "hold-music.wav", loop = true }
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
             [
                 "dialplans/test.toml:2:3: key \"steps\": unknown key `steps`, expected one of \
-              `name`, `description`, `match`, `step`"
+              `name`, `description`, `match`, `ring_secs`, `step`"
             ]
         );
     }
@@ -1133,6 +1161,10 @@ pause = 0
                 "dialplans/test.toml:1:17: match 2: \"sip:700@host\" looks like a URI; write only the user part, e.g. \"600\" for sip:600@host",
                 "dialplans/test.toml:1:33: match 3: \"600\" is listed twice",
             ]
+        );
+        assert_eq!(
+            parse_errors("match = [\"x\"]\nring_secs = 600\n[[step]]\necho = {}\n"),
+            ["dialplans/test.toml:2:1: key \"ring_secs\": expected 0 to 120 seconds, got 600"]
         );
         assert_eq!(
             parse_errors("match = [\"x\"]\n"),

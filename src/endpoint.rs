@@ -9,17 +9,16 @@ use crate::calls::{CallInfo, CallState, MediaStats};
 use crate::dialplan::Dialplans;
 use crate::metrics::Direction as MetricDir;
 use crate::ratelimit::RateLimiter;
-use crate::rtp_ports::PortLease;
 use crate::server::Shared;
 use crate::transport::{Inbound, Transports};
-use baton_sdp::{LocalDescription, LocalMedia, Negotiated, RemoteDescription, SdpSession};
+use baton_sdp::{LocalDescription, LocalMedia, RemoteDescription, SdpSession};
 use baton_sip::dialog::{
     negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, Uas2xxEvent,
     Uas2xxRetransmit,
 };
 use baton_sip::transaction::{Peer, Transmit, Transport, TransactionLayer, TxEvent, TxId};
 use baton_sip::{
-    parse, Contact, Header, Message, Method, NameAddr, Param, Request, Response, SipUri, Uri,
+    parse, Contact, Header, Message, Method, NameAddr, Param, Request, Response, SipUri, Uri, Via,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -254,11 +253,6 @@ impl Endpoint {
                     }
                     Message::Response(r) => {
                         self.shared.metrics.sip_response(r.status, MetricDir::In);
-                        if r.headers.top_via().is_some_and(|v| !self.via_is_ours(v)) {
-                            // RFC 3261 §18.1.2: a response whose top Via is not ours is dropped.
-                            self.shared.metrics.sip_dropped();
-                            return;
-                        }
                     }
                 }
                 self.txl.handle_incoming(msg, peer, now);
@@ -291,11 +285,6 @@ impl Endpoint {
                 self.txl.send_stateless(Message::Response(resp), peer);
             }
         }
-    }
-
-    /// Whether a Via sent-by names this endpoint (responses to our own requests).
-    fn via_is_ours(&self, via: &baton_sip::Via) -> bool {
-        via.branch().is_some_and(|b| b.starts_with(baton_sip::build::MAGIC_COOKIE))
     }
 
     fn handle_tx_event(&mut self, ev: TxEvent, now: Instant) {
@@ -594,8 +583,15 @@ impl Endpoint {
         }
         leg.closing = true;
         leg.retransmit = None;
-        let bye = leg.dialog.request(Method::Bye);
+        let mut bye = leg.dialog.request(Method::Bye);
         let peer = target_peer(&leg.dialog, leg.peer);
+        let local = self.transports.local_addr();
+        let transport = if peer.transport == Transport::Udp { "UDP" } else { "TCP" };
+        bye.push_via(Via::with_new_branch(
+            transport,
+            host_string(self.config.advertised),
+            Some(local.port()),
+        ));
         match self.txl.send_request(bye, peer, now) {
             Ok(tx) => {
                 self.clients.insert(tx, key.to_string());

