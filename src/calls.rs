@@ -116,7 +116,10 @@ impl Calls {
 
     /// Snapshots of active calls (oldest first), then ended ones when asked.
     pub fn list(&self, include_ended: bool) -> Vec<CallInfo> {
-        let mut out: Vec<CallInfo> = read(&self.active).values().map(|h| lock(h).clone()).collect();
+        let mut out: Vec<CallInfo> = read(&self.active)
+            .values()
+            .map(|h| lock(h).clone())
+            .collect();
         out.sort_by_key(|c| c.started_at);
         if include_ended {
             out.extend(lock(&self.ended).iter().rev().cloned());
@@ -193,7 +196,16 @@ mod tests {
         assert_eq!(last.state, CallState::Ended);
         assert!(last.ended_at.is_some());
         let json = serde_json::to_value(&last).unwrap();
-        for key in ["id", "sip_call_id", "from", "to", "state", "started_at", "ended_at", "dtmf"] {
+        for key in [
+            "id",
+            "sip_call_id",
+            "from",
+            "to",
+            "state",
+            "started_at",
+            "ended_at",
+            "dtmf",
+        ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
     }

@@ -13,12 +13,13 @@ use crate::server::Shared;
 use crate::transport::{Inbound, Transports};
 use baton_sdp::{LocalDescription, LocalMedia, RemoteDescription, SdpSession};
 use baton_sip::dialog::{
-    negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, Uas2xxEvent,
-    Uas2xxRetransmit,
+    negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, SessionTimerError,
+    Uas2xxEvent, Uas2xxRetransmit,
 };
-use baton_sip::transaction::{Peer, Transmit, Transport, TransactionLayer, TxEvent, TxId};
+use baton_sip::transaction::{Peer, TransactionLayer, Transmit, Transport, TxEvent, TxId};
 use baton_sip::{
-    parse, Contact, Header, Message, Method, NameAddr, Param, Request, Response, SipUri, Uri, Via,
+    parse, Contact, Header, Message, Method, NameAddr, Param, Refresher, Request, Response, SipUri,
+    Uri, Via,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -29,13 +30,14 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
 /// Methods baton implements, for Allow headers.
-const ALLOW: [Method; 6] = [
+const ALLOW: [Method; 7] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
     Method::Update,
+    Method::Info,
 ];
 /// Option tags baton supports (Supported, and accepted in Require).
 const SUPPORTED: [&str; 1] = ["timer"];
@@ -230,7 +232,10 @@ impl Endpoint {
 
     fn transmit(&self, t: Transmit) {
         match &t.msg {
-            Message::Request(r) => self.shared.metrics.sip_request(r.method.as_str(), MetricDir::Out),
+            Message::Request(r) => self
+                .shared
+                .metrics
+                .sip_request(r.method.as_str(), MetricDir::Out),
             Message::Response(r) => self.shared.metrics.sip_response(r.status, MetricDir::Out),
         }
         self.transports.send(&t.msg, t.to);
@@ -241,7 +246,9 @@ impl Endpoint {
             Inbound::Message(msg, peer) => {
                 match &msg {
                     Message::Request(r) => {
-                        self.shared.metrics.sip_request(r.method.as_str(), MetricDir::In);
+                        self.shared
+                            .metrics
+                            .sip_request(r.method.as_str(), MetricDir::In);
                         if r.method == Method::Invite
                             && r.headers.to().and_then(|t| t.tag()).is_none()
                             && !self.limiter.allow(peer.addr.ip(), now)
@@ -273,7 +280,11 @@ impl Endpoint {
                 for h in headers.iter() {
                     if matches!(
                         h,
-                        Header::Via(_) | Header::From(_) | Header::To(_) | Header::CallId(_) | Header::CSeq(_)
+                        Header::Via(_)
+                            | Header::From(_)
+                            | Header::To(_)
+                            | Header::CallId(_)
+                            | Header::CSeq(_)
                     ) {
                         resp.headers.push(h.clone());
                     }
@@ -344,7 +355,13 @@ impl Endpoint {
         }
     }
 
-    fn handle_request(&mut self, tx: TxId, req: &Request, from: Peer, now: Instant) -> Result<(), Reject> {
+    fn handle_request(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        from: Peer,
+        now: Instant,
+    ) -> Result<(), Reject> {
         check_require(req)?;
         let to_tag = req.headers.to().and_then(|t| t.tag()).map(str::to_string);
         if let Some(tag) = to_tag {
@@ -356,7 +373,9 @@ impl Endpoint {
                 let mut resp = req.response(200, None);
                 resp.headers.push(Header::Allow(ALLOW.to_vec()));
                 resp.headers.push(accept_sdp());
-                resp.headers.push(Header::Supported(SUPPORTED.iter().map(|s| s.to_string()).collect()));
+                resp.headers.push(Header::Supported(
+                    SUPPORTED.iter().map(|s| s.to_string()).collect(),
+                ));
                 self.respond(tx, resp, now);
                 Ok(())
             }
@@ -375,7 +394,13 @@ impl Endpoint {
     }
 
     /// An out-of-dialog INVITE: route it, negotiate media, start the call.
-    fn new_call(&mut self, tx: TxId, req: &Request, from: Peer, now: Instant) -> Result<(), Reject> {
+    fn new_call(
+        &mut self,
+        tx: TxId,
+        req: &Request,
+        from: Peer,
+        now: Instant,
+    ) -> Result<(), Reject> {
         if self.draining {
             return Err(Reject::warn(503, "shutting down").with(other("Retry-After", "30")));
         }
@@ -386,23 +411,34 @@ impl Endpoint {
             Uri::Sip(u) => u.user.clone().unwrap_or_default(),
             Uri::Tel(t) => t.number.clone(),
             Uri::Other { scheme, .. } => {
-                return Err(Reject::warn(416, format!("URI scheme {scheme:?} is not supported")))
+                return Err(Reject::warn(
+                    416,
+                    format!("URI scheme {scheme:?} is not supported"),
+                ))
             }
         };
         if !req.body.is_empty() {
             let ct = req.headers.content_type().unwrap_or("");
             let mime = ct.split(';').next().unwrap_or("").trim();
             if !mime.eq_ignore_ascii_case("application/sdp") {
-                return Err(Reject::warn(415, format!("body of type {mime:?}: only application/sdp")).with(accept_sdp()));
+                return Err(Reject::warn(
+                    415,
+                    format!("body of type {mime:?}: only application/sdp"),
+                )
+                .with(accept_sdp()));
             }
         }
         if let Some(accept) = req.headers.other("Accept").next() {
             let ok = accept.split(',').any(|a| {
                 let a = a.split(';').next().unwrap_or("").trim();
-                a.eq_ignore_ascii_case("application/sdp") || a == "*/*" || a.eq_ignore_ascii_case("application/*")
+                a.eq_ignore_ascii_case("application/sdp")
+                    || a == "*/*"
+                    || a.eq_ignore_ascii_case("application/*")
             });
             if !ok {
-                return Err(Reject::warn(406, "baton answers with application/sdp").with(accept_sdp()));
+                return Err(
+                    Reject::warn(406, "baton answers with application/sdp").with(accept_sdp())
+                );
             }
         }
         let Some(plan) = self.dialplans.route(&user) else {
@@ -410,18 +446,14 @@ impl Endpoint {
             return Err(Reject::warn(404, "no dialplan for this number"));
         };
         let plan = Arc::new(plan.clone());
-        let timer = negotiate_session_timer(req, &self.timers).map_err(|e| {
-            let resp = e.response(req);
-            Reject {
-                status: resp.status,
-                warning: None,
-                extra: resp.headers.iter().filter(|h| matches!(h, Header::MinSe(_))).cloned().collect(),
-            }
-        })?;
+        let timer = session_timer(req, &self.timers)?;
         let offer = if req.body.is_empty() {
             None
         } else {
-            Some(RemoteDescription::parse(&req.body).map_err(|e| Reject::warn(400, format!("SDP: {e}")))?)
+            Some(
+                RemoteDescription::parse(&req.body)
+                    .map_err(|e| Reject::warn(400, format!("SDP: {e}")))?,
+            )
         };
 
         let sockets = call::RtpSockets::bind(&self.shared.ports, self.shared.bind_ip)
@@ -449,13 +481,17 @@ impl Endpoint {
 
         let local_tag = baton_sip::build::new_tag();
         let mut ok = req.response(200, None).with_to_tag(&local_tag);
-        ok.headers.push(Header::Contact(Contact::Addr(self.contact(from.transport))));
+        ok.headers
+            .push(Header::Contact(Contact::Addr(self.contact(from.transport))));
         ok.headers.push(Header::Allow(ALLOW.to_vec()));
-        ok.headers.push(Header::Supported(SUPPORTED.iter().map(|s| s.to_string()).collect()));
+        ok.headers.push(Header::Supported(
+            SUPPORTED.iter().map(|s| s.to_string()).collect(),
+        ));
         if let Some(t) = &timer {
             t.apply(&mut ok);
         }
-        ok.headers.push(Header::ContentType("application/sdp".into()));
+        ok.headers
+            .push(Header::ContentType("application/sdp".into()));
         ok.body = body;
         let dialog = Dialog::uas(req, &ok).map_err(|e| Reject::warn(e.status(), e.to_string()))?;
 
@@ -464,7 +500,11 @@ impl Endpoint {
         let info = self.shared.calls.insert(CallInfo {
             id: id.clone(),
             sip_call_id: call_id.clone(),
-            from: req.headers.from().map(|f| f.to_string()).unwrap_or_default(),
+            from: req
+                .headers
+                .from()
+                .map(|f| f.to_string())
+                .unwrap_or_default(),
             to: req.headers.to().map(|t| t.to_string()).unwrap_or_default(),
             dialplan: plan.name.clone(),
             state: CallState::Ringing,
@@ -538,8 +578,12 @@ impl Endpoint {
     fn handle_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Ring { key } => {
-                let Some(leg) = self.legs.get(&key) else { return };
-                let Some((tx, req)) = &leg.pending_invite else { return };
+                let Some(leg) = self.legs.get(&key) else {
+                    return;
+                };
+                let Some((tx, req)) = &leg.pending_invite else {
+                    return;
+                };
                 let (tx, ringing) = (*tx, req.response(180, None).with_to_tag(&key));
                 self.respond(tx, ringing, now);
             }
@@ -550,11 +594,18 @@ impl Endpoint {
 
     /// Sends the prepared 200 OK for the initial INVITE.
     fn answer(&mut self, key: &str, now: Instant) {
-        let Some(leg) = self.legs.get_mut(key) else { return };
+        let Some(leg) = self.legs.get_mut(key) else {
+            return;
+        };
         let (Some((tx, _)), Some(ok)) = (leg.pending_invite.take(), leg.answer.take()) else {
             return;
         };
-        leg.retransmit = Some(Uas2xxRetransmit::new(ok.clone(), leg.peer, &self.txl.config().timers, now));
+        leg.retransmit = Some(Uas2xxRetransmit::new(
+            ok.clone(),
+            leg.peer,
+            &self.txl.config().timers,
+            now,
+        ));
         if let Some(t) = &leg.timer {
             leg.expires = Some(t.expires_at(now));
         }
@@ -570,7 +621,9 @@ impl Endpoint {
 
     /// The call wants to end: BYE if answered, otherwise a final error for the INVITE.
     fn hangup(&mut self, key: &str, now: Instant) {
-        let Some(leg) = self.legs.get_mut(key) else { return };
+        let Some(leg) = self.legs.get_mut(key) else {
+            return;
+        };
         if let Some((tx, req)) = leg.pending_invite.take() {
             let resp = req.response(480, None).with_to_tag(key);
             self.invites.remove(&tx);
@@ -586,7 +639,11 @@ impl Endpoint {
         let mut bye = leg.dialog.request(Method::Bye);
         let peer = target_peer(&leg.dialog, leg.peer);
         let local = self.transports.local_addr();
-        let transport = if peer.transport == Transport::Udp { "UDP" } else { "TCP" };
+        let transport = if peer.transport == Transport::Udp {
+            "UDP"
+        } else {
+            "TCP"
+        };
         bye.push_via(Via::with_new_branch(
             transport,
             host_string(self.config.advertised),
@@ -621,8 +678,12 @@ impl Endpoint {
             return;
         };
         self.respond(tx, req.response(200, None), now);
-        let Some(key) = self.invites.get(&invite).cloned() else { return };
-        let Some(leg) = self.legs.get_mut(&key) else { return };
+        let Some(key) = self.invites.get(&invite).cloned() else {
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(&key) else {
+            return;
+        };
         if let Some((inv_tx, inv)) = leg.pending_invite.take() {
             let resp = inv.response(487, None).with_to_tag(&key);
             self.respond(inv_tx, resp, now);
@@ -632,8 +693,12 @@ impl Endpoint {
     }
 
     fn handle_ack(&mut self, ack: &Request, now: Instant) {
-        let Some(tag) = ack.headers.to().and_then(|t| t.tag()) else { return };
-        let Some(leg) = self.legs.get_mut(tag) else { return };
+        let Some(tag) = ack.headers.to().and_then(|t| t.tag()) else {
+            return;
+        };
+        let Some(leg) = self.legs.get_mut(tag) else {
+            return;
+        };
         if leg.call_id != ack.headers.call_id().unwrap_or("") {
             return;
         }
@@ -667,14 +732,23 @@ impl Endpoint {
         let _ = leg.call.try_send(CallEvent::Acked(media));
     }
 
-    fn in_dialog(&mut self, tx: TxId, tag: &str, req: &Request, from: Peer, now: Instant) -> Result<(), Reject> {
+    fn in_dialog(
+        &mut self,
+        tx: TxId,
+        tag: &str,
+        req: &Request,
+        from: Peer,
+        now: Instant,
+    ) -> Result<(), Reject> {
         let Some(leg) = self.legs.get_mut(tag) else {
             return Err(Reject::warn(481, "no such dialog"));
         };
         if leg.call_id != req.headers.call_id().unwrap_or("") {
             return Err(Reject::warn(481, "no such dialog"));
         }
-        leg.dialog.check_request(req).map_err(|e| Reject::warn(e.status(), e.to_string()))?;
+        leg.dialog
+            .check_request(req)
+            .map_err(|e| Reject::warn(e.status(), e.to_string()))?;
         match req.method {
             Method::Bye => {
                 let leg = self.legs.remove(tag).expect("leg looked up above");
@@ -685,22 +759,26 @@ impl Endpoint {
             Method::Invite | Method::Update => {
                 if leg.pending_invite.is_some() || leg.retransmit.is_some() {
                     // §14.2: an INVITE while ours is unfinished.
-                    return Err(Reject::new(if req.method == Method::Invite { 491 } else { 500 })
-                        .with(other("Retry-After", "1")));
+                    return Err(Reject::new(if req.method == Method::Invite {
+                        491
+                    } else {
+                        500
+                    })
+                    .with(other("Retry-After", "1")));
                 }
-                let timer = negotiate_session_timer(req, &self.timers).map_err(|e| Reject {
-                    status: e.status(),
-                    warning: None,
-                    extra: e.response(req).headers.iter().filter(|h| matches!(h, Header::MinSe(_))).cloned().collect(),
-                })?;
+                let timer = session_timer(req, &self.timers)?;
                 let mut resp = req.response(200, None);
                 let mut changed = None;
                 if !req.body.is_empty() {
-                    let offer = RemoteDescription::parse(&req.body).map_err(|e| Reject::warn(400, format!("SDP: {e}")))?;
+                    let offer = RemoteDescription::parse(&req.body)
+                        .map_err(|e| Reject::warn(400, format!("SDP: {e}")))?;
                     let answer = baton_sdp::answer(&offer, &leg.media).map_err(|e| Reject {
                         status: 488,
                         warning: None,
-                        extra: vec![other("Warning", &format!("{} baton \"{}\"", e.warning_code(), e))],
+                        extra: vec![other(
+                            "Warning",
+                            &format!("{} baton \"{}\"", e.warning_code(), e),
+                        )],
                     })?;
                     leg.local = answer.description;
                     changed = Some(answer.negotiated);
@@ -711,11 +789,15 @@ impl Endpoint {
                     leg.awaiting_answer = true;
                 }
                 if !resp.body.is_empty() {
-                    resp.headers.push(Header::ContentType("application/sdp".into()));
+                    resp.headers
+                        .push(Header::ContentType("application/sdp".into()));
                 }
-                resp.headers.push(Header::Contact(Contact::Addr(self.contact(from.transport))));
+                resp.headers
+                    .push(Header::Contact(Contact::Addr(self.contact(from.transport))));
                 resp.headers.push(Header::Allow(ALLOW.to_vec()));
-                resp.headers.push(Header::Supported(SUPPORTED.iter().map(|s| s.to_string()).collect()));
+                resp.headers.push(Header::Supported(
+                    SUPPORTED.iter().map(|s| s.to_string()).collect(),
+                ));
                 let leg = self.legs.get_mut(tag).expect("leg looked up above");
                 leg.timer = timer.or(leg.timer);
                 if let Some(t) = &leg.timer {
@@ -723,7 +805,12 @@ impl Endpoint {
                     leg.expires = Some(t.expires_at(now));
                 }
                 if req.method == Method::Invite {
-                    leg.retransmit = Some(Uas2xxRetransmit::new(resp.clone(), leg.peer, &self.txl.config().timers, now));
+                    leg.retransmit = Some(Uas2xxRetransmit::new(
+                        resp.clone(),
+                        leg.peer,
+                        &self.txl.config().timers,
+                        now,
+                    ));
                 }
                 if let Some(n) = changed {
                     let _ = leg.call.try_send(CallEvent::Media(n));
@@ -757,8 +844,12 @@ impl Endpoint {
             if *t > now {
                 break;
             }
-            let Some(Reverse((_, key))) = self.wakeups.pop() else { break };
-            let Some(leg) = self.legs.get_mut(&key) else { continue };
+            let Some(Reverse((_, key))) = self.wakeups.pop() else {
+                break;
+            };
+            let Some(leg) = self.legs.get_mut(&key) else {
+                continue;
+            };
             let mut gone = None;
             if let Some(rt) = &mut leg.retransmit {
                 rt.handle_timeout(now);
@@ -799,7 +890,12 @@ fn leg_deadline(leg: &Leg) -> Option<Instant> {
 /// Where in-dialog requests go: the remote target over the transport the dialog uses.
 /// A target that is a name (not an address) falls back to where the INVITE came from.
 fn target_peer(dialog: &Dialog, came_from: Peer) -> Peer {
-    if let Some(Uri::Sip(u)) = dialog.route_set.first().map(|r| &r.uri).or(Some(&dialog.remote_target)) {
+    if let Some(Uri::Sip(u)) = dialog
+        .route_set
+        .first()
+        .map(|r| &r.uri)
+        .or(Some(&dialog.remote_target))
+    {
         let host = u.host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = host.parse::<IpAddr>() {
             let port = u.port.unwrap_or(5060);
@@ -810,6 +906,21 @@ fn target_peer(dialog: &Dialog, came_from: Peer) -> Peer {
         }
     }
     came_from
+}
+
+/// The session timer for an INVITE or UPDATE (RFC 4028), or 422. baton only takes
+/// timers the caller refreshes: a UAS refresher is optional (§9) and would need
+/// baton to send re-INVITEs itself.
+fn session_timer(
+    req: &Request,
+    config: &SessionTimerConfig,
+) -> Result<Option<SessionTimer>, Reject> {
+    match negotiate_session_timer(req, config) {
+        Ok(t) => Ok(t.filter(|t| t.refresher == Refresher::Uac)),
+        Err(e @ SessionTimerError::IntervalTooSmall { min_se, .. }) => {
+            Err(Reject::new(e.status()).with(Header::MinSe(min_se)))
+        }
+    }
 }
 
 /// 420 for a Require option baton does not support (RFC 3261 §8.2.2.3).
@@ -832,7 +943,10 @@ fn check_require(req: &Request) -> Result<(), Reject> {
 }
 
 fn warning(text: &str) -> Header {
-    let clean: String = text.chars().map(|c| if c == '"' || c.is_control() { '\'' } else { c }).collect();
+    let clean: String = text
+        .chars()
+        .map(|c| if c == '"' || c.is_control() { '\'' } else { c })
+        .collect();
     other("Warning", &format!("399 baton \"{clean}\""))
 }
 

@@ -135,14 +135,24 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        header(&mut out, "baton_active_calls", "gauge", "Calls in progress.");
+        header(
+            &mut out,
+            "baton_active_calls",
+            "gauge",
+            "Calls in progress.",
+        );
         let _ = writeln!(out, "baton_active_calls {}", self.active_calls());
 
         header(&mut out, "baton_calls_total", "counter", "Calls by result.");
         for (result, n) in lock(&self.calls).iter() {
             let _ = writeln!(out, "baton_calls_total{{result=\"{result}\"}} {n}");
         }
-        header(&mut out, "baton_sip_requests_total", "counter", "SIP requests by method and direction.");
+        header(
+            &mut out,
+            "baton_sip_requests_total",
+            "counter",
+            "SIP requests by method and direction.",
+        );
         for ((method, dir), n) in lock(&self.sip_requests).iter() {
             let _ = writeln!(
                 out,
@@ -150,7 +160,12 @@ impl Metrics {
                 dir.as_str()
             );
         }
-        header(&mut out, "baton_sip_responses_total", "counter", "SIP responses by status code and direction.");
+        header(
+            &mut out,
+            "baton_sip_responses_total",
+            "counter",
+            "SIP responses by status code and direction.",
+        );
         for ((code, dir), n) in lock(&self.sip_responses).iter() {
             let _ = writeln!(
                 out,
@@ -158,26 +173,72 @@ impl Metrics {
                 dir.as_str()
             );
         }
-        header(&mut out, "baton_sip_malformed_total", "counter", "SIP messages that failed to parse.");
+        header(
+            &mut out,
+            "baton_sip_malformed_total",
+            "counter",
+            "SIP messages that failed to parse.",
+        );
         let _ = writeln!(out, "baton_sip_malformed_total {}", g(&self.sip_malformed));
-        header(&mut out, "baton_sip_dropped_total", "counter", "SIP messages dropped by policy.");
+        header(
+            &mut out,
+            "baton_sip_dropped_total",
+            "counter",
+            "SIP messages dropped by policy.",
+        );
         let _ = writeln!(out, "baton_sip_dropped_total {}", g(&self.sip_dropped));
 
-        header(&mut out, "baton_rtp_packets_total", "counter", "RTP packets by direction.");
-        let _ = writeln!(out, "baton_rtp_packets_total{{direction=\"in\"}} {}", g(&self.rtp_in));
-        let _ = writeln!(out, "baton_rtp_packets_total{{direction=\"out\"}} {}", g(&self.rtp_out));
-        header(&mut out, "baton_rtp_lost_packets_total", "counter", "RTP packets lost on the way in (ended legs).");
+        header(
+            &mut out,
+            "baton_rtp_packets_total",
+            "counter",
+            "RTP packets by direction.",
+        );
+        let _ = writeln!(
+            out,
+            "baton_rtp_packets_total{{direction=\"in\"}} {}",
+            g(&self.rtp_in)
+        );
+        let _ = writeln!(
+            out,
+            "baton_rtp_packets_total{{direction=\"out\"}} {}",
+            g(&self.rtp_out)
+        );
+        header(
+            &mut out,
+            "baton_rtp_lost_packets_total",
+            "counter",
+            "RTP packets lost on the way in (ended legs).",
+        );
         let _ = writeln!(out, "baton_rtp_lost_packets_total {}", g(&self.rtp_lost));
-        header(&mut out, "baton_rtp_malformed_total", "counter", "RTP/RTCP datagrams that failed to parse.");
+        header(
+            &mut out,
+            "baton_rtp_malformed_total",
+            "counter",
+            "RTP/RTCP datagrams that failed to parse.",
+        );
         let _ = writeln!(out, "baton_rtp_malformed_total {}", g(&self.rtp_malformed));
 
-        header(&mut out, "baton_rtp_jitter_ms", "histogram", "Interarrival jitter of ended legs (RFC 3550), ms.");
+        header(
+            &mut out,
+            "baton_rtp_jitter_ms",
+            "histogram",
+            "Interarrival jitter of ended legs (RFC 3550), ms.",
+        );
         for (bucket, bound) in self.jitter_buckets.iter().zip(JITTER_BUCKETS_MS) {
-            let _ = writeln!(out, "baton_rtp_jitter_ms_bucket{{le=\"{bound}\"}} {}", g(bucket));
+            let _ = writeln!(
+                out,
+                "baton_rtp_jitter_ms_bucket{{le=\"{bound}\"}} {}",
+                g(bucket)
+            );
         }
         let count = g(&self.jitter_count);
         let _ = writeln!(out, "baton_rtp_jitter_ms_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "baton_rtp_jitter_ms_sum {}", g(&self.jitter_sum_us) as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "baton_rtp_jitter_ms_sum {}",
+            g(&self.jitter_sum_us) as f64 / 1000.0
+        );
         let _ = writeln!(out, "baton_rtp_jitter_ms_count {count}");
         out
     }

@@ -42,7 +42,11 @@ impl PortPool {
         let slots = usize::from((self.high - self.low) / 2);
         for _ in 0..slots {
             let port = s.next;
-            s.next = if port + 2 >= self.high { self.low } else { port + 2 };
+            s.next = if port + 2 >= self.high {
+                self.low
+            } else {
+                port + 2
+            };
             if s.used.insert(port) {
                 return Some(port);
             }

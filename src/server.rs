@@ -42,15 +42,27 @@ pub enum StartError {
     #[error("prompt {0}")]
     Prompt(#[from] call::PromptError),
     #[error("cannot listen for SIP on {addr}: {source}")]
-    Sip { addr: std::net::SocketAddr, source: std::io::Error },
+    Sip {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot listen for HTTP on {addr}: {source}")]
-    Http { addr: std::net::SocketAddr, source: std::io::Error },
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Runs baton until SIGINT or SIGTERM, then drains calls for up to the configured grace.
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let dialplans = Dialplans::load(&config.dialplans, &config.media).map_err(|errors| {
-        StartError::Dialplans(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        StartError::Dialplans(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     let prompts = call::load_prompts(&dialplans)?;
     let metrics = Arc::new(Metrics::default());
@@ -59,11 +71,17 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
 
     let http = tokio::net::TcpListener::bind(config.http)
         .await
-        .map_err(|source| StartError::Http { addr: config.http, source })?;
+        .map_err(|source| StartError::Http {
+            addr: config.http,
+            source,
+        })?;
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
     let transports = Transports::bind(config.sip, inbound_tx, metrics.clone())
         .await
-        .map_err(|source| StartError::Sip { addr: config.sip, source })?;
+        .map_err(|source| StartError::Sip {
+            addr: config.sip,
+            source,
+        })?;
 
     let bind_ip = config.sip.ip();
     let advertised = config.public_ip.unwrap_or(if bind_ip.is_unspecified() {
@@ -124,11 +142,20 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     info!(active = calls.active_count(), grace = ?config.shutdown_grace, "shutting down: no new calls");
     draining.store(true, Ordering::Relaxed);
     let _ = shutdown_tx.send(Phase::Draining);
-    if tokio::time::timeout(config.shutdown_grace, &mut endpoint).await.is_err() {
-        warn!(active = calls.active_count(), "grace period over: ending the remaining calls");
+    if tokio::time::timeout(config.shutdown_grace, &mut endpoint)
+        .await
+        .is_err()
+    {
+        warn!(
+            active = calls.active_count(),
+            "grace period over: ending the remaining calls"
+        );
         let _ = shutdown_tx.send(Phase::Ending);
         // The BYEs get a few seconds to be answered; then baton exits regardless.
-        if tokio::time::timeout(BYE_GRACE, &mut endpoint).await.is_err() {
+        if tokio::time::timeout(BYE_GRACE, &mut endpoint)
+            .await
+            .is_err()
+        {
             endpoint.abort();
         }
     }

@@ -219,7 +219,11 @@ impl Transports {
                 }
             }
             // A half-received message must complete soon; an idle connection may stay.
-            let limit = if buf.is_empty() { IDLE_TIMEOUT } else { PARTIAL_TIMEOUT };
+            let limit = if buf.is_empty() {
+                IDLE_TIMEOUT
+            } else {
+                PARTIAL_TIMEOUT
+            };
             match tokio::time::timeout(limit, rd.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                 Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),

@@ -187,7 +187,10 @@ async fn run(setup: CallSetup) {
         commands,
         mut events,
     } = setup;
-    let (rtp, rtcp) = match (UdpSocket::from_std(sockets.rtp), UdpSocket::from_std(sockets.rtcp)) {
+    let (rtp, rtcp) = match (
+        UdpSocket::from_std(sockets.rtp),
+        UdpSocket::from_std(sockets.rtcp),
+    ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             warn!(error = %e, "RTP socket unusable");
@@ -228,9 +231,12 @@ async fn run(setup: CallSetup) {
 impl Call {
     /// Rings for the dialplan's ring time (so a caller can still CANCEL), then answers.
     async fn answer(&mut self, events: &mut mpsc::Receiver<CallEvent>) {
-        let ring = Duration::from_secs(0);
+        let ring = Duration::from_secs(u64::from(self.plan.ring_secs));
         if !ring.is_zero() {
-            self.command(Command::Ring { key: self.key.clone() }).await;
+            self.command(Command::Ring {
+                key: self.key.clone(),
+            })
+            .await;
             let deadline = tokio::time::sleep(ring);
             tokio::pin!(deadline);
             loop {
@@ -243,7 +249,10 @@ impl Call {
                 }
             }
         }
-        self.command(Command::Answer { key: self.key.clone() }).await;
+        self.command(Command::Answer {
+            key: self.key.clone(),
+        })
+        .await;
     }
 
     async fn command(&mut self, cmd: Command) {
@@ -281,25 +290,39 @@ impl Call {
     /// Applies an endpoint event; true when the call is over.
     fn handle_event(&mut self, ev: CallEvent) -> bool {
         match ev {
-            CallEvent::Acked(media) => {
+            // The first ACK starts the call; later ones close re-INVITEs, and carry the
+            // answer when our re-INVITE 200 held the offer.
+            CallEvent::Acked(media) if self.script.is_none() => {
                 if let Some(n) = media {
                     self.set_media(&n);
                 }
                 self.set_state(CallState::Active);
-                if self.script.is_none() {
-                    self.script = Some(Script::new(self.plan.steps.clone(), self.shared.prompts.clone()));
+                self.script = Some(Script::new(
+                    self.plan.steps.clone(),
+                    self.shared.prompts.clone(),
+                ));
+            }
+            CallEvent::Acked(media) => {
+                if let Some(n) = media {
+                    self.media_changed(&n);
                 }
             }
-            CallEvent::Media(n) => {
-                let held = !n.can_send() || n.remote_rtp.ip().is_unspecified();
-                self.set_state(if held { CallState::Held } else { CallState::Active });
-                self.update_media(&n);
-            }
+            CallEvent::Media(n) => self.media_changed(&n),
             CallEvent::Bye => self.result = Some("caller_bye"),
             CallEvent::Cancelled => self.result = Some("cancelled"),
             CallEvent::Gone(why) => self.result = Some(why),
         }
         self.result.is_some()
+    }
+
+    fn media_changed(&mut self, n: &Negotiated) {
+        let held = !n.can_send() || n.remote_rtp.ip().is_unspecified();
+        self.set_state(if held {
+            CallState::Held
+        } else {
+            CallState::Active
+        });
+        self.update_media(n);
     }
 
     fn set_media(&mut self, n: &Negotiated) {
@@ -332,7 +355,9 @@ impl Call {
     fn hang_up(&mut self, why: &'static str) {
         if self.result.is_none() {
             self.result = Some(why);
-            let _ = self.commands.try_send(Command::Hangup { key: self.key.clone() });
+            let _ = self.commands.try_send(Command::Hangup {
+                key: self.key.clone(),
+            });
         }
     }
 
@@ -359,7 +384,10 @@ impl Call {
             }
         }
         let input = match m.session.pop_playout(now) {
-            baton_media::jitter::Playout::Frame(p) => m.decoder.decode(&p).unwrap_or_else(|_| m.decoder.conceal(None)),
+            baton_media::jitter::Playout::Frame(p) => m
+                .decoder
+                .decode(&p)
+                .unwrap_or_else(|_| m.decoder.conceal(None)),
             baton_media::jitter::Playout::Lost { next } => m.decoder.conceal(next.as_deref()),
             baton_media::jitter::Playout::Empty => AudioFrame::silence(),
         };
@@ -453,7 +481,9 @@ fn finish(
         }
     }
     if let Some(s) = stats {
-        shared.metrics.rtp(s.packets_in, s.packets_out, s.lost, s.malformed);
+        shared
+            .metrics
+            .rtp(s.packets_in, s.packets_out, s.lost, s.malformed);
         if s.packets_in > 0 {
             shared.metrics.observe_jitter(s.jitter_ms);
         }

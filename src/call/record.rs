@@ -33,7 +33,9 @@ impl Recorder {
                 .and_then(|()| WavWriter::create(&path, spec));
             match w {
                 Ok(w) => {
-                    calls::lock(info).recordings.push(path.display().to_string());
+                    calls::lock(info)
+                        .recordings
+                        .push(path.display().to_string());
                     Some(w)
                 }
                 Err(e) => {

@@ -39,8 +39,16 @@ pub struct Script {
 
 enum Current {
     Starting,
-    Playing { samples: Arc<[i16]>, pos: usize, looped: bool },
-    Holding { samples: Option<Arc<[i16]>>, pos: usize, frames_left: u32 },
+    Playing {
+        samples: Arc<[i16]>,
+        pos: usize,
+        looped: bool,
+    },
+    Holding {
+        samples: Option<Arc<[i16]>>,
+        pos: usize,
+        frames_left: u32,
+    },
     Echo,
     Recording {
         stop_on: Option<char>,
@@ -48,8 +56,15 @@ enum Current {
         /// A beep still playing before the recording starts.
         beep: Option<(Arc<[i16]>, usize)>,
     },
-    Collecting { max: usize, terminator: Option<char>, frames_left: u32, got: usize },
-    Pausing { frames_left: u32 },
+    Collecting {
+        max: usize,
+        terminator: Option<char>,
+        frames_left: u32,
+        got: usize,
+    },
+    Pausing {
+        frames_left: u32,
+    },
     Done,
 }
 
@@ -74,10 +89,18 @@ impl Script {
         let mut record = false;
         let mut finished = false;
         match &mut self.current {
-            Current::Playing { samples, pos, looped } => {
+            Current::Playing {
+                samples,
+                pos,
+                looped,
+            } => {
                 finished = copy_prompt(samples, pos, *looped, &mut out);
             }
-            Current::Holding { samples, pos, frames_left } => {
+            Current::Holding {
+                samples,
+                pos,
+                frames_left,
+            } => {
                 if let Some(s) = samples {
                     copy_prompt(s, pos, true, &mut out);
                 }
@@ -116,7 +139,12 @@ impl Script {
     pub fn dtmf(&mut self, digit: char) {
         let done = match &mut self.current {
             Current::Recording { stop_on, .. } => *stop_on == Some(digit),
-            Current::Collecting { max, terminator, got, .. } => {
+            Current::Collecting {
+                max,
+                terminator,
+                got,
+                ..
+            } => {
                 if *terminator == Some(digit) {
                     true
                 } else {
@@ -246,7 +274,10 @@ mod tests {
                 beep: Some(PathBuf::from("beep")),
             },
         ];
-        let mut s = Script::new(steps, prompts(&[("greeting", 2 * FRAME, 7), ("beep", FRAME, 9)]));
+        let mut s = Script::new(
+            steps,
+            prompts(&[("greeting", 2 * FRAME, 7), ("beep", FRAME, 9)]),
+        );
         let t = s.turn(&SILENT);
         assert_eq!(t.out[0], 7);
         assert!(!t.record);
@@ -314,6 +345,9 @@ mod tests {
     fn pause_and_hangup_steps() {
         let mut s = Script::new(vec![Step::Pause { secs: 0.1 }, Step::Hangup], prompts(&[]));
         let frames = (0..10).take_while(|_| !s.turn(&SILENT).hangup).count();
-        assert_eq!(frames, 4, "100 ms is 5 frames; the fifth ends the pause and the call");
+        assert_eq!(
+            frames, 4,
+            "100 ms is 5 frames; the fifth ends the pause and the call"
+        );
     }
 }
