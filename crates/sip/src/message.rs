@@ -249,7 +249,10 @@ pub enum Header {
     /// Min-SE (RFC 4028), seconds.
     MinSe(u32),
     /// Any other header: name as written and the value with surrounding whitespace trimmed.
-    Other { name: String, value: String },
+    Other {
+        name: String,
+        value: String,
+    },
 }
 
 /// The ordered header list of a message, with typed accessors.
@@ -370,26 +373,38 @@ impl Headers {
 
     /// All option tags from every Require header.
     pub fn require(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().flat_map(|h| match h {
-            Header::Require(v) => v.as_slice(),
-            _ => &[],
-        }.iter().map(String::as_str))
+        self.0.iter().flat_map(|h| {
+            match h {
+                Header::Require(v) => v.as_slice(),
+                _ => &[],
+            }
+            .iter()
+            .map(String::as_str)
+        })
     }
 
     /// All option tags from every Proxy-Require header.
     pub fn proxy_require(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().flat_map(|h| match h {
-            Header::ProxyRequire(v) => v.as_slice(),
-            _ => &[],
-        }.iter().map(String::as_str))
+        self.0.iter().flat_map(|h| {
+            match h {
+                Header::ProxyRequire(v) => v.as_slice(),
+                _ => &[],
+            }
+            .iter()
+            .map(String::as_str)
+        })
     }
 
     /// All option tags from every Supported header.
     pub fn supported(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().flat_map(|h| match h {
-            Header::Supported(v) => v.as_slice(),
-            _ => &[],
-        }.iter().map(String::as_str))
+        self.0.iter().flat_map(|h| {
+            match h {
+                Header::Supported(v) => v.as_slice(),
+                _ => &[],
+            }
+            .iter()
+            .map(String::as_str)
+        })
     }
 
     /// Session-Expires, if present.
