@@ -271,6 +271,9 @@ impl Endpoint {
                 let (Some(status), Some(headers)) = (err.status(), parse::salvage(&raw)) else {
                     return;
                 };
+                if headers.cseq().is_some_and(|c| c.method == Method::Ack) {
+                    return; // an ACK is never answered, however broken
+                }
                 let mut resp = Response {
                     status,
                     reason: baton_sip::build::reason_phrase(status).to_string(),
@@ -362,6 +365,13 @@ impl Endpoint {
         from: Peer,
         now: Instant,
     ) -> Result<(), Reject> {
+        if let Uri::Other { scheme, .. } = &req.uri {
+            // §8.2.2.1: a Request-URI scheme baton does not understand.
+            return Err(Reject::warn(
+                416,
+                format!("URI scheme {scheme:?} is not supported"),
+            ));
+        }
         check_require(req)?;
         let to_tag = req.headers.to().and_then(|t| t.tag()).map(str::to_string);
         if let Some(tag) = to_tag {
@@ -410,12 +420,7 @@ impl Endpoint {
         let user = match &req.uri {
             Uri::Sip(u) => u.user.clone().unwrap_or_default(),
             Uri::Tel(t) => t.number.clone(),
-            Uri::Other { scheme, .. } => {
-                return Err(Reject::warn(
-                    416,
-                    format!("URI scheme {scheme:?} is not supported"),
-                ))
-            }
+            Uri::Other { .. } => return Err(Reject::new(416)),
         };
         if !req.body.is_empty() {
             let ct = req.headers.content_type().unwrap_or("");

@@ -7,13 +7,12 @@ mod common;
 use common::{call_seconds, caller_audio, Baton, Sipp, Transport};
 use std::time::Duration;
 
-/// Rings before answering so a caller can cancel. The dialplan schema has no way yet to
-/// delay the answer: `answer_after_secs` is the key these tests expect for it.
+/// Rings for five seconds before answering, so a caller can cancel.
 const RINGING_PLAN: &str = r#"
 name = "ringing"
 description = "Rings for five seconds before answering, so callers can give up first."
 match = ["ringing"]
-answer_after_secs = 5
+ring_secs = 5
 
 [[step]]
 play = "beep.wav"

@@ -281,6 +281,30 @@ fn request_call_id(raw: &[u8]) -> Option<String> {
     }
 }
 
+/// The RFC 3261 17.2.3 transaction key of a request: top Via branch (when it has the magic
+/// cookie), top Via sent-by, and method. Several RFC 4475 messages share one.
+fn transaction_key(raw: &[u8]) -> Option<(String, String, String)> {
+    let end = find(raw, b"\r\n\r\n").unwrap_or(raw.len());
+    let (first, headers) = header_lines(&raw[..end]);
+    let method = first.split(' ').next()?.to_owned();
+    if method.starts_with("SIP/") {
+        return None;
+    }
+    let via = headers.iter().find(|(n, _)| n == "via")?.1.as_str();
+    let mut parts = via.split(',').next()?.split(';');
+    let sent_by = parts
+        .next()?
+        .split_whitespace()
+        .last()?
+        .to_ascii_lowercase();
+    let branch = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("branch"))
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|b| b.starts_with("z9hG4bK"))?;
+    Some((branch, sent_by, method))
+}
+
 /// Sends one datagram and collects every response until a final one plus a grace period,
 /// or until `wait` passes.
 fn exchange_udp(target: SocketAddr, raw: &[u8], wait: Duration) -> Vec<Response> {
@@ -455,12 +479,24 @@ fn torture(transport: Transport) {
     );
 
     let mut wrong = Vec::new();
+    let mut keys: Vec<(String, String, String)> = Vec::new();
     for case in CASES {
         let raw = std::fs::read(dir.join(case.file)).expect("read torture message");
-        let (answer, udp) = match transport {
+        let (mut answer, udp) = match transport {
             Transport::Udp => (case.udp, true),
             Transport::Tcp => (case.tcp, false),
         };
+        // A message with the branch, sent-by and method of an earlier one is, by RFC 3261
+        // 17.2.3, a retransmission of it while that transaction lasts: baton answers the
+        // earlier sender again, so this socket may hear nothing.
+        if let Some(key) = transaction_key(&raw) {
+            if keys.contains(&key) {
+                if let Final(codes) = answer {
+                    answer = FinalOrNothing(codes);
+                }
+            }
+            keys.push(key);
+        }
         let wait = match answer {
             Final(_) => ANSWER_WAIT,
             Nothing | FinalOrNothing(_) => SILENCE_WAIT,

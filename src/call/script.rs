@@ -165,26 +165,27 @@ impl Script {
         matches!(self.current, Current::Recording { .. })
     }
 
+    /// Moves to the next step that can run; steps whose prompt failed to load are skipped
+    /// rather than played as silence.
     fn advance(&mut self) {
-        self.current = match self.steps.get(self.next) {
-            None => Current::Done,
-            Some(step) => self.start(step.clone()),
+        self.current = loop {
+            let Some(step) = self.steps.get(self.next).cloned() else {
+                break Current::Done;
+            };
+            self.next += 1;
+            if let Some(current) = self.start(step) {
+                break current;
+            }
         };
-        self.next += 1;
     }
 
-    fn start(&self, step: Step) -> Current {
+    fn start(&self, step: Step) -> Option<Current> {
         let secs = |s: f32| (s.max(0.0) * FPS as f32).round() as u32;
-        match step {
-            Step::Play { file, looped } => match self.prompts.get(&file) {
-                Some(samples) if !samples.is_empty() => Current::Playing {
-                    samples: samples.clone(),
-                    pos: 0,
-                    looped,
-                },
-                // A prompt that failed to load is skipped rather than played as silence
-                // forever; the call task logged it when loading.
-                _ => Current::Pausing { frames_left: 0 },
+        Some(match step {
+            Step::Play { file, looped } => Current::Playing {
+                samples: self.prompts.get(&file).filter(|s| !s.is_empty())?.clone(),
+                pos: 0,
+                looped,
             },
             Step::Hold { file, secs: s } => Current::Holding {
                 samples: file.and_then(|f| self.prompts.get(&f).cloned()),
@@ -217,7 +218,7 @@ impl Script {
                 frames_left: secs(s),
             },
             Step::Hangup => Current::Done,
-        }
+        })
     }
 }
 
