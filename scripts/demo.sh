@@ -11,6 +11,7 @@ mkdir -p "$data"
 
 bin=target/release/baton
 "$bin" check dialplans --media media
+echo
 
 "$bin" serve --sip "$sip" --http "$http" --dialplans dialplans --media media --data "$data" \
   >"$work/baton.log" 2>&1 &
@@ -26,8 +27,11 @@ echo "baton is up: SIP on $sip (UDP and TCP), API on http://$http"
 # The caller's side: a sentence spoken by espeak-ng, as a carrier would send it (G.711 µ-law).
 espeak-ng -v en-us -s 150 -w "$work/said.wav" \
   "Hello. I would like to check the balance of my current account, please."
-sox "$work/said.wav" -r 8000 -c 1 -e u-law "$work/caller.wav"
-sed -e "s|@AUDIO@|$work/caller.wav|" -e "s|@MILLIS@|9000|" tests/sipp/uac_audio.xml \
+# The caller waits for the greeting and the tone before speaking, as a person would.
+lead=$(python3 -c "print($(soxi -D media/bank-welcome.wav) + $(soxi -D media/beep.wav) + 0.5)")
+sox "$work/said.wav" -r 8000 -c 1 -e u-law "$work/caller.wav" pad "$lead" 1
+millis=$(python3 -c "print(int(($(soxi -D "$work/caller.wav") + 1) * 1000))")
+sed -e "s|@AUDIO@|$work/caller.wav|" -e "s|@MILLIS@|$millis|" tests/sipp/uac_audio.xml \
   >"$work/call.xml"
 echo
 echo "Placing a call to sip:bank@$sip with SIPp; the caller says:"
