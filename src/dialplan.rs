@@ -614,6 +614,23 @@ impl StepCheck<'_, '_> {
                 timeout_secs: u32::try_from(timeout_secs?).ok()?,
             });
         }
+        if let Some(digits) = raw.send_dtmf {
+            let bad: Vec<char> = digits
+                .chars()
+                .filter(|c| step::dtmf_digit(&c.to_string()).is_none())
+                .collect();
+            if digits.is_empty() || digits.chars().count() > MAX_DIGITS as usize || !bad.is_empty()
+            {
+                self.invalid(
+                    None,
+                    format!(
+                        "expected 1 to {MAX_DIGITS} DTMF digits (0-9, *, #, A-D), got \"{digits}\""
+                    ),
+                );
+                return None;
+            }
+            return Some(Step::SendDtmf { digits });
+        }
         if let Some(secs) = raw.pause {
             if !(secs > 0.0 && secs <= MAX_WAIT_SECS as f64) {
                 self.invalid(
@@ -1057,6 +1074,21 @@ play = { file = "hold-music.wav", loop = true }
     }
 
     #[test]
+    fn send_dtmf_takes_keypad_digits_only() {
+        let plan = parse_ok("match = [\"x\"]\n[[step]]\nsend_dtmf = \"12#\"\n");
+        assert_eq!(
+            plan.steps,
+            [Step::SendDtmf {
+                digits: "12#".into()
+            }]
+        );
+        assert_eq!(
+            parse_errors("match = [\"x\"]\n[[step]]\nsend_dtmf = \"1x\"\n"),
+            ["dialplans/test.toml:3:1: step 1 key \"send_dtmf\": expected 1 to 64 DTMF digits (0-9, *, #, A-D), got \"1x\""]
+        );
+    }
+
+    #[test]
     fn missing_media_names_file_line_and_step_key() {
         let text = "# Baton Bank\nname = \"bank\"\nmatch = [\"bank\"]\n\n[[step]]\npause = 1\n[[step]]\nplay = \"welcom.wav\"\n";
         assert_eq!(
@@ -1094,7 +1126,7 @@ play = { file = "hold-music.wav", loop = true }
         assert_eq!(
             parse_errors("match = [\"x\"]\n[[step]]\necho = {}\n[[step]]\nspeak = \"hello\"\n"),
             ["dialplans/test.toml:5:1: step 2 key \"speak\": unknown key `speak`, expected one of \
-              `play`, `hold`, `echo`, `record`, `collect_dtmf`, `pause`, `hangup`"]
+              `play`, `hold`, `echo`, `record`, `collect_dtmf`, `send_dtmf`, `pause`, `hangup`"]
         );
         assert_eq!(
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
@@ -1129,7 +1161,7 @@ pause = 0
             errors,
             [
                 "dialplans/test.toml:3:12: step 1 key \"record.stop_on_dtmf\": expected one DTMF digit (0-9, *, #, A-D), got \"##\"",
-                "dialplans/test.toml:4:1: step 2: has no action; give one of play, hold, echo, record, collect_dtmf, pause, hangup",
+                "dialplans/test.toml:4:1: step 2: has no action; give one of play, hold, echo, record, collect_dtmf, send_dtmf, pause, hangup",
                 "dialplans/test.toml:5:1: step 3: has play and pause; give one action per [[step]]",
                 "dialplans/test.toml:9:1: step 4 key \"hold\": expected 1 to 3600 seconds, got -3",
                 "dialplans/test.toml:11:18: step 5 key \"collect_dtmf.max_digits\": expected 1 to 64 digits, got 100",

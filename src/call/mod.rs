@@ -407,6 +407,13 @@ impl Call {
             }
             hangup = turn.hangup;
             out = Some(frame);
+            for digit in turn.send_dtmf {
+                let sent = baton_media::dtmf::DtmfTone::from_char(digit)
+                    .is_some_and(|tone| m.session.send_dtmf(tone, script::DTMF_TONE));
+                if !sent {
+                    debug!(%digit, "DTMF not sent: the caller did not offer telephone-event");
+                }
+            }
         }
         if m.can_send {
             if let Some(frame) = &out {

@@ -13,6 +13,10 @@ use std::sync::Arc;
 pub const FRAME: usize = 320;
 /// Frames per second.
 const FPS: u32 = 50;
+/// Time one sent DTMF digit takes: the tone, its end packets and a pause before the next.
+pub const DTMF_SLOT: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long each sent digit sounds.
+pub const DTMF_TONE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Decoded prompts by path, 16 kHz mono.
 pub type Prompts = HashMap<PathBuf, Arc<[i16]>>;
@@ -25,6 +29,8 @@ pub struct Turn {
     pub record: bool,
     /// The script has finished: the call should hang up.
     pub hangup: bool,
+    /// DTMF digits to send to the caller, starting now (RFC 4733).
+    pub send_dtmf: Vec<char>,
 }
 
 /// The position in a dialplan and the state of the current step.
@@ -65,6 +71,10 @@ enum Current {
     Pausing {
         frames_left: u32,
     },
+    SendingDtmf {
+        digits: Vec<char>,
+        frames_left: u32,
+    },
     Done,
 }
 
@@ -88,6 +98,7 @@ impl Script {
         let mut out = [0i16; FRAME];
         let mut record = false;
         let mut finished = false;
+        let mut send_dtmf = Vec::new();
         match &mut self.current {
             Current::Playing {
                 samples,
@@ -123,6 +134,13 @@ impl Script {
             Current::Collecting { frames_left, .. } | Current::Pausing { frames_left } => {
                 finished = count_down(frames_left);
             }
+            Current::SendingDtmf {
+                digits,
+                frames_left,
+            } => {
+                send_dtmf = std::mem::take(digits);
+                finished = count_down(frames_left);
+            }
             Current::Starting | Current::Done => {}
         }
         if finished {
@@ -132,6 +150,7 @@ impl Script {
             out,
             record,
             hangup: matches!(self.current, Current::Done),
+            send_dtmf,
         }
     }
 
@@ -216,6 +235,10 @@ impl Script {
             },
             Step::Pause { secs: s } => Current::Pausing {
                 frames_left: secs(s),
+            },
+            Step::SendDtmf { digits } => Current::SendingDtmf {
+                frames_left: digits.chars().count() as u32 * DTMF_SLOT.as_millis() as u32 / 20,
+                digits: digits.chars().collect(),
             },
             Step::Hangup => Current::Done,
         })
@@ -340,6 +363,18 @@ mod tests {
         s.dtmf('2');
         assert_eq!(s.collected, "42");
         assert!(s.turn(&SILENT).hangup);
+    }
+
+    #[test]
+    fn send_dtmf_hands_out_the_digits_once_and_waits_for_them() {
+        let steps = vec![Step::SendDtmf {
+            digits: "42".into(),
+        }];
+        let mut s = Script::new(steps, prompts(&[]));
+        assert_eq!(s.turn(&SILENT).send_dtmf, vec!['4', '2']);
+        let rest = (0..100).take_while(|_| !s.turn(&SILENT).hangup).count();
+        assert_eq!(rest + 2, 20, "two digits take 400 ms: 20 frames");
+        assert!(s.turn(&SILENT).send_dtmf.is_empty());
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub enum Step {
         /// Give up after this long.
         timeout_secs: u32,
     },
+    /// Send DTMF digits to the caller as RFC 4733 events (e.g. to drive a carrier's menu).
+    SendDtmf {
+        /// The digits, in order.
+        digits: String,
+    },
     /// Silence for a while.
     Pause {
         /// How long, in seconds (fractions allowed).
@@ -74,12 +79,13 @@ impl Step {
 }
 
 /// The names of the actions a step may take, in the order the docs list them.
-pub(crate) const ACTIONS: [&str; 7] = [
+pub(crate) const ACTIONS: [&str; 8] = [
     "play",
     "hold",
     "echo",
     "record",
     "collect_dtmf",
+    "send_dtmf",
     "pause",
     "hangup",
 ];
@@ -93,6 +99,7 @@ pub(crate) struct RawStep {
     pub(crate) echo: Option<NoOptions>,
     pub(crate) record: Option<RecordArgs>,
     pub(crate) collect_dtmf: Option<CollectArgs>,
+    pub(crate) send_dtmf: Option<String>,
     pub(crate) pause: Option<f64>,
     pub(crate) hangup: Option<NoOptions>,
 }
@@ -106,6 +113,7 @@ impl RawStep {
             self.echo.is_some(),
             self.record.is_some(),
             self.collect_dtmf.is_some(),
+            self.send_dtmf.is_some(),
             self.pause.is_some(),
             self.hangup.is_some(),
         ];
