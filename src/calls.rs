@@ -182,6 +182,41 @@ mod tests {
     }
 
     #[test]
+    fn audio_tap_reaches_subscribers_and_closes_with_the_call() {
+        use crate::call::{LegFrame, Side};
+        use baton_media::AudioFrame;
+        let calls = Calls::default();
+        calls.insert(info("c1"));
+        let tap = calls.open_audio_tap("c1");
+        let mut a = calls.subscribe_audio("c1").unwrap();
+        let mut b = calls.subscribe_audio("c1").unwrap();
+        let frame = AudioFrame::new([7; baton_media::FRAME_SAMPLES]);
+        tap.send(LegFrame {
+            side: Side::Caller,
+            frame: frame.clone(),
+        })
+        .unwrap();
+        for rx in [&mut a, &mut b] {
+            let got = rx.try_recv().unwrap();
+            assert_eq!(got.side, Side::Caller);
+            assert_eq!(got.frame.samples(), frame.samples());
+        }
+        // A subscriber that falls behind loses the oldest frames; the sender never waits.
+        for _ in 0..AUDIO_TAP_DEPTH + 10 {
+            let _ = tap.send(LegFrame {
+                side: Side::Baton,
+                frame: frame.clone(),
+            });
+        }
+        assert!(matches!(
+            a.try_recv(),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(10))
+        ));
+        calls.finish("c1");
+        assert!(calls.subscribe_audio("c1").is_none());
+    }
+
+    #[test]
     fn ended_calls_are_kept_bounded_and_findable() {
         let calls = Calls::default();
         for i in 0..ENDED_KEPT + 5 {

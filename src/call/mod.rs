@@ -67,8 +67,9 @@ pub struct LegFrame {
     pub frame: AudioFrame,
 }
 
-/// Frames a slow subscriber may fall behind before it misses some; the media path never waits.
-pub const AUDIO_TAP_DEPTH: usize = 100;
+/// Frames (both sides, so about 1.3 s of a call) a slow subscriber may fall behind before it
+/// misses the oldest; the media path never waits. A power of two, as the channel rounds up.
+pub const AUDIO_TAP_DEPTH: usize = 128;
 
 /// An RTP/RTCP socket pair on a leased port.
 pub struct RtpSockets {
