@@ -226,7 +226,6 @@ async fn run(setup: CallSetup) {
         call.set_state(CallState::Answering);
         call.serve(&mut events).await;
     }
-    call.end();
 }
 
 impl Call {
@@ -451,10 +450,21 @@ impl Call {
             self.hang_up("baton_bye");
         }
     }
+}
 
-    /// Final bookkeeping: recordings closed, figures counted, the call moved to ended.
-    fn end(mut self) {
-        let result = self.result.unwrap_or("dialog_gone");
+/// Final bookkeeping, however the task ends (a panic included, so that no call is left
+/// half-registered): recordings closed, figures counted, the call moved to ended.
+impl Drop for Call {
+    fn drop(&mut self) {
+        let result = match self.result {
+            Some(r) => r,
+            None => {
+                let _ = self.commands.try_send(Command::Hangup {
+                    key: self.key.clone(),
+                });
+                "internal_error"
+            }
+        };
         if let Some(rec) = self.recorder.take() {
             rec.finish();
         }
