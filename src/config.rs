@@ -113,6 +113,13 @@ pub enum ConfigError {
 #[error("expected \"LOW-HIGH\" with LOW < HIGH, LOW even and above 0, got \"{0}\"")]
 pub struct PortRangeError(pub String);
 
+/// New INVITEs one source address may send: generous enough for a busy carrier trunk,
+/// low enough that one flooding address cannot take every call slot.
+const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    per_source_per_sec: 200,
+    burst: 400,
+};
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -127,10 +134,7 @@ impl Default for Config {
             data: PathBuf::from("data"),
             public_ip: None,
             rtp_inactivity: Duration::from_secs(30),
-            invite_rate_limit: Some(RateLimit {
-                per_source_per_sec: 50,
-                burst: 100,
-            }),
+            invite_rate_limit: Some(DEFAULT_RATE_LIMIT),
             shutdown_grace: Duration::from_secs(30),
             max_calls: 4000,
             log: "info".to_owned(),
@@ -156,8 +160,8 @@ max_calls = 4000              # refuse calls beyond this with 503
 log = "info"                  # tracing filter, e.g. "baton=debug,info"
 
 [invite_rate_limit]           # per source address; per_source_per_sec = 0 disables
-per_source_per_sec = 50
-burst = 100
+per_source_per_sec = 200       # a carrier trunk is one source: size this to its peak
+burst = 400
 "#;
 
     /// Reads and checks a config file; keys it does not set keep their defaults.
@@ -332,14 +336,10 @@ impl RawConfig {
             config.shutdown_grace = secs("shutdown_grace_secs", value)?;
         }
         if let Some(limit) = self.invite_rate_limit {
-            let default = RateLimit {
-                per_source_per_sec: 50,
-                burst: 100,
-            };
             let per_source_per_sec = limit
                 .per_source_per_sec
-                .unwrap_or(default.per_source_per_sec);
-            let burst = limit.burst.unwrap_or(default.burst);
+                .unwrap_or(DEFAULT_RATE_LIMIT.per_source_per_sec);
+            let burst = limit.burst.unwrap_or(DEFAULT_RATE_LIMIT.burst);
             config.invite_rate_limit = if per_source_per_sec == 0 {
                 None
             } else if burst == 0 {
@@ -407,8 +407,8 @@ mod tests {
         assert_eq!(
             config.invite_rate_limit,
             Some(RateLimit {
-                per_source_per_sec: 50,
-                burst: 100
+                per_source_per_sec: 200,
+                burst: 400
             })
         );
     }
@@ -475,7 +475,7 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
         assert_eq!(
             partial.invite_rate_limit,
             Some(RateLimit {
-                per_source_per_sec: 50,
+                per_source_per_sec: 200,
                 burst: 3
             })
         );
