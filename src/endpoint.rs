@@ -12,6 +12,7 @@ use crate::ratelimit::RateLimiter;
 use crate::server::Shared;
 use crate::transport::{Inbound, Transports};
 use baton_sdp::{LocalDescription, LocalMedia, RemoteDescription, SdpSession};
+use baton_sip::build::new_tag;
 use baton_sip::dialog::{
     negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, SessionTimerError,
     Uas2xxEvent, Uas2xxRetransmit,
@@ -295,6 +296,7 @@ impl Endpoint {
                 if resp.headers.top_via().is_none() {
                     return;
                 }
+                resp.set_to_tag(&new_tag());
                 resp.headers.push(warning(&err.to_string()));
                 self.txl.send_stateless(Message::Response(resp), peer);
             }
@@ -346,7 +348,8 @@ impl Endpoint {
         if req.method == Method::Ack {
             return;
         }
-        let mut resp = req.response(rej.status, None);
+        // §8.2.6.2: every response but 100 carries a To tag; in a dialog it is already there.
+        let mut resp = req.response(rej.status, None).with_to_tag(&new_tag());
         if let Some(w) = &rej.warning {
             resp.headers.push(warning(w));
         }
@@ -380,7 +383,7 @@ impl Endpoint {
         match req.method {
             Method::Invite => self.new_call(tx, req, from, now),
             Method::Options => {
-                let mut resp = req.response(200, None);
+                let mut resp = req.response(200, None).with_to_tag(&new_tag());
                 resp.headers.push(Header::Allow(ALLOW.to_vec()));
                 resp.headers.push(accept_sdp());
                 resp.headers.push(Header::Supported(
@@ -484,7 +487,7 @@ impl Endpoint {
         let mut sdp = SdpSession::new(rand::random::<u32>().into());
         let body = sdp.write(&local).to_vec();
 
-        let local_tag = baton_sip::build::new_tag();
+        let local_tag = new_tag();
         let mut ok = req.response(200, None).with_to_tag(&local_tag);
         ok.headers
             .push(Header::Contact(Contact::Addr(self.contact(from.transport))));

@@ -407,7 +407,7 @@ impl Call {
             }
             hangup = turn.hangup;
             out = Some(frame);
-            for digit in turn.send_dtmf {
+            if let Some(digit) = turn.send_dtmf {
                 let sent = baton_media::dtmf::DtmfTone::from_char(digit)
                     .is_some_and(|tone| m.session.send_dtmf(tone, script::DTMF_TONE));
                 if !sent {

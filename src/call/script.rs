@@ -15,6 +15,8 @@ pub const FRAME: usize = 320;
 const FPS: u32 = 50;
 /// Time one sent DTMF digit takes: the tone, its end packets and a pause before the next.
 pub const DTMF_SLOT: std::time::Duration = std::time::Duration::from_millis(200);
+/// [`DTMF_SLOT`] in frames.
+const SLOT_FRAMES: u32 = DTMF_SLOT.as_millis() as u32 / 20;
 /// How long each sent digit sounds.
 pub const DTMF_TONE: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -29,8 +31,8 @@ pub struct Turn {
     pub record: bool,
     /// The script has finished: the call should hang up.
     pub hangup: bool,
-    /// DTMF digits to send to the caller, starting now (RFC 4733).
-    pub send_dtmf: Vec<char>,
+    /// A DTMF digit to start sending to the caller now (RFC 4733).
+    pub send_dtmf: Option<char>,
 }
 
 /// The position in a dialplan and the state of the current step.
@@ -71,8 +73,9 @@ enum Current {
     Pausing {
         frames_left: u32,
     },
+    /// Digits still to send (the next first), one every [`DTMF_SLOT`].
     SendingDtmf {
-        digits: Vec<char>,
+        digits: std::collections::VecDeque<char>,
         frames_left: u32,
     },
     Done,
@@ -98,7 +101,7 @@ impl Script {
         let mut out = [0i16; FRAME];
         let mut record = false;
         let mut finished = false;
-        let mut send_dtmf = Vec::new();
+        let mut send_dtmf = None;
         match &mut self.current {
             Current::Playing {
                 samples,
@@ -138,7 +141,9 @@ impl Script {
                 digits,
                 frames_left,
             } => {
-                send_dtmf = std::mem::take(digits);
+                if *frames_left % SLOT_FRAMES == 0 {
+                    send_dtmf = digits.pop_front();
+                }
                 finished = count_down(frames_left);
             }
             Current::Starting | Current::Done => {}
@@ -237,7 +242,7 @@ impl Script {
                 frames_left: secs(s),
             },
             Step::SendDtmf { digits } => Current::SendingDtmf {
-                frames_left: digits.chars().count() as u32 * DTMF_SLOT.as_millis() as u32 / 20,
+                frames_left: digits.chars().count() as u32 * SLOT_FRAMES,
                 digits: digits.chars().collect(),
             },
             Step::Hangup => Current::Done,
@@ -366,15 +371,23 @@ mod tests {
     }
 
     #[test]
-    fn send_dtmf_hands_out_the_digits_once_and_waits_for_them() {
+    fn send_dtmf_hands_out_one_digit_per_slot() {
         let steps = vec![Step::SendDtmf {
             digits: "42".into(),
         }];
         let mut s = Script::new(steps, prompts(&[]));
-        assert_eq!(s.turn(&SILENT).send_dtmf, vec!['4', '2']);
-        let rest = (0..100).take_while(|_| !s.turn(&SILENT).hangup).count();
-        assert_eq!(rest + 2, 20, "two digits take 400 ms: 20 frames");
-        assert!(s.turn(&SILENT).send_dtmf.is_empty());
+        let mut sent = Vec::new();
+        for frame in 0..30 {
+            let turn = s.turn(&SILENT);
+            if let Some(d) = turn.send_dtmf {
+                sent.push((frame, d));
+            }
+            if turn.hangup {
+                assert_eq!(frame, 19, "two digits take 400 ms: 20 frames");
+                break;
+            }
+        }
+        assert_eq!(sent, [(0, '4'), (10, '2')], "200 ms apart");
     }
 
     #[test]
