@@ -39,8 +39,8 @@ struct Step {
     client_cpu: f64,
     /// Server RSS after the step, KiB.
     server_rss: u64,
-    /// 5xx responses baton sent during the step (0 for the SIPp UAS).
-    server_5xx: f64,
+    /// 5xx responses baton sent during the step, by code ("503:12 500:1"; empty for SIPp).
+    server_5xx: String,
     exit: String,
 }
 
@@ -87,7 +87,9 @@ fn main() {
     }
     let rates = env_list(
         "BENCH_SIP_RATES",
-        &[250, 500, 1000, 1500, 2000, 3000, 4000, 5000, 6000, 8000],
+        &[
+            250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 5000, 6000,
+        ],
     );
     let secs: u32 = env_or("BENCH_SIP_SECS", 10);
     let pause_ms: u32 = env_or("BENCH_SIP_PAUSE_MS", 0);
@@ -139,6 +141,10 @@ fn main() {
             );
             server.done = !step.sustained(calls);
             server.steps.push(step);
+            if server.baton.is_some_and(|b| !b.alive()) {
+                println!("baton exited during the step; log {}", baton.log.display());
+                server.done = true;
+            }
         }
         if servers.iter().all(|s| s.done) {
             break;
@@ -163,7 +169,7 @@ fn main() {
                 format!("{:.0}", per_thousand(s.server_cpu, s.successful)),
                 format!("{:.0}", per_thousand(s.client_cpu, s.successful)),
                 format!("{}", s.server_rss / 1024),
-                format!("{}", s.server_5xx),
+                s.server_5xx.clone(),
                 if s.sustained(calls) { "yes" } else { "no" }.to_owned(),
             ]);
         }
@@ -221,8 +227,22 @@ fn per_thousand(cpu: f64, calls: u64) -> f64 {
 /// SIPp's built-in UAS on loopback, answering every call.
 fn start_uas(dir: &Path, port: u16) -> Child {
     let child = Command::new("sipp")
-        .args(["-sn", "uas", "-t", "u1", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
-        .args(["-p", &port.to_string(), "-mp", &free_media_port().to_string()])
+        .args([
+            "-sn",
+            "uas",
+            "-t",
+            "u1",
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+        ])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &free_media_port().to_string(),
+        ])
         .arg("-nostdin")
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -284,10 +304,17 @@ fn run_step(dir: &Path, server: &Server<'_>, rate: u32, secs: u32, pause_ms: u32
         }
     };
     let server_cpu = cpu_secs(server.pid) - cpu_before;
-    let server_5xx = server.baton.map_or(0.0, |b| {
+    let server_5xx = server.baton.map_or(String::new(), |b| {
         let after = b.metrics();
-        let series = "baton_sip_responses_total{code=\"5";
-        metric(&after, series) - metric(&before, series)
+        let mut codes = Vec::new();
+        for code in 500..600 {
+            let series = format!("baton_sip_responses_total{{code=\"{code}\",direction=\"out\"}}");
+            let n = metric(&after, &series) - metric(&before, &series);
+            if n > 0.0 {
+                codes.push(format!("{code}:{n}"));
+            }
+        }
+        codes.join(" ")
     });
     let mut step = read_stats(&stf);
     step.target = rate;
@@ -329,9 +356,7 @@ fn read_stats(path: &Path) -> Step {
         failed: count("FailedCall(C)"),
         retransmissions: count("Retransmissions(C)"),
         elapsed: epoch("CurrentTime") - epoch("StartTime"),
-        response_ms: row
-            .get("ResponseTime1(C)")
-            .map_or(0.0, |v| duration_ms(v)),
+        response_ms: row.get("ResponseTime1(C)").map_or(0.0, |v| duration_ms(v)),
         ..Step::default()
     }
 }

@@ -159,6 +159,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             endpoint.abort();
         }
     }
+    transports.drain(BYE_GRACE).await;
     let _ = http_stop_tx.send(true);
     info!("stopped");
     Ok(())

@@ -109,6 +109,23 @@ impl Transports {
         }
     }
 
+    /// Waits, up to `limit`, until every queued TCP message has been handed to the kernel,
+    /// so that the last responses before an exit are not lost.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            let pending = lock(&self.tcp)
+                .values()
+                .any(|tx| tx.capacity() < tx.max_capacity());
+            if !pending {
+                // The writer may still be inside its last write_all.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn udp_loop(self) {
         // One byte more than the largest message: a datagram that fills it is oversized.
         let mut buf = vec![0u8; MAX_MESSAGE + 1];

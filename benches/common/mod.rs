@@ -135,7 +135,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
             head.lines().next().unwrap_or_default()
         ));
     }
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Ok(dechunk(body));
     }
     Ok(body.to_owned())
@@ -231,7 +234,10 @@ impl Baton {
             }
             let text = fs::read_to_string(&baton.log).unwrap_or_default();
             if !text.contains("in use") || attempt == 3 {
-                panic!("baton did not come up; log {}:\n{text}", baton.log.display());
+                panic!(
+                    "baton did not come up; log {}:\n{text}",
+                    baton.log.display()
+                );
             }
         }
         unreachable!("the loop above returns or panics on its last attempt")
@@ -247,9 +253,16 @@ impl Baton {
         http_get(self.http, "/metrics").unwrap_or_else(|e| panic!("baton metrics: {e}"))
     }
 
-    /// Whether the process is still running (a crash under load is a result to report).
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    /// Whether the process is still running (a crash under load is a result to report);
+    /// an exited child stays a zombie until dropped, so its state is read from /proc.
+    pub fn alive(&self) -> bool {
+        fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().starts_with(['R', 'S', 'D']))
+            })
+            .unwrap_or(false)
     }
 
     /// Log lines at WARN or ERROR, at most `n`, for the report.

@@ -12,6 +12,7 @@ use crate::calls::{self, CallHandle, CallState};
 use crate::dialplan::Dialplan;
 use crate::rtp_ports::{PortLease, PortPool};
 use crate::server::Shared;
+use baton_media::jitter::Playout;
 use baton_media::rtp::{RtpConfig, RtpEvent, RtpSession};
 use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
 use baton_sdp::{Codec, Negotiated};
@@ -66,6 +67,10 @@ pub struct LegFrame {
     pub side: Side,
     pub frame: AudioFrame,
 }
+
+/// Empty playout slots concealed before the caller's side is taken as silent (80 ms, the
+/// length of the G.711 concealment fade).
+const CONCEAL_UNDERRUN: u32 = 4;
 
 /// Frames (both sides, so about 1.3 s of a call) a slow subscriber may fall behind before it
 /// misses the oldest; the media path never waits. A power of two, as the channel rounds up.
@@ -137,6 +142,8 @@ struct Media {
     remote: SocketAddr,
     remote_rtcp: SocketAddr,
     can_send: bool,
+    /// Consecutive slots the jitter buffer had nothing for.
+    underrun: u32,
 }
 
 impl Media {
@@ -154,6 +161,7 @@ impl Media {
             remote: n.remote_rtp,
             remote_rtcp: n.remote_rtcp,
             can_send: n.can_send(),
+            underrun: 0,
         })
     }
 }
@@ -384,12 +392,23 @@ impl Call {
             }
         }
         let input = match m.session.pop_playout(now) {
-            baton_media::jitter::Playout::Frame(p) => m
-                .decoder
-                .decode(&p)
-                .unwrap_or_else(|_| m.decoder.conceal(None)),
-            baton_media::jitter::Playout::Lost { next } => m.decoder.conceal(next.as_deref()),
-            baton_media::jitter::Playout::Empty => AudioFrame::silence(),
+            Playout::Frame(p) => {
+                m.underrun = 0;
+                m.decoder
+                    .decode(&p)
+                    .unwrap_or_else(|_| m.decoder.conceal(None))
+            }
+            Playout::Lost { next } => {
+                m.underrun = 0;
+                m.decoder.conceal(next.as_deref())
+            }
+            // A packet late for its slot mid-stream is concealed like a lost one; once the
+            // caller has been silent for a while (hold, end of talkspurt) it is silence.
+            Playout::Empty if m.underrun < CONCEAL_UNDERRUN => {
+                m.underrun += 1;
+                m.decoder.conceal(None)
+            }
+            Playout::Empty => AudioFrame::silence(),
         };
         let mut out = None;
         let mut hangup = false;

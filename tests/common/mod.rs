@@ -879,3 +879,458 @@ impl SippRun {
         assert!(self.ok(), "SIPp call failed\n{}", self.report);
     }
 }
+
+impl Baton {
+    /// baton's process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM to baton, as an init system does to stop it.
+    pub fn terminate(&self) {
+        run_tool(
+            Command::new("kill").args(["-TERM", &self.pid().to_string()]),
+            Duration::from_secs(5),
+        );
+    }
+
+    /// Waits up to `timeout` for baton to exit by itself; its status, or `None` if it is
+    /// still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_for(timeout, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
+    }
+}
+
+impl SippProcess {
+    /// Where baton receives the call's RTP: the address in its 200 OK's SDP, read from
+    /// SIPp's message trace once it shows there.
+    pub fn answered_media(&self, timeout: Duration) -> SocketAddr {
+        let mut found = None;
+        wait_for(timeout, || {
+            let text = fs::read_to_string(&self.messages).unwrap_or_default();
+            found = text.split("SIP/2.0 200").skip(1).find_map(sdp_audio_addr);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no 200 OK with an SDP audio address in SIPp's trace within {timeout:?}:\n{}",
+                tail(&self.messages, 60)
+            )
+        })
+    }
+}
+
+/// The RTP address in an SDP (`c=IN IP4 ...` and `m=audio PORT ...`) found in `text`.
+pub fn sdp_audio_addr(text: &str) -> Option<SocketAddr> {
+    let mut ip = None;
+    let mut port = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(c) = line.strip_prefix("c=IN IP4 ") {
+            ip = c.split_whitespace().next().and_then(|a| a.parse().ok());
+        } else if let Some(m) = line.strip_prefix("m=audio ") {
+            port = m.split_whitespace().next().and_then(|p| p.parse().ok());
+        }
+    }
+    Some(SocketAddr::new(ip?, port?))
+}
+
+/// One SIP message as a test reads it: start line, headers in order, body.
+#[derive(Debug, Clone)]
+pub struct SipMessage {
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl SipMessage {
+    /// Splits a received message; `None` when it has no header/body separator.
+    pub fn parse(bytes: &[u8]) -> Option<SipMessage> {
+        let text = String::from_utf8_lossy(bytes);
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_owned();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Some(SipMessage {
+            start,
+            headers,
+            body: body.to_owned(),
+        })
+    }
+
+    /// The status code of a response; `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        self.start
+            .strip_prefix("SIP/2.0 ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// The request method; `None` for a response.
+    pub fn method(&self) -> Option<&str> {
+        if self.start.starts_with("SIP/") {
+            return None;
+        }
+        self.start.split_whitespace().next()
+    }
+
+    /// The first value of header `name` (long or compact form, any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let compact = match name.to_ascii_lowercase().as_str() {
+            "call-id" => "i",
+            "from" => "f",
+            "to" => "t",
+            "via" => "v",
+            "contact" => "m",
+            "content-length" => "l",
+            "content-type" => "c",
+            _ => "",
+        };
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name`, in order.
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The method named in CSeq (`INVITE`, `BYE`, ...).
+    pub fn cseq_method(&self) -> Option<&str> {
+        self.header("CSeq")?.split_whitespace().nth(1)
+    }
+}
+
+/// An answered call placed by a [`SipCaller`]: what later requests in its dialog need.
+#[derive(Debug, Clone)]
+pub struct SipCall {
+    pub call_id: String,
+    pub from: String,
+    /// baton's To header, with its tag.
+    pub to: String,
+    /// Where baton receives the call's RTP (from the 200's SDP).
+    pub media: SocketAddr,
+    cseq: u32,
+}
+
+/// A caller that speaks SIP over one UDP socket, for tests that need what SIPp cannot do:
+/// its own source address, exact timing, or raw bytes. Every wait is bounded.
+pub struct SipCaller {
+    sock: UdpSocket,
+    target: SocketAddr,
+}
+
+impl SipCaller {
+    /// A caller on an ephemeral port of `ip` (any 127.x.y.z address is loopback) that
+    /// sends to baton's SIP address.
+    pub fn bind(ip: &str, baton: &Baton) -> SipCaller {
+        let sock = UdpSocket::bind((ip, 0)).unwrap_or_else(|e| panic!("bind UDP on {ip}: {e}"));
+        SipCaller {
+            sock,
+            target: baton.sip,
+        }
+    }
+
+    /// The address the caller sends from.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sock.local_addr().expect("caller's local address")
+    }
+
+    /// Sends raw bytes to baton's SIP port.
+    pub fn send(&self, bytes: &[u8]) {
+        self.sock
+            .send_to(bytes, self.target)
+            .unwrap_or_else(|e| panic!("send to {}: {e}", self.target));
+    }
+
+    /// The next SIP message within `timeout` (datagrams that do not parse are skipped).
+    pub fn recv(&self, timeout: Duration) -> Option<SipMessage> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("set read timeout");
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    if let Some(msg) = SipMessage::parse(&buf[..n]) {
+                        return Some(msg);
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(e) => panic!("receive SIP: {e}"),
+            }
+        }
+    }
+
+    /// Every message received until `quiet` passes without one (at most `limit` in all).
+    pub fn drain(&self, quiet: Duration, limit: Duration) -> Vec<SipMessage> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        while Instant::now() < deadline {
+            match self.recv(quiet) {
+                Some(m) => out.push(m),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// A new INVITE to `user` offering PCMU and telephone-event at `sdp_port` on the
+    /// caller's own IP, with its Call-ID and From header.
+    pub fn invite_request(&self, user: &str, sdp_port: u16) -> (String, String, String) {
+        let local = self.local_addr();
+        let call_id = format!("{:016x}@{}", random_u64(), local.ip());
+        let from = format!(
+            "<sip:+441234567890@{}>;tag={:08x}",
+            local.ip(),
+            random_u64() as u32
+        );
+        let sdp = format!(
+            "v=0\r\no=caller 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {sdp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n",
+            ip = local.ip()
+        );
+        let text = format!(
+            "INVITE sip:{user}@{baton} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch:016x};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from}\r\n\
+             To: <sip:{user}@{baton}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:caller@{local}>\r\n\
+             Content-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{sdp}",
+            baton = self.target,
+            branch = random_u64(),
+            len = sdp.len(),
+        );
+        (text, call_id, from)
+    }
+
+    /// Sends an INVITE to `user` (SDP port `sdp_port`) and waits up to `timeout` for its
+    /// final response, retransmitting as RFC 3261 Timer A does until something comes back.
+    /// A non-2xx final response is acknowledged. `None` when no final response came.
+    pub fn invite(
+        &self,
+        user: &str,
+        sdp_port: u16,
+        timeout: Duration,
+    ) -> Option<(SipMessage, String, String)> {
+        let (request, call_id, from) = self.invite_request(user, sdp_port);
+        let deadline = Instant::now() + timeout;
+        let mut retransmit = Duration::from_millis(500);
+        let mut next_send = Instant::now();
+        let mut answered = false;
+        while Instant::now() < deadline {
+            if !answered && Instant::now() >= next_send {
+                self.send(request.as_bytes());
+                next_send = Instant::now() + retransmit;
+                retransmit = (retransmit * 2).min(Duration::from_secs(4));
+            }
+            let wait = if answered {
+                deadline
+            } else {
+                next_send.min(deadline)
+            };
+            let Some(msg) = self.recv(wait.saturating_duration_since(Instant::now())) else {
+                continue;
+            };
+            if msg.header("Call-ID") != Some(call_id.as_str()) {
+                continue;
+            }
+            match msg.status() {
+                Some(s) if s < 200 => answered = true,
+                Some(s) => {
+                    if s >= 300 {
+                        self.ack_final(&request, &msg);
+                    }
+                    return Some((msg, call_id, from));
+                }
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// The hop-by-hop ACK for a non-2xx final response (same branch as the INVITE).
+    fn ack_final(&self, invite: &str, resp: &SipMessage) {
+        let line = |name: &str| {
+            invite
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let uri = invite.split_whitespace().nth(1).unwrap_or_default();
+        let ack = format!(
+            "ACK {uri} SIP/2.0\r\n{}\r\nMax-Forwards: 70\r\n{}\r\nTo: {}\r\n{}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            line("Via:"),
+            line("From:"),
+            resp.header("To").unwrap_or_default(),
+            line("Call-ID:"),
+        );
+        self.send(ack.as_bytes());
+    }
+
+    /// Places a call to `user` whose SDP offers `sdp_port`, expects 200 and sends the ACK.
+    pub fn call(&self, user: &str, sdp_port: u16) -> SipCall {
+        let (resp, call_id, from) = self
+            .invite(user, sdp_port, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("no final response to an INVITE to {user} within 15 s"));
+        assert_eq!(
+            resp.status(),
+            Some(200),
+            "INVITE to {user} answered {resp:?}"
+        );
+        let call = self.answered(&resp, call_id, from);
+        self.ack(&call);
+        call
+    }
+
+    /// The dialog a 200 OK to one of this caller's INVITEs created.
+    pub fn answered(&self, ok: &SipMessage, call_id: String, from: String) -> SipCall {
+        SipCall {
+            call_id,
+            from,
+            to: ok.header("To").expect("200 OK has a To header").to_owned(),
+            media: sdp_audio_addr(&ok.body)
+                .unwrap_or_else(|| panic!("200 OK without an SDP audio address: {ok:?}")),
+            cseq: 1,
+        }
+    }
+
+    /// An in-dialog request of `call` with the next CSeq (the ACK reuses the INVITE's).
+    fn in_dialog(&self, call: &mut SipCall, method: &str) -> String {
+        let local = self.local_addr();
+        if method != "ACK" {
+            call.cseq += 1;
+        }
+        format!(
+            "{method} sip:baton@{baton} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch:016x};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from}\r\n\
+             To: {to}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Content-Length: 0\r\n\r\n",
+            baton = self.target,
+            branch = random_u64(),
+            from = call.from,
+            to = call.to,
+            call_id = call.call_id,
+            cseq = call.cseq,
+        )
+    }
+
+    /// Acknowledges the 200 OK of `call`.
+    pub fn ack(&self, call: &SipCall) {
+        let mut c = call.clone();
+        self.send(self.in_dialog(&mut c, "ACK").as_bytes());
+    }
+
+    /// Hangs up `call`: BYE, retransmitted until answered; the status of the answer.
+    pub fn bye(&self, call: &mut SipCall) -> Option<u16> {
+        let bye = self.in_dialog(call, "BYE");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            self.send(bye.as_bytes());
+            let until = Instant::now() + Duration::from_millis(500);
+            while let Some(msg) = self.recv(until.saturating_duration_since(Instant::now())) {
+                if msg.header("Call-ID") == Some(call.call_id.as_str())
+                    && msg.cseq_method() == Some("BYE")
+                {
+                    if let Some(s) = msg.status() {
+                        return Some(s);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends an OPTIONS ping; the status of its answer within `timeout`.
+    pub fn options(&self, timeout: Duration) -> Option<u16> {
+        let local = self.local_addr();
+        let call_id = format!("{:016x}@{}", random_u64(), local.ip());
+        let ping = format!(
+            "OPTIONS sip:echo@{baton} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{branch:016x};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:monitor@{ip}>;tag={tag:08x}\r\n\
+             To: <sip:echo@{baton}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n",
+            baton = self.target,
+            ip = local.ip(),
+            branch = random_u64(),
+            tag = random_u64() as u32,
+        );
+        self.send(ping.as_bytes());
+        let deadline = Instant::now() + timeout;
+        while let Some(msg) = self.recv(deadline.saturating_duration_since(Instant::now())) {
+            if msg.header("Call-ID") == Some(call_id.as_str()) {
+                if let Some(s) = msg.status() {
+                    return Some(s);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// splitmix64: a seeded, reproducible random sequence for impairments and garbage (std has
+/// no RNG), so a failing run can be replayed exactly.
+pub struct SeededRng(pub u64);
+
+impl SeededRng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}

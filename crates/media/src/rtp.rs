@@ -16,6 +16,10 @@ use crate::jitter::{JitterBuffer, JitterConfig, Playout};
 use crate::rtcp::{RtcpError, RtcpNotice, RtcpState, SenderInfo};
 use crate::stats::{LegStats, SeqTracker, SeqVerdict};
 
+/// A gap between sent packets longer than this is a pause in sending (hold, silence), after
+/// which the RTP clock jumps to real time; shorter gaps are late ticks being caught up.
+const SEND_PAUSE: Duration = Duration::from_millis(500);
+
 /// How the session learns where to send (symmetric RTP, RFC 4961 style latching).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatchMode {
@@ -390,9 +394,11 @@ impl RtpSession {
             None => self.rng.u32(..),
             Some((at, ts)) => {
                 let gap = now.saturating_duration_since(at);
-                if gap > 2 * FRAME_DURATION {
-                    // Keep the RTP clock in step with real time across a pause, and mark
-                    // the new talkspurt.
+                if gap > SEND_PAUSE {
+                    // The caller stopped sending (hold, silence): keep the RTP clock in step
+                    // with real time across the pause, and mark the new talkspurt. A shorter
+                    // gap is a late tick whose missed slots the caller is catching up on one
+                    // packet each, so jumping here would count the gap twice.
                     self.marker_next = true;
                     let slots = (gap.as_micros() + FRAME_DURATION.as_micros() / 2)
                         / FRAME_DURATION.as_micros();

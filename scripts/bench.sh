@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs baton's benchmarks (signalling with SIPp, media with the bench's own RTP generator and
+# rtpengine as the reference) and keeps their output in target/bench/. Parameters are the
+# BENCH_* environment variables described at the top of benches/signalling.rs and
+# benches/media.rs. BENCHMARKS.md explains the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in sipp rtpengine; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/install-deps.sh --bench" >&2; exit 1; }
+done
+
+out=target/bench
+mkdir -p "$out"
+stamp=$(date +%Y%m%d-%H%M%S)
+for bench in signalling media; do
+  echo "== $bench (output in $out/$bench-$stamp.txt)"
+  cargo bench --locked --bench "$bench" 2>&1 | tee "$out/$bench-$stamp.txt"
+done
