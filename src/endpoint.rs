@@ -383,13 +383,7 @@ impl Endpoint {
         match req.method {
             Method::Invite => self.new_call(tx, req, from, now),
             Method::Options => {
-                let mut resp = req.response(200, None).with_to_tag(&new_tag());
-                resp.headers.push(Header::Allow(ALLOW.to_vec()));
-                resp.headers.push(accept_sdp());
-                resp.headers.push(Header::Supported(
-                    SUPPORTED.iter().map(|s| s.to_string()).collect(),
-                ));
-                self.respond(tx, resp, now);
+                self.respond(tx, options_response(req), now);
                 Ok(())
             }
             Method::Bye | Method::Update | Method::Info | Method::Prack => {
@@ -491,10 +485,7 @@ impl Endpoint {
         let mut ok = req.response(200, None).with_to_tag(&local_tag);
         ok.headers
             .push(Header::Contact(Contact::Addr(self.contact(from.transport))));
-        ok.headers.push(Header::Allow(ALLOW.to_vec()));
-        ok.headers.push(Header::Supported(
-            SUPPORTED.iter().map(|s| s.to_string()).collect(),
-        ));
+        advertise(&mut ok);
         if let Some(t) = &timer {
             t.apply(&mut ok);
         }
@@ -802,10 +793,7 @@ impl Endpoint {
                 }
                 resp.headers
                     .push(Header::Contact(Contact::Addr(self.contact(from.transport))));
-                resp.headers.push(Header::Allow(ALLOW.to_vec()));
-                resp.headers.push(Header::Supported(
-                    SUPPORTED.iter().map(|s| s.to_string()).collect(),
-                ));
+                advertise(&mut resp);
                 let leg = self.legs.get_mut(tag).expect("leg looked up above");
                 leg.timer = timer.or(leg.timer);
                 if let Some(t) = &leg.timer {
@@ -831,9 +819,7 @@ impl Endpoint {
                 Ok(())
             }
             Method::Options => {
-                let mut resp = req.response(200, None);
-                resp.headers.push(Header::Allow(ALLOW.to_vec()));
-                self.respond(tx, resp, now);
+                self.respond(tx, options_response(req), now);
                 Ok(())
             }
             Method::Info => {
@@ -929,6 +915,23 @@ fn session_timer(
             Err(Reject::new(e.status()).with(Header::MinSe(min_se)))
         }
     }
+}
+
+/// Allow and Supported: what baton can do, in every 2xx to INVITE, UPDATE and OPTIONS.
+fn advertise(resp: &mut Response) {
+    resp.headers.push(Header::Allow(ALLOW.to_vec()));
+    resp.headers.push(Header::Supported(
+        SUPPORTED.iter().map(|s| s.to_string()).collect(),
+    ));
+}
+
+/// The answer to OPTIONS, in or out of a dialog (carriers ping with it); outside a
+/// dialog it needs a To tag of its own (§8.2.6.2).
+fn options_response(req: &Request) -> Response {
+    let mut resp = req.response(200, None).with_to_tag(&new_tag());
+    advertise(&mut resp);
+    resp.headers.push(accept_sdp());
+    resp
 }
 
 /// 420 for a Require option baton does not support (RFC 3261 §8.2.2.3).
