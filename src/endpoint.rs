@@ -823,7 +823,13 @@ impl Endpoint {
                 Ok(())
             }
             Method::Info => {
-                // DTMF over INFO is not taken; accepting it keeps phones from tearing down.
+                // Key presses some carriers and phones send instead of RFC 4733 events.
+                // Other INFO packages are acknowledged so the peer does not tear down.
+                if let Some(digit) = info_dtmf(req) {
+                    if let Some(leg) = self.legs.get(tag) {
+                        let _ = leg.call.try_send(CallEvent::Dtmf(digit));
+                    }
+                }
                 self.respond(tx, req.response(200, None), now);
                 Ok(())
             }
@@ -934,6 +940,27 @@ fn options_response(req: &Request) -> Response {
     resp
 }
 
+/// The key of a DTMF INFO (`application/dtmf-relay`: `Signal=5`, or `application/dtmf`: `5`).
+fn info_dtmf(req: &Request) -> Option<char> {
+    let mime = req.headers.content_type()?.split(';').next()?.trim();
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let signal = if mime.eq_ignore_ascii_case("application/dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
+        })?
+    } else if mime.eq_ignore_ascii_case("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let mut chars = signal.chars();
+    let digit = chars.next()?.to_ascii_uppercase();
+    (chars.next().is_none() && matches!(digit, '0'..='9' | '*' | '#' | 'A'..='D')).then_some(digit)
+}
+
 /// 420 for a Require option baton does not support (RFC 3261 §8.2.2.3).
 fn check_require(req: &Request) -> Result<(), Reject> {
     if matches!(req.method, Method::Ack | Method::Cancel) {
@@ -983,5 +1010,49 @@ async fn sleep_until(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(content_type: &str, body: &str) -> Request {
+        let text = format!(
+            "INFO sip:baton@192.0.2.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK1\r\n\
+             From: <sip:a@192.0.2.2>;tag=1\r\nTo: <sip:baton@192.0.2.1>;tag=2\r\nCall-ID: c\r\n\
+             CSeq: 2 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match text.parse::<Message>() {
+            Ok(Message::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dtmf_keys_from_info_bodies() {
+        assert_eq!(
+            info_dtmf(&info(
+                "application/dtmf-relay",
+                "Signal=5\r\nDuration=160\r\n"
+            )),
+            Some('5')
+        );
+        assert_eq!(
+            info_dtmf(&info("Application/DTMF-Relay", "signal = #\r\n")),
+            Some('#')
+        );
+        assert_eq!(info_dtmf(&info("application/dtmf", "a")), Some('A'));
+        assert_eq!(
+            info_dtmf(&info("application/dtmf-relay", "Signal=55\r\n")),
+            None
+        );
+        assert_eq!(
+            info_dtmf(&info("application/dtmf-relay", "Duration=160\r\n")),
+            None
+        );
+        assert_eq!(info_dtmf(&info("application/dtmf", "x")), None);
+        assert_eq!(info_dtmf(&info("application/media_control+xml", "5")), None);
     }
 }

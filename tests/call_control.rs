@@ -182,6 +182,28 @@ fn caller_keys_digits_tcp() {
     caller_keys_digits(Transport::Tcp);
 }
 
+fn caller_keys_digits_over_info(transport: Transport) {
+    let baton = Baton::start(&format!("dtmf-info-{}", transport.name()));
+    let run = Sipp::new(&baton, "uac_dtmf_info.xml", transport)
+        .user("echo")
+        .timeout(Duration::from_secs(20))
+        .run();
+    run.assert_ok();
+    let call = baton.wait_ended(&run.call_id, Duration::from_secs(5));
+    assert_eq!(call["dtmf"], "4#7", "INFO keys 4, #, 7 were sent: {call}");
+    assert_eq!(call["result"], "caller_bye", "{call}");
+}
+
+#[test]
+fn caller_keys_digits_over_info_udp() {
+    caller_keys_digits_over_info(Transport::Udp);
+}
+
+#[test]
+fn caller_keys_digits_over_info_tcp() {
+    caller_keys_digits_over_info(Transport::Tcp);
+}
+
 fn options_ping_is_answered(transport: Transport) {
     let baton = Baton::start(&format!("options-{}", transport.name()));
     let run = Sipp::new(&baton, "options.xml", transport)

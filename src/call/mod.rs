@@ -33,6 +33,8 @@ pub enum CallEvent {
     Acked(Option<Negotiated>),
     /// A re-INVITE or UPDATE changed the media (hold, unhold, new address or codec).
     Media(Negotiated),
+    /// A key press signalled in SIP (INFO) rather than in the media.
+    Dtmf(char),
     /// The caller hung up.
     Bye,
     /// The caller cancelled before the answer.
@@ -316,6 +318,7 @@ impl Call {
                 }
             }
             CallEvent::Media(n) => self.media_changed(&n),
+            CallEvent::Dtmf(digit) => feed_digits(&mut self.script, &self.info, &[digit]),
             CallEvent::Bye => self.result = Some("caller_bye"),
             CallEvent::Cancelled => self.result = Some("cancelled"),
             CallEvent::Gone(why) => self.result = Some(why),
@@ -412,10 +415,8 @@ impl Call {
         };
         let mut out = None;
         let mut hangup = false;
+        feed_digits(&mut self.script, &self.info, &digits);
         if let Some(script) = &mut self.script {
-            for d in &digits {
-                script.dtmf(*d);
-            }
             let turn = script.turn(input.samples());
             let frame = AudioFrame::new(turn.out);
             if turn.record {
@@ -457,11 +458,6 @@ impl Call {
                 frame,
             });
         }
-        if !digits.is_empty() {
-            let mut info = calls::lock(&self.info);
-            info.dtmf.extend(digits.iter());
-            debug!(digits = %info.dtmf, "DTMF");
-        }
         if inactive {
             info!("no RTP from the caller: ending the call");
             self.hang_up("rtp_timeout");
@@ -490,6 +486,22 @@ impl Drop for Call {
         let stats = self.media.as_ref().map(|m| m.session.stats());
         finish(&self.shared, &self.info, &self.id, result, stats);
     }
+}
+
+/// Key presses from either path (RFC 4733 in the media, INFO in SIP): to the script, and to
+/// the call's record in the order they came.
+fn feed_digits(script: &mut Option<Script>, info: &CallHandle, digits: &[char]) {
+    if digits.is_empty() {
+        return;
+    }
+    if let Some(script) = script {
+        for d in digits {
+            script.dtmf(*d);
+        }
+    }
+    let mut info = calls::lock(info);
+    info.dtmf.extend(digits);
+    debug!(digits = %info.dtmf, "DTMF");
 }
 
 fn codec_kind(c: Codec) -> CodecKind {
