@@ -76,8 +76,12 @@ impl Reject {
 }
 
 /// The endpoint's view of one call's dialog. Keyed by our To tag, which is unique.
+/// Call-ID, From tag and CSeq number of an initial INVITE.
+type Origin = (String, String, u32);
+
 struct Leg {
     call_id: String,
+    origin: Origin,
     dialog: Dialog,
     peer: Peer,
     call: mpsc::Sender<CallEvent>,
@@ -128,6 +132,9 @@ pub struct Endpoint {
     legs: HashMap<String, Leg>,
     /// Which leg each INVITE server transaction belongs to (for CANCEL).
     invites: HashMap<TxId, String>,
+    /// Which leg each initial INVITE created, to refuse the same INVITE arriving by another
+    /// path (a merged request, RFC 3261 §8.2.2.2).
+    origins: HashMap<Origin, String>,
     /// Which leg each of our client transactions (BYE, UPDATE) belongs to.
     clients: HashMap<TxId, String>,
     /// Leg deadlines (2xx retransmission, session expiry), checked lazily.
@@ -156,6 +163,7 @@ impl Endpoint {
             config,
             legs: HashMap::new(),
             invites: HashMap::new(),
+            origins: HashMap::new(),
             clients: HashMap::new(),
             wakeups: BinaryHeap::new(),
             commands,
@@ -411,6 +419,21 @@ impl Endpoint {
         if self.draining {
             return Err(Reject::warn(503, "shutting down").with(other("Retry-After", "30")));
         }
+        let origin: Origin = (
+            req.headers.call_id().unwrap_or_default().to_string(),
+            req.headers
+                .from()
+                .and_then(|f| f.tag())
+                .unwrap_or_default()
+                .to_string(),
+            req.headers.cseq().map_or(0, |c| c.seq),
+        );
+        if self.origins.contains_key(&origin) {
+            return Err(Reject::warn(
+                482,
+                "merged request: this INVITE already arrived by another path",
+            ));
+        }
         if self.legs.len() >= self.config.max_calls {
             return Err(Reject::warn(503, "call limit reached").with(other("Retry-After", "5")));
         }
@@ -529,10 +552,12 @@ impl Endpoint {
             events: events_rx,
         });
         self.invites.insert(tx, local_tag.clone());
+        self.origins.insert(origin.clone(), local_tag.clone());
         self.legs.insert(
             local_tag,
             Leg {
                 call_id,
+                origin,
                 dialog,
                 peer: from,
                 call: events_tx,
@@ -626,7 +651,7 @@ impl Endpoint {
         if let Some((tx, req)) = leg.pending_invite.take() {
             let resp = req.response(480, None).with_to_tag(key);
             self.invites.remove(&tx);
-            self.legs.remove(key);
+            self.remove_leg(key);
             self.respond(tx, resp, now);
             return;
         }
@@ -654,19 +679,26 @@ impl Endpoint {
             }
             Err(e) => {
                 warn!(error = %e, "BYE not sent");
-                self.legs.remove(key);
+                self.remove_leg(key);
             }
         }
     }
 
+    /// Forgets a leg and its origin.
+    fn remove_leg(&mut self, key: &str) -> Option<Leg> {
+        let leg = self.legs.remove(key)?;
+        self.origins.remove(&leg.origin);
+        Some(leg)
+    }
+
     fn client_done(&mut self, key: &str) {
         if self.legs.get(key).is_some_and(|l| l.closing) {
-            self.legs.remove(key);
+            self.remove_leg(key);
         }
     }
 
     fn drop_leg(&mut self, key: &str, why: CallEvent) {
-        if let Some(leg) = self.legs.remove(key) {
+        if let Some(leg) = self.remove_leg(key) {
             let _ = leg.call.try_send(why);
         }
     }
@@ -750,7 +782,7 @@ impl Endpoint {
             .map_err(|e| Reject::warn(e.status(), e.to_string()))?;
         match req.method {
             Method::Bye => {
-                let leg = self.legs.remove(tag).expect("leg looked up above");
+                let leg = self.remove_leg(tag).expect("leg looked up above");
                 let _ = leg.call.try_send(CallEvent::Bye);
                 self.respond(tx, req.response(200, None), now);
                 Ok(())

@@ -1,10 +1,11 @@
 //! Call control as carriers exercise it, each over UDP and TCP with SIPp: a caller who
 //! gives up while it rings (CANCEL), baton hanging up, hold and resume, a delayed offer,
-//! DTMF keys, OPTIONS pings, a call to nobody, and a caller whose media never arrives.
+//! DTMF keys, OPTIONS pings, a call to nobody, a caller whose media never arrives, and an
+//! INVITE that reaches baton twice by different paths.
 
 mod common;
 
-use common::{call_seconds, caller_audio, Baton, Sipp, Transport};
+use common::{call_seconds, caller_audio, Baton, SipCaller, Sipp, Transport};
 use std::time::Duration;
 
 /// Rings for five seconds before answering, so a caller can cancel.
@@ -289,4 +290,48 @@ fn silent_caller_is_hung_up_udp() {
 #[test]
 fn silent_caller_is_hung_up_tcp() {
     silent_caller_is_hung_up(Transport::Tcp);
+}
+
+/// RFC 3261 §8.2.2.2: the same INVITE (Call-ID, From tag, CSeq) arriving again on another
+/// branch, as when two proxies forward one call, is refused 482 instead of making a second
+/// call; the first call is unaffected.
+#[test]
+fn merged_invite_is_refused_with_482() {
+    let baton = Baton::start("merged");
+    let caller = SipCaller::bind("127.0.0.1", &baton);
+    let (invite, call_id, from) = caller.invite_request("echo", 40_000);
+    caller.send(invite.as_bytes());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ok = loop {
+        assert!(std::time::Instant::now() < deadline, "no 200 to the INVITE");
+        if let Some(m) = caller.recv(Duration::from_secs(1)) {
+            if m.status() == Some(200) {
+                break m;
+            }
+        }
+    };
+    let mut call = caller.answered(&ok, call_id, from);
+    caller.ack(&call);
+
+    let merged = invite.replacen(";branch=z9hG4bK", ";branch=z9hG4bKmerged", 1);
+    assert_ne!(merged, invite);
+    caller.send(merged.as_bytes());
+    let answer = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer to the merged INVITE"
+        );
+        if let Some(m) = caller.recv(Duration::from_secs(1)) {
+            if m.status().is_some_and(|s| s >= 300) {
+                break m;
+            }
+        }
+    };
+    assert_eq!(answer.status(), Some(482), "{answer:?}");
+    assert!(
+        answer.header("To").is_some_and(|t| t.contains(";tag=")),
+        "{answer:?}"
+    );
+    assert_eq!(baton.calls(false).len(), 1, "one call, not two");
+    assert_eq!(caller.bye(&mut call), Some(200));
 }
