@@ -274,6 +274,12 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
         None if data.ends_with(b"\r\n") => (data.len(), data.len()),
         None => return Err(ParseError::UnterminatedHeaders),
     };
+    // The same bound on a datagram's headers as on a stream's (see `frame`).
+    if head_len > MAX_HEADER_SECTION {
+        return Err(ParseError::HeadersTooLarge {
+            limit: MAX_HEADER_SECTION,
+        });
+    }
     let head = std::str::from_utf8(&data[..head_len]).map_err(|e| ParseError::NotUtf8 {
         offset: base + e.valid_up_to(),
     })?;
@@ -1701,6 +1707,12 @@ algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\"",
             frame(&long),
             Framing::Invalid(ParseError::HeadersTooLarge { .. })
         ));
+        // A datagram gets the same bound on its headers, answered 513.
+        let padding = format!("X-Pad: {}\r\n", "p".repeat(MAX_HEADER_SECTION));
+        let padded = INVITE.replacen("\r\n", &format!("\r\n{padding}"), 1);
+        let err = parse_message(padded.as_bytes()).unwrap_err();
+        assert!(matches!(err, ParseError::HeadersTooLarge { .. }), "{err:?}");
+        assert_eq!(err.status(), Some(513));
     }
 
     #[test]
