@@ -226,6 +226,24 @@ fn datagram_of_65000_random_bytes_gets_no_answer() {
     );
 }
 
+#[test]
+fn datagram_with_oversized_headers_gets_513() {
+    let baton = Baton::start("big-headers-udp");
+    let caller = SipCaller::bind("127.0.0.1", &baton);
+    let local = caller.local_addr();
+    // 20,000 bytes of well-formed headers: past the 16 KiB header bound, under any MTU limit.
+    let text = padded(20_000, |pad| {
+        request("OPTIONS", "UDP", local, baton.sip, "1 OPTIONS", pad, "")
+    });
+    caller.send(text.as_bytes());
+    let answer = caller
+        .recv(Duration::from_secs(3))
+        .expect("an answer to a request with oversized headers");
+    assert_eq!(answer.status(), Some(513), "{answer:?}");
+    assert!(answer.header("Warning").is_some(), "{answer:?}");
+    assert_eq!(caller.options(Duration::from_secs(5)), Some(200));
+}
+
 /// Sends what `build` makes (given the connection's local address) on a new connection
 /// and reads until baton closes it or `timeout` passes: the bytes back, and whether it closed.
 fn on_new_connection(
