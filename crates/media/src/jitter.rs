@@ -99,7 +99,7 @@ pub struct JitterBuffer {
     last_ts: Option<i64>,
     state: State,
     transit_epoch: Option<(Instant, i64)>,
-    transits: VecDeque<i64>,
+    transits: TransitWindow,
     target: Duration,
     pops_since_shrink: u32,
     stats: JitterStats,
@@ -120,7 +120,7 @@ impl JitterBuffer {
             last_ts: None,
             state: State::Buffering { since: None },
             transit_epoch: None,
-            transits: VecDeque::with_capacity(TRANSIT_WINDOW),
+            transits: TransitWindow::default(),
             target: config.min_delay,
             pops_since_shrink: 0,
             stats: JitterStats::default(),
@@ -286,12 +286,7 @@ impl JitterBuffer {
         let (epoch, epoch_ts) = *self.transit_epoch.get_or_insert((now, ts));
         let arrival_us = now.saturating_duration_since(epoch).as_micros() as i64;
         let media_us = (ts - epoch_ts) * 1_000_000 / self.clock_rate;
-        if self.transits.len() == TRANSIT_WINDOW {
-            self.transits.pop_front();
-        }
-        self.transits.push_back(arrival_us - media_us);
-        let max = self.transits.iter().copied().max().unwrap_or(0);
-        let min = self.transits.iter().copied().min().unwrap_or(0);
+        let (min, max) = self.transits.push(arrival_us - media_us);
         let spread = Duration::from_micros(u64::try_from(max - min).unwrap_or(0));
         self.target = spread.clamp(self.config.min_delay, self.config.max_delay);
     }
@@ -305,11 +300,69 @@ impl JitterBuffer {
     }
 }
 
+/// The smallest and largest of the last [`TRANSIT_WINDOW`] transit times, kept in
+/// monotonic queues so each packet costs O(1) instead of a scan of the window.
+#[derive(Debug, Default)]
+struct TransitWindow {
+    pushed: u64,
+    /// Candidates for the maximum: values decrease from front to back.
+    max: VecDeque<(u64, i64)>,
+    /// Candidates for the minimum: values increase from front to back.
+    min: VecDeque<(u64, i64)>,
+}
+
+impl TransitWindow {
+    fn clear(&mut self) {
+        self.max.clear();
+        self.min.clear();
+    }
+
+    /// Adds a transit time; the window's (min, max) after it.
+    fn push(&mut self, value: i64) -> (i64, i64) {
+        let index = self.pushed;
+        self.pushed += 1;
+        while self.max.back().is_some_and(|&(_, v)| v <= value) {
+            self.max.pop_back();
+        }
+        self.max.push_back((index, value));
+        while self.min.back().is_some_and(|&(_, v)| v >= value) {
+            self.min.pop_back();
+        }
+        self.min.push_back((index, value));
+        let oldest = (index + 1).saturating_sub(TRANSIT_WINDOW as u64);
+        for queue in [&mut self.max, &mut self.min] {
+            while queue.front().is_some_and(|&(i, _)| i < oldest) {
+                queue.pop_front();
+            }
+        }
+        let min = self.min.front().map_or(value, |&(_, v)| v);
+        let max = self.max.front().map_or(value, |&(_, v)| v);
+        (min, max)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const STEP: u32 = 160;
+
+    #[test]
+    fn transit_window_matches_a_scan_of_the_last_values() {
+        let mut window = TransitWindow::default();
+        let mut all = Vec::new();
+        let mut x: i64 = 12_345;
+        for n in 0..2_000 {
+            // A deterministic wobbly sequence with drifts, spikes and plateaus.
+            x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
+            let v = (x % 40_000) - 20_000 + if n % 300 < 20 { 150_000 } else { 0 };
+            all.push(v);
+            let (min, max) = window.push(v);
+            let recent = &all[all.len().saturating_sub(TRANSIT_WINDOW)..];
+            assert_eq!(min, *recent.iter().min().unwrap(), "min after {n}");
+            assert_eq!(max, *recent.iter().max().unwrap(), "max after {n}");
+        }
+    }
 
     /// One packet of a simulated schedule: slot index, arrival time in ms, marker.
     #[derive(Clone, Copy)]
