@@ -551,3 +551,92 @@ fn rfc4733_key_presses_show_as_digits() {
     );
     s.assert_length();
 }
+
+/// An Opus leg (RFC 7587: 48 kHz RTP clock, 20 ms per packet): the caller's tone, encoded
+/// with libopus, is decoded by baton, recorded whole and still a tone.
+#[test]
+fn opus_stream_is_decoded_and_recorded() {
+    use baton_media::{AudioFrame, CodecKind, Encoder, FRAME_SAMPLES};
+    const PT_OPUS: u8 = 111;
+    const PACKETS: usize = 150;
+
+    let baton = Baton::builder("opus")
+        .dialplan("record-now", RECORD_NOW_PLAN)
+        .start();
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind the caller's RTP socket");
+    let caller = SipCaller::bind("127.0.0.1", &baton);
+    let port = rtp.local_addr().expect("RTP address").port();
+    let (pcmu_invite, call_id, from) = caller.invite_request("record-now", port);
+    let head = &pcmu_invite[..pcmu_invite.find("v=0").expect("an SDP body")];
+    let sdp = format!(
+        "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {PT_OPUS}\r\na=rtpmap:{PT_OPUS} opus/48000/2\r\n\
+         a=fmtp:{PT_OPUS} useinbandfec=1\r\na=ptime:20\r\na=sendrecv\r\n"
+    );
+    let length_at = head.find("Content-Length: ").expect("Content-Length");
+    let invite = format!(
+        "{}Content-Length: {}\r\n\r\n{sdp}",
+        &head[..length_at],
+        sdp.len()
+    );
+    caller.send(invite.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ok = loop {
+        assert!(Instant::now() < deadline, "no 200 to the Opus offer");
+        if let Some(m) = caller.recv(Duration::from_secs(1)) {
+            if m.status().is_some_and(|s| s >= 200) {
+                break m;
+            }
+        }
+    };
+    assert_eq!(ok.status(), Some(200), "{ok:?}");
+    assert!(ok.body.contains("opus/48000/2"), "{}", ok.body);
+    let mut call = caller.answered(&ok, call_id, from);
+    caller.ack(&call);
+
+    let mut encoder = Encoder::new(CodecKind::Opus).expect("an Opus encoder");
+    let mut rng = SeededRng(7587);
+    let mut stream = RtpStream::new(&mut rng);
+    let plan: Vec<(usize, Vec<u8>)> = (0..PACKETS)
+        .map(|i| {
+            let mut samples = [0i16; FRAME_SAMPLES];
+            for (n, s) in samples.iter_mut().enumerate() {
+                let t = (i * FRAME_SAMPLES + n) as f64 / 16_000.0;
+                *s = (TONE_PEAK * 32_767.0 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin())
+                    as i16;
+            }
+            let mut payload = Vec::new();
+            encoder
+                .encode(&AudioFrame::new(samples), &mut payload)
+                .expect("encode a frame");
+            let packet = rtp_packet(
+                PT_OPUS,
+                i == 0,
+                stream.seq,
+                stream.ts,
+                stream.ssrc,
+                &payload,
+            );
+            stream.seq = stream.seq.wrapping_add(1);
+            stream.ts = stream.ts.wrapping_add(960);
+            (i, packet)
+        })
+        .collect();
+    send_paced(&rtp, call.media, &plan);
+    thread::sleep(TAIL);
+    assert_eq!(caller.bye(&mut call), Some(200), "BYE answered 200");
+    let info = baton.wait_ended(&call.call_id, Duration::from_secs(10));
+    assert_eq!(info["media"]["codec"], "opus", "{info}");
+    assert_eq!(info["media"]["packets_in"], PACKETS as u64, "{info}");
+    assert_eq!(info["media"]["lost"], 0, "{info}");
+    let (recording, rate) = read_wav(&baton.recording(&info, "-in.wav"));
+    let secs = recording.len() as f64 / f64::from(rate);
+    let sent = PACKETS as f64 * PTIME.as_secs_f64();
+    assert!(
+        (sent - LENGTH_SLACK..=sent + TAIL.as_secs_f64() + LENGTH_SLACK).contains(&secs),
+        "{sent:.2} s of Opus recorded as {secs:.2} s: {info}"
+    );
+    // Past the codec's start-up, the middle of the recording is the tone.
+    let at = |t: f64| (t * f64::from(rate)) as usize;
+    assert_tone("Opus tone", &recording[at(0.5)..at(2.5)], rate, 0.8, &info);
+}
