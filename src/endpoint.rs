@@ -11,7 +11,7 @@ use crate::metrics::Direction as MetricDir;
 use crate::ratelimit::RateLimiter;
 use crate::server::Shared;
 use crate::transport::{Inbound, Transports};
-use baton_sdp::{LocalDescription, LocalMedia, RemoteDescription, SdpSession};
+use baton_sdp::{LocalDescription, LocalMedia, NegotiationError, RemoteDescription, SdpSession};
 use baton_sip::build::new_tag;
 use baton_sip::dialog::{
     negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, SessionTimerError,
@@ -67,6 +67,19 @@ impl Reject {
             warning: Some(text.into()),
             ..Reject::new(status)
         }
+    }
+
+    /// 488 with the offer/answer failure's own Warning code (RFC 3261 §20.43).
+    fn unacceptable(e: &NegotiationError) -> Reject {
+        Reject::new(488).with(other(
+            "Warning",
+            &format!("{} baton \"{}\"", e.warning_code(), e),
+        ))
+    }
+
+    /// 400 for a body that is not valid SDP.
+    fn bad_sdp(e: baton_sdp::ParseError) -> Reject {
+        Reject::warn(400, format!("SDP: {e}"))
     }
 
     fn with(mut self, h: Header) -> Reject {
@@ -230,24 +243,13 @@ impl Endpoint {
     fn flush(&mut self, now: Instant) {
         loop {
             while let Some(t) = self.txl.poll_transmit() {
-                self.transmit(t);
+                transmit(&self.shared, &self.transports, t);
             }
             let Some(ev) = self.txl.poll_event() else {
                 return;
             };
             self.handle_tx_event(ev, now);
         }
-    }
-
-    fn transmit(&self, t: Transmit) {
-        match &t.msg {
-            Message::Request(r) => self
-                .shared
-                .metrics
-                .sip_request(r.method.as_str(), MetricDir::Out),
-            Message::Response(r) => self.shared.metrics.sip_response(r.status, MetricDir::Out),
-        }
-        self.transports.send(&t.msg, t.to);
     }
 
     fn handle_inbound(&mut self, item: Inbound, now: Instant) {
@@ -364,9 +366,7 @@ impl Endpoint {
         for h in rej.extra {
             resp.headers.push(h);
         }
-        if let Err(e) = self.txl.send_response(tx, resp, now) {
-            debug!(error = %e, "could not send rejection");
-        }
+        self.respond(tx, resp, now);
     }
 
     fn handle_request(
@@ -389,7 +389,7 @@ impl Endpoint {
             return self.in_dialog(tx, &tag, req, from, now);
         }
         match req.method {
-            Method::Invite => self.new_call(tx, req, from, now),
+            Method::Invite => self.new_call(tx, req, from),
             Method::Options => {
                 self.respond(tx, options_response(req), now);
                 Ok(())
@@ -409,13 +409,7 @@ impl Endpoint {
     }
 
     /// An out-of-dialog INVITE: route it, negotiate media, start the call.
-    fn new_call(
-        &mut self,
-        tx: TxId,
-        req: &Request,
-        from: Peer,
-        now: Instant,
-    ) -> Result<(), Reject> {
+    fn new_call(&mut self, tx: TxId, req: &Request, from: Peer) -> Result<(), Reject> {
         if self.draining {
             return Err(Reject::warn(503, "shutting down").with(other("Retry-After", "30")));
         }
@@ -475,10 +469,7 @@ impl Endpoint {
         let offer = if req.body.is_empty() {
             None
         } else {
-            Some(
-                RemoteDescription::parse(&req.body)
-                    .map_err(|e| Reject::warn(400, format!("SDP: {e}")))?,
-            )
+            Some(RemoteDescription::parse(&req.body).map_err(Reject::bad_sdp)?)
         };
 
         let sockets = call::RtpSockets::bind(&self.shared.ports, self.shared.bind_ip)
@@ -489,14 +480,7 @@ impl Endpoint {
                 Ok(a) => (a.description, Some(a.negotiated), false),
                 Err(e) => {
                     self.shared.metrics.call_result("incompatible");
-                    return Err(Reject {
-                        status: 488,
-                        warning: None,
-                        extra: vec![
-                            other("Warning", &format!("{} baton \"{}\"", e.warning_code(), e)),
-                            accept_sdp(),
-                        ],
-                    });
+                    return Err(Reject::unacceptable(&e).with(accept_sdp()));
                 }
             },
             None => (baton_sdp::offer(&media), None, true),
@@ -573,7 +557,6 @@ impl Endpoint {
                 closing: false,
             },
         );
-        let _ = now;
         Ok(())
     }
 
@@ -801,16 +784,9 @@ impl Endpoint {
                 let mut resp = req.response(200, None);
                 let mut changed = None;
                 if !req.body.is_empty() {
-                    let offer = RemoteDescription::parse(&req.body)
-                        .map_err(|e| Reject::warn(400, format!("SDP: {e}")))?;
-                    let answer = baton_sdp::answer(&offer, &leg.media).map_err(|e| Reject {
-                        status: 488,
-                        warning: None,
-                        extra: vec![other(
-                            "Warning",
-                            &format!("{} baton \"{}\"", e.warning_code(), e),
-                        )],
-                    })?;
+                    let offer = RemoteDescription::parse(&req.body).map_err(Reject::bad_sdp)?;
+                    let answer = baton_sdp::answer(&offer, &leg.media)
+                        .map_err(|e| Reject::unacceptable(&e))?;
                     leg.local = answer.description;
                     changed = Some(answer.negotiated);
                     resp.body = leg.sdp.write(&leg.local).to_vec();
@@ -886,8 +862,7 @@ impl Endpoint {
             if let Some(rt) = &mut leg.retransmit {
                 rt.handle_timeout(now);
                 while let Some(t) = rt.poll_transmit() {
-                    self.shared.metrics.sip_response(200, MetricDir::Out);
-                    self.transports.send(&t.msg, t.to);
+                    transmit(&self.shared, &self.transports, t);
                 }
                 if let Some(Uas2xxEvent::AckTimeout) = rt.poll_event() {
                     gone = Some("ack_timeout");
@@ -908,6 +883,17 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// Puts a message on the wire, counted by method or status.
+fn transmit(shared: &Shared, transports: &Transports, t: Transmit) {
+    match &t.msg {
+        Message::Request(r) => shared
+            .metrics
+            .sip_request(r.method.as_str(), MetricDir::Out),
+        Message::Response(r) => shared.metrics.sip_response(r.status, MetricDir::Out),
+    }
+    transports.send(&t.msg, t.to);
 }
 
 /// The earliest time a leg needs attention.
