@@ -3,11 +3,16 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+#[path = "../../tests/common/ports.rs"]
+mod ports;
+use ports::free_tcp_port;
+pub use ports::free_udp_tcp_port;
 
 /// Clock ticks per second of /proc/PID/stat CPU times (USER_HZ, 100 on every Linux port).
 pub const TICKS_PER_SEC: f64 = 100.0;
@@ -26,30 +31,6 @@ pub fn env_list(name: &str, default: &[u32]) -> Vec<u32> {
         Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
         Err(_) => default.to_vec(),
     }
-}
-
-/// A port free on both UDP and TCP at 127.0.0.1 (SIP listens on both with one number).
-pub fn free_udp_tcp_port() -> u16 {
-    for _ in 0..100 {
-        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else {
-            continue;
-        };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no port free on both UDP and TCP at 127.0.0.1");
-}
-
-/// A port free on TCP at 127.0.0.1.
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral TCP port")
 }
 
 /// A fresh, empty directory for one benchmark run.

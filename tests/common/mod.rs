@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+
+mod ports;
+use ports::{free_tcp_port, free_udp_tcp_port};
 
 /// Where the repository's shipped dialplans, prompts and SIPp scenarios live.
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -82,30 +85,6 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A port free on both UDP and TCP at 127.0.0.1 (SIP listens on both with one number).
-fn free_udp_tcp_port() -> u16 {
-    for _ in 0..100 {
-        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = udp.local_addr() else {
-            continue;
-        };
-        if TcpListener::bind(addr).is_ok() {
-            return addr.port();
-        }
-    }
-    panic!("no port free on both UDP and TCP at 127.0.0.1");
-}
-
-/// A port free on TCP at 127.0.0.1.
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral TCP port")
 }
 
 /// A random range of 200 ports between 20000 and 60000, starting on an even port.
