@@ -109,13 +109,14 @@ fn garbage_on_every_port_does_not_disturb_a_call() {
         "OPTIONS answered after the garbage"
     );
     // Most random datagrams are not even RTP version 2: counting them shows the garbage
-    // reached the call's media port and was refused there. (The kernel drops part of a
-    // flood this fast when baton's socket buffer is full, so not all of it is counted.)
+    // reached the call's media port and was refused there. Not all of it is counted: the
+    // kernel drops part of a flood this fast when a socket buffer is full, and baton reads
+    // a call's media port only a few datagrams per 20 ms, so a flood on one port overflows
+    // that port's buffer rather than taking time from other calls.
     let rtp_malformed = baton.metric("baton_rtp_malformed_total");
     let sip_malformed = baton.metric("baton_sip_malformed_total");
-    let reached = DATAGRAMS as f64 / 5.0;
     assert!(
-        rtp_malformed >= reached && sip_malformed >= reached,
+        rtp_malformed >= 50.0 && sip_malformed >= DATAGRAMS as f64 / 5.0,
         "garbage counted as malformed on the RTP and SIP ports:\n{}",
         baton.metrics()
     );

@@ -5,6 +5,7 @@
 mod prompt;
 mod record;
 pub mod script;
+mod socket;
 
 pub use prompt::{load_prompts, PromptError};
 
@@ -18,10 +19,10 @@ use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
 use baton_sdp::{Codec, Negotiated};
 use record::Recorder;
 use script::Script;
+use socket::{MediaSocket, TickTime};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -77,6 +78,10 @@ const CONCEAL_UNDERRUN: u32 = 4;
 /// Frames (both sides, so about 1.3 s of a call) a slow subscriber may fall behind before it
 /// misses the oldest; the media path never waits. A power of two, as the channel rounds up.
 pub const AUDIO_TAP_DEPTH: usize = 128;
+
+/// The RTCP socket is read every fifth tick (100 ms): reports come every few seconds and
+/// carry their own arrival stamps, so a poll each tick would be a wasted system call.
+const RTCP_READ_TICKS: u32 = 5;
 
 /// An RTP/RTCP socket pair on a leased port.
 pub struct RtpSockets {
@@ -174,8 +179,8 @@ struct Call {
     info: CallHandle,
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    rtp: MediaSocket,
+    rtcp: MediaSocket,
     media: Option<Media>,
     script: Option<Script>,
     plan: Arc<Dialplan>,
@@ -199,8 +204,8 @@ async fn run(setup: CallSetup) {
         mut events,
     } = setup;
     let (rtp, rtcp) = match (
-        UdpSocket::from_std(sockets.rtp),
-        UdpSocket::from_std(sockets.rtcp),
+        MediaSocket::new(sockets.rtp),
+        MediaSocket::new(sockets.rtcp),
     ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
@@ -274,26 +279,38 @@ impl Call {
     async fn serve(&mut self, events: &mut mpsc::Receiver<CallEvent>) {
         let mut tick = tokio::time::interval(baton_media::FRAME_DURATION);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut rtp_buf = vec![0u8; 2048];
-        let mut rtcp_buf = vec![0u8; 2048];
+        let mut ticks = 0u32;
         while self.result.is_none() {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => { self.handle_event(ev); }
                     None => self.result = Some("dialog_gone"),
                 },
-                r = self.rtp.recv_from(&mut rtp_buf) => if let Ok((n, from)) = r {
-                    if let Some(m) = &mut self.media {
-                        m.session.handle_rtp(&rtp_buf[..n], from, Instant::now());
-                    }
-                },
-                r = self.rtcp.recv_from(&mut rtcp_buf) => if let Ok((n, from)) = r {
-                    if let Some(m) = &mut self.media {
-                        m.session.handle_rtcp(&rtcp_buf[..n], from, Instant::now());
-                    }
-                },
-                _ = tick.tick() => self.frame(Instant::now()),
+                _ = tick.tick() => {
+                    let now = TickTime::now();
+                    self.receive(now, ticks % RTCP_READ_TICKS == 0);
+                    ticks = ticks.wrapping_add(1);
+                    self.frame(now.now);
+                }
             }
+        }
+    }
+
+    /// Feeds the session what arrived since the last tick (without a session, it is read
+    /// and dropped so that it does not pile up).
+    fn receive(&mut self, now: TickTime, rtcp_too: bool) {
+        let mut media = self.media.as_mut();
+        self.rtp.drain(now, |data, from, at| {
+            if let Some(m) = media.as_mut() {
+                m.session.handle_rtp(data, from, at);
+            }
+        });
+        if rtcp_too {
+            self.rtcp.drain(now, |data, from, at| {
+                if let Some(m) = media.as_mut() {
+                    m.session.handle_rtcp(data, from, at);
+                }
+            });
         }
     }
 
@@ -440,12 +457,12 @@ impl Call {
                 self.payload.clear();
                 if m.encoder.encode(frame, &mut self.payload).is_ok() {
                     let pkt = m.session.packetize(&self.payload, now);
-                    let _ = self.rtp.try_send_to(&pkt, m.remote);
+                    self.rtp.send_to(&pkt, m.remote);
                 }
             }
         }
         while let Some(pkt) = m.session.poll_rtcp() {
-            let _ = self.rtcp.try_send_to(&pkt, m.remote_rtcp);
+            self.rtcp.send_to(&pkt, m.remote_rtcp);
         }
         // Subscribers get the frames after the packet left: they never delay the media.
         let _ = self.tap.send(LegFrame {

@@ -7,7 +7,7 @@
 
 use crate::frame::{AudioFrame, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::g711;
-use crate::resample::{RateConverter, ResampleError, NARROW_SAMPLES};
+use crate::resample::{RateConverter, NARROW_SAMPLES};
 
 /// An audio codec a leg can use on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -85,9 +85,6 @@ pub enum CodecError {
     /// libopus rejected the packet or a setting.
     #[error("opus: {0}")]
     Opus(#[from] opus::Error),
-    /// The resampler failed.
-    #[error(transparent)]
-    Resample(#[from] ResampleError),
 }
 
 /// Largest Opus packet we produce; 20 ms of voice at any sane bitrate fits easily.
@@ -120,7 +117,7 @@ impl Encoder {
     pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
         let inner = match kind {
             CodecKind::Pcmu | CodecKind::Pcma => EncoderInner::G711 {
-                down: Box::new(RateConverter::downsampler()?),
+                down: Box::new(RateConverter::downsampler()),
             },
             CodecKind::Opus => {
                 let mut enc =
@@ -146,7 +143,7 @@ impl Encoder {
         match &mut self.inner {
             EncoderInner::G711 { down } => {
                 let mut narrow = [0i16; NARROW_SAMPLES];
-                down.process(frame.samples(), &mut narrow)?;
+                down.process(frame.samples(), &mut narrow);
                 let law: fn(i16) -> u8 = if self.kind == CodecKind::Pcmu {
                     g711::ulaw_encode
                 } else {
@@ -190,7 +187,7 @@ impl Decoder {
     pub fn new(kind: CodecKind) -> Result<Self, CodecError> {
         let inner = match kind {
             CodecKind::Pcmu | CodecKind::Pcma => DecoderInner::G711 {
-                up: Box::new(RateConverter::upsampler()?),
+                up: Box::new(RateConverter::upsampler()),
                 last: Box::new([0; NARROW_SAMPLES]),
                 gain: 1.0,
                 narrow: Vec::with_capacity(NARROW_SAMPLES),
@@ -233,7 +230,7 @@ impl Decoder {
                 last.copy_from_slice(narrow);
                 *gain = 1.0;
                 let mut wide = [0i16; FRAME_SAMPLES];
-                up.process(narrow, &mut wide)?;
+                up.process(narrow, &mut wide);
                 Ok(AudioFrame::new(wide))
             }
             DecoderInner::Opus { dec, pcm } => {
@@ -259,10 +256,8 @@ impl Decoder {
                 }
                 *gain = end;
                 let mut wide = [0i16; FRAME_SAMPLES];
-                match up.process(&narrow, &mut wide) {
-                    Ok(()) => AudioFrame::new(wide),
-                    Err(_) => AudioFrame::silence(),
-                }
+                up.process(&narrow, &mut wide);
+                AudioFrame::new(wide)
             }
             DecoderInner::Opus { dec, pcm } => {
                 // FEC asks libopus for exactly one frame's worth of recovered audio.

@@ -17,7 +17,7 @@ pub use codec::{CodecError, CodecKind, Decoder, Encoder};
 pub use dtmf::{DtmfReceiver, DtmfSender, DtmfTone};
 pub use frame::{AudioFrame, FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
 pub use jitter::{JitterBuffer, JitterConfig, Playout};
-pub use resample::{convert_rate, ResampleError};
+pub use resample::{convert_rate, RateConverter, ResampleError};
 pub use rtcp::RtcpError;
 pub use rtp::{LatchMode, RtpConfig, RtpConfigError, RtpEvent, RtpSession};
 pub use stats::LegStats;
