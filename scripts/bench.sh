@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs baton's benchmarks (signalling with SIPp, media with the bench's own RTP generator and
-# rtpengine as the reference) and keeps their output in target/bench/. Parameters are the
-# BENCH_* environment variables described at the top of benches/signalling.rs and
-# benches/media.rs. BENCHMARKS.md explains the figures.
+# Runs baton's benchmarks (signalling with SIPp, media with the bench's own RTP generator
+# and rtpengine as the reference, the per-frame resampler beside rubato's) and keeps their
+# output in target/bench/. Parameters are the BENCH_* environment variables described at
+# the top of benches/signalling.rs, benches/media.rs and crates/media/benches/resample.rs.
+# BENCHMARKS.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,5 @@ for bench in signalling media; do
   echo "== $bench (output in $out/$bench-$stamp.txt)"
   cargo bench --locked --bench "$bench" 2>&1 | tee "$out/$bench-$stamp.txt"
 done
+echo "== resample (output in $out/resample-$stamp.txt)"
+cargo bench --locked -p baton-media --bench resample 2>&1 | tee "$out/resample-$stamp.txt"

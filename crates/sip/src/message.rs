@@ -407,6 +407,14 @@ impl Headers {
         })
     }
 
+    /// All methods from every Allow header.
+    pub fn allow(&self) -> impl Iterator<Item = &Method> {
+        self.0.iter().flat_map(|h| match h {
+            Header::Allow(v) => v.as_slice(),
+            _ => &[],
+        })
+    }
+
     /// Session-Expires, if present.
     pub fn session_expires(&self) -> Option<&SessionExpires> {
         self.0.iter().find_map(|h| match h {

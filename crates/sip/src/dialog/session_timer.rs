@@ -133,6 +133,34 @@ impl SessionTimer {
         refreshed_at + Duration::from_secs(u64::from(self.interval - margin))
     }
 
+    /// The timer after a refresh baton sent as the session's refresher (RFC 4028 §7.2):
+    /// the 2xx's Session-Expires sets the interval and who refreshes next. It names the
+    /// refresher from the refresh request's point of view (`uac` is baton), while this
+    /// timer names it from the dialog's (baton is its UAS). A 2xx without Session-Expires
+    /// ends session timing for the dialog.
+    pub fn after_our_refresh(&self, ok: &Response) -> Option<SessionTimer> {
+        let se = ok.headers.session_expires()?;
+        let refresher = match se.refresher {
+            Some(Refresher::Uas) => Refresher::Uac,
+            _ => Refresher::Uas,
+        };
+        Some(SessionTimer {
+            interval: se.seconds.max(ABSOLUTE_MIN_SE),
+            refresher,
+            require_timer: self.require_timer,
+        })
+    }
+
+    /// The Session-Expires of a refresh baton sends: the current interval, baton (the
+    /// refresh's UAC) refreshing again.
+    pub fn refresh_header(&self) -> Header {
+        Header::SessionExpires(SessionExpires {
+            seconds: self.interval,
+            refresher: Some(Refresher::Uac),
+            params: Vec::new(),
+        })
+    }
+
     /// When baton must send the refresh itself (half the interval, §7.4), if it is the
     /// refresher.
     pub fn refresh_at(&self, refreshed_at: Instant) -> Option<Instant> {
@@ -300,5 +328,34 @@ mod tests {
         };
         assert_eq!(short.expires_at(t0), t0 + Duration::from_secs(60));
         assert_eq!(short.refresh_at(t0), Some(t0 + Duration::from_secs(45)));
+    }
+
+    #[test]
+    fn the_answer_to_our_refresh_says_who_refreshes_next() {
+        let ours = SessionTimer {
+            interval: 1800,
+            refresher: Refresher::Uas,
+            require_timer: true,
+        };
+        let req = invite(vec![ours.refresh_header()]);
+        assert_eq!(
+            req.headers.session_expires().unwrap().refresher,
+            Some(Refresher::Uac),
+            "baton sends the refresh and keeps refreshing"
+        );
+        let answer = |headers: Vec<Header>| {
+            let mut ok = req.response(200, None);
+            for h in headers {
+                ok.headers.push(h);
+            }
+            ours.after_our_refresh(&ok)
+        };
+        let again = answer(vec![se(900, Some(Refresher::Uac))]).unwrap();
+        assert_eq!((again.interval, again.refresher), (900, Refresher::Uas));
+        assert!(again.refresh_at(Instant::now()).is_some(), "still baton's turn");
+        let theirs = answer(vec![se(1800, Some(Refresher::Uas))]).unwrap();
+        assert_eq!(theirs.refresher, Refresher::Uac, "the caller takes over");
+        assert_eq!(theirs.refresh_at(Instant::now()), None);
+        assert_eq!(answer(vec![]), None, "no Session-Expires: no more session timing");
     }
 }
