@@ -19,14 +19,13 @@ use baton_sip::dialog::{
 };
 use baton_sip::transaction::{Peer, TransactionLayer, Transmit, Transport, TxEvent, TxId};
 use baton_sip::{
-    parse, Contact, Header, Message, Method, NameAddr, Param, Refresher, Request, Response, SipUri,
-    Uri, Via,
+    parse, Contact, Header, Message, Method, NameAddr, Param, Request, Response, SipUri, Uri, Via,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
@@ -44,6 +43,17 @@ const ALLOW: [Method; 7] = [
 const SUPPORTED: [&str; 1] = ["timer"];
 /// Events queued towards one call before the endpoint drops them.
 const CALL_QUEUE: usize = 64;
+/// Longest wait before retrying a refresh the caller answered 491 (RFC 3261 §14.1: the
+/// side that did not choose the Call-ID waits 0–2 s).
+const GLARE_RETRY_MS: u64 = 2_000;
+
+/// What one of our client transactions is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Bye,
+    /// A session refresh (RFC 4028 §7.4), by UPDATE or re-INVITE.
+    Refresh,
+}
 
 /// A request baton answers with an error status instead of processing it.
 struct Reject {
@@ -110,8 +120,22 @@ struct Leg {
     awaiting_answer: bool,
     timer: Option<SessionTimer>,
     expires: Option<Instant>,
+    /// When baton, as the session's refresher, sends the next refresh.
+    refresh: Option<Instant>,
+    /// Our refresh in flight, by this method.
+    refreshing: Option<Method>,
+    /// The caller listed UPDATE in Allow: refreshes go as UPDATE, else as re-INVITE.
+    peer_allows_update: bool,
     /// Our BYE is in flight: the leg goes when it completes.
     closing: bool,
+}
+
+impl Leg {
+    /// Restarts the session timer: the session was just established or refreshed.
+    fn refreshed(&mut self, now: Instant) {
+        self.expires = self.timer.map(|t| t.expires_at(now));
+        self.refresh = self.timer.and_then(|t| t.refresh_at(now));
+    }
 }
 
 /// Where the server is in its life, as the endpoint sees it.
@@ -148,8 +172,8 @@ pub struct Endpoint {
     /// Which leg each initial INVITE created, to refuse the same INVITE arriving by another
     /// path (a merged request, RFC 3261 §8.2.2.2).
     origins: HashMap<Origin, String>,
-    /// Which leg each of our client transactions (BYE, UPDATE) belongs to.
-    clients: HashMap<TxId, String>,
+    /// Which leg each of our client transactions belongs to, and what it is for.
+    clients: HashMap<TxId, (String, Sent)>,
     /// Leg deadlines (2xx retransmission, session expiry), checked lazily.
     wakeups: BinaryHeap<Reverse<(Instant, String)>>,
     commands: mpsc::Sender<Command>,
@@ -180,7 +204,7 @@ impl Endpoint {
             clients: HashMap::new(),
             wakeups: BinaryHeap::new(),
             commands,
-            // Only sessions whose UAC asks for a timer get one: baton never has to refresh.
+            // Only sessions whose UAC asks for a timer get one.
             timers: SessionTimerConfig {
                 enabled: false,
                 ..Default::default()
@@ -329,16 +353,22 @@ impl Endpoint {
                 ..
             } => self.handle_cancel(tx, invite, &request, now),
             TxEvent::Ack { request, .. } => self.handle_ack(&request, now),
-            TxEvent::Response { tx, response } => {
-                if response.status >= 200 {
-                    if let Some(key) = self.clients.remove(&tx) {
+            TxEvent::Response { tx, response } if response.status >= 200 => {
+                match self.clients.get(&tx).cloned() {
+                    Some((key, Sent::Refresh)) => self.refresh_answered(&key, &response, now),
+                    Some((key, Sent::Bye)) => {
+                        self.clients.remove(&tx);
                         self.client_done(&key);
                     }
+                    None => {}
                 }
             }
+            TxEvent::Response { .. } => {}
             TxEvent::Timeout { tx, .. } | TxEvent::TransportError { tx } => {
-                if let Some(key) = self.clients.remove(&tx) {
-                    self.client_done(&key);
+                match self.clients.remove(&tx) {
+                    Some((key, Sent::Bye)) => self.client_done(&key),
+                    Some((key, Sent::Refresh)) => self.refresh_failed(&key, "no answer", now),
+                    None => {}
                 }
                 if let Some(key) = self.invites.remove(&tx) {
                     // The ACK for a final non-2xx never came, or the transport broke:
@@ -554,6 +584,9 @@ impl Endpoint {
                 awaiting_answer,
                 timer,
                 expires: None,
+                refresh: None,
+                refreshing: None,
+                peer_allows_update: req.headers.allow().any(|m| *m == Method::Update),
                 closing: false,
             },
         );
@@ -613,9 +646,7 @@ impl Endpoint {
             &self.txl.config().timers,
             now,
         ));
-        if let Some(t) = &leg.timer {
-            leg.expires = Some(t.expires_at(now));
-        }
+        leg.refreshed(now);
         let wake = leg_deadline(leg);
         if let Err(e) = self.txl.send_response(tx, ok, now) {
             debug!(error = %e, "200 OK not sent");
@@ -643,28 +674,176 @@ impl Endpoint {
         }
         leg.closing = true;
         leg.retransmit = None;
-        let mut bye = leg.dialog.request(Method::Bye);
+        let bye = leg.dialog.request(Method::Bye);
+        if !self.send_in_dialog(key, bye, Sent::Bye, now) {
+            self.remove_leg(key);
+        }
+    }
+
+    /// Sends a request of a leg's dialog as a new client transaction, to the dialog's
+    /// remote target; false if it could not be sent.
+    fn send_in_dialog(&mut self, key: &str, mut req: Request, sent: Sent, now: Instant) -> bool {
+        let Some(leg) = self.legs.get(key) else {
+            return false;
+        };
         let peer = target_peer(&leg.dialog, leg.peer);
-        let local = self.transports.local_addr();
-        let transport = if peer.transport == Transport::Udp {
+        req.push_via(self.via(peer.transport));
+        let method = req.method.clone();
+        match self.txl.send_request(req, peer, now) {
+            Ok(tx) => {
+                self.clients.insert(tx, (key.to_string(), sent));
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, %method, "request not sent");
+                false
+            }
+        }
+    }
+
+    /// A Via for a request we send, with a fresh branch.
+    fn via(&self, transport: Transport) -> Via {
+        let name = if transport == Transport::Udp {
             "UDP"
         } else {
             "TCP"
         };
-        bye.push_via(Via::with_new_branch(
-            transport,
+        Via::with_new_branch(
+            name,
             host_string(self.config.advertised),
-            Some(local.port()),
+            Some(self.transports.local_addr().port()),
+        )
+    }
+
+    /// Refreshes the session as its refresher (RFC 4028 §7.4): an UPDATE without a body
+    /// when the caller allows UPDATE (nothing to renegotiate), otherwise a re-INVITE
+    /// offering the unchanged session description.
+    fn send_refresh(&mut self, key: &str, now: Instant) {
+        let Some(leg) = self.legs.get(key) else {
+            return;
+        };
+        let contact = self.contact(leg.peer.transport);
+        let leg = self.legs.get_mut(key).expect("leg looked up above");
+        let Some(timer) = leg.timer else {
+            return;
+        };
+        leg.refresh = None;
+        if leg.retransmit.is_some() || leg.awaiting_answer {
+            // The caller's re-INVITE is still open (§14.1): refresh once it completes.
+            leg.refresh = Some(now + Duration::from_millis(GLARE_RETRY_MS));
+            return;
+        }
+        let method = if leg.peer_allows_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let mut req = leg.dialog.request(method.clone());
+        req.headers.push(Header::Contact(Contact::Addr(contact)));
+        req.headers.push(timer.refresh_header());
+        req.headers.push(Header::Supported(
+            SUPPORTED.iter().map(|s| s.to_string()).collect(),
         ));
-        match self.txl.send_request(bye, peer, now) {
-            Ok(tx) => {
-                self.clients.insert(tx, key.to_string());
+        if method == Method::Invite {
+            req.headers
+                .push(Header::ContentType("application/sdp".into()));
+            req.body = leg.sdp.write(&leg.local).to_vec();
+        }
+        leg.refreshing = Some(method);
+        if !self.send_in_dialog(key, req, Sent::Refresh, now) {
+            self.refresh_failed(key, "not sent", now);
+        }
+    }
+
+    /// The final response to our refresh (each 2xx to a re-INVITE, retransmissions too,
+    /// is acknowledged).
+    fn refresh_answered(&mut self, key: &str, resp: &Response, now: Instant) {
+        let Some(leg) = self.legs.get_mut(key) else {
+            return;
+        };
+        let ok = (200..300).contains(&resp.status);
+        let invite = resp
+            .headers
+            .cseq()
+            .is_some_and(|c| c.method == Method::Invite);
+        if ok && invite {
+            let mut ack = leg.dialog.ack_for(resp);
+            let peer = target_peer(&leg.dialog, leg.peer);
+            ack.push_via(self.via(peer.transport));
+            transmit(
+                &self.shared,
+                &self.transports,
+                Transmit {
+                    msg: Message::Request(ack),
+                    to: peer,
+                    tx: None,
+                },
+            );
+        }
+        let Some(leg) = self.legs.get_mut(key) else {
+            return;
+        };
+        let Some(sent) = leg.refreshing.take().filter(|_| !leg.closing) else {
+            return; // a retransmitted 2xx, or the call is ending anyway
+        };
+        match resp.status {
+            200..=299 => {
+                leg.dialog.handle_response(resp);
+                if sent == Method::Invite && !resp.body.is_empty() {
+                    match RemoteDescription::parse(&resp.body)
+                        .map_err(|e| e.to_string())
+                        .and_then(|d| {
+                            baton_sdp::accept_answer(&leg.local, &d).map_err(|e| e.to_string())
+                        }) {
+                        Ok(n) => {
+                            let _ = leg.call.try_send(CallEvent::Media(n));
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "the refresh's SDP answer is unusable");
+                            return self.refresh_failed(key, "bad answer", now);
+                        }
+                    }
+                }
+                leg.timer = leg.timer.and_then(|t| t.after_our_refresh(resp));
+                leg.refreshed(now);
             }
-            Err(e) => {
-                warn!(error = %e, "BYE not sent");
-                self.remove_leg(key);
+            405 | 501 if sent == Method::Update => {
+                // The caller listed UPDATE but does not take it: refresh by re-INVITE.
+                leg.peer_allows_update = false;
+                leg.refresh = Some(now);
+            }
+            422 => match (&mut leg.timer, resp.headers.min_se()) {
+                (Some(t), Some(min)) if min > t.interval => {
+                    t.interval = min;
+                    leg.refresh = Some(now);
+                }
+                _ => return self.refresh_failed(key, "422 without a larger Min-SE", now),
+            },
+            491 => {
+                let wait = rand::random::<u64>() % GLARE_RETRY_MS;
+                leg.refresh = Some(now + Duration::from_millis(wait));
+            }
+            // The dialog is gone or the caller unreachable (RFC 4028 §10, RFC 5057).
+            408 | 481 => return self.refresh_failed(key, "dialog gone", now),
+            status => {
+                // Anything else leaves the session to expire, as RFC 4028 §10 says.
+                warn!(call_id = %leg.call_id, status, "session refresh refused");
             }
         }
+        if let Some(t) = leg_deadline(leg) {
+            self.wakeups.push(Reverse((t, key.to_string())));
+        }
+    }
+
+    /// Our refresh got no usable answer: the session cannot be kept alive, so it ends now.
+    fn refresh_failed(&mut self, key: &str, why: &str, now: Instant) {
+        let Some(leg) = self.legs.get_mut(key) else {
+            return;
+        };
+        leg.refreshing = None;
+        info!(call_id = %leg.call_id, why, "session refresh failed; ending the call");
+        let _ = leg.call.try_send(CallEvent::Gone("refresh_failed"));
+        self.hangup(key, now);
     }
 
     /// Forgets a leg and its origin.
@@ -771,7 +950,8 @@ impl Endpoint {
                 Ok(())
             }
             Method::Invite | Method::Update => {
-                if leg.pending_invite.is_some() || leg.retransmit.is_some() {
+                let ours_open = leg.refreshing == Some(Method::Invite);
+                if leg.pending_invite.is_some() || leg.retransmit.is_some() || ours_open {
                     // §14.2: an INVITE while ours is unfinished.
                     return Err(Reject::new(if req.method == Method::Invite {
                         491
@@ -806,8 +986,8 @@ impl Endpoint {
                 leg.timer = timer.or(leg.timer);
                 if let Some(t) = &leg.timer {
                     t.apply(&mut resp);
-                    leg.expires = Some(t.expires_at(now));
                 }
+                leg.refreshed(now);
                 if req.method == Method::Invite {
                     leg.retransmit = Some(Uas2xxRetransmit::new(
                         resp.clone(),
@@ -871,6 +1051,7 @@ impl Endpoint {
             if leg.expires.is_some_and(|e| e <= now) {
                 gone = Some("session_expired");
             }
+            let refresh_due = leg.refresh.is_some_and(|r| r <= now) && leg.refreshing.is_none();
             if let Some(why) = gone {
                 info!(call_id = %leg.call_id, why, "ending call");
                 let _ = leg.call.try_send(CallEvent::Gone(why));
@@ -878,7 +1059,10 @@ impl Endpoint {
                 self.hangup(&key, now);
                 continue;
             }
-            if let Some(t) = leg_deadline(leg) {
+            if refresh_due {
+                self.send_refresh(&key, now);
+            }
+            if let Some(t) = self.legs.get(&key).and_then(leg_deadline) {
                 self.wakeups.push(Reverse((t, key)));
             }
         }
@@ -899,10 +1083,8 @@ fn transmit(shared: &Shared, transports: &Transports, t: Transmit) {
 /// The earliest time a leg needs attention.
 fn leg_deadline(leg: &Leg) -> Option<Instant> {
     let rt = leg.retransmit.as_ref().and_then(|r| r.poll_timeout());
-    match (rt, leg.expires) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    let refresh = leg.refresh.filter(|_| leg.refreshing.is_none());
+    [rt, leg.expires, refresh].into_iter().flatten().min()
 }
 
 /// Where in-dialog requests go: the remote target over the transport the dialog uses.
@@ -926,15 +1108,13 @@ fn target_peer(dialog: &Dialog, came_from: Peer) -> Peer {
     came_from
 }
 
-/// The session timer for an INVITE or UPDATE (RFC 4028), or 422. baton only takes
-/// timers the caller refreshes: a UAS refresher is optional (§9) and would need
-/// baton to send re-INVITEs itself.
+/// The session timer for an INVITE or UPDATE (RFC 4028), or 422.
 fn session_timer(
     req: &Request,
     config: &SessionTimerConfig,
 ) -> Result<Option<SessionTimer>, Reject> {
     match negotiate_session_timer(req, config) {
-        Ok(t) => Ok(t.filter(|t| t.refresher == Refresher::Uac)),
+        Ok(t) => Ok(t),
         Err(e @ SessionTimerError::IntervalTooSmall { min_se, .. }) => {
             Err(Reject::new(e.status()).with(Header::MinSe(min_se)))
         }

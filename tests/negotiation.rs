@@ -460,3 +460,63 @@ fn completed_call_shows_in_metrics_udp() {
 fn completed_call_shows_in_metrics_tcp() {
     completed_call_shows_in_metrics(Transport::Tcp);
 }
+
+/// The caller asks baton to refresh (RFC 4028 §9 keeps the UAC's choice): baton refreshes
+/// half an interval later, by UPDATE without a body when the caller allows UPDATE, by a
+/// re-INVITE offering the unchanged session otherwise (and acknowledges its 200). The
+/// interval is the shortest allowed (90 s), so the test waits 45 s for the refresh.
+fn session_refreshed_by_baton(transport: Transport, method: &str) {
+    // The caller sends no audio for the minute this takes.
+    let baton = Baton::builder(&format!("refresh-{method}-{}", transport.name()))
+        .config("rtp_inactivity_secs = 300\n")
+        .start();
+    let (allow, body_check, answer, after) = if method == "UPDATE" {
+        (
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE",
+            r#"<ereg regexp="m=audio" search_in="body" check_it_inverse="true" assign_to="refresh_body"/>"#,
+            "Content-Length: 0\n",
+            "",
+        )
+    } else {
+        (
+            "INVITE, ACK, CANCEL, BYE, OPTIONS",
+            r#"<ereg regexp="m=audio [1-9][0-9]* RTP/AVP 0" search_in="body" check_it="true" assign_to="refresh_body"/>"#,
+            "Content-Type: application/sdp\n\
+             Content-Length: [len]\n\n\
+             v=0\n\
+             o=carrier 53655765 2353687637 IN IP[local_ip_type] [local_ip]\n\
+             s=-\n\
+             c=IN IP[media_ip_type] [media_ip]\n\
+             t=0 0\n\
+             m=audio [media_port] RTP/AVP 0\n\
+             a=rtpmap:0 PCMU/8000\n\
+             a=sendrecv\n",
+            r#"<recv request="ACK"/>"#,
+        )
+    };
+    let run = Sipp::new(&baton, "uas_refresh.xml", transport)
+        .user("echo")
+        .var("ALLOW", allow)
+        .var("METHOD", method)
+        .var("BODY_CHECK", body_check)
+        .var("ANSWER", answer)
+        .var("AFTER_ANSWER", after)
+        .timeout(Duration::from_secs(90))
+        .run();
+    let call = ended_by_caller(&baton, &run);
+    assert_eq!(call["state"], "ended", "{call}");
+    let sent = baton.metric(&format!(
+        "baton_sip_requests_total{{method=\"{method}\",direction=\"out\"}}"
+    ));
+    assert_eq!(sent, 1.0, "one refresh sent:\n{}", baton.metrics());
+}
+
+#[test]
+fn session_refreshed_by_baton_with_update_udp() {
+    session_refreshed_by_baton(Transport::Udp, "UPDATE");
+}
+
+#[test]
+fn session_refreshed_by_baton_with_reinvite_tcp() {
+    session_refreshed_by_baton(Transport::Tcp, "INVITE");
+}

@@ -352,10 +352,17 @@ mod tests {
         };
         let again = answer(vec![se(900, Some(Refresher::Uac))]).unwrap();
         assert_eq!((again.interval, again.refresher), (900, Refresher::Uas));
-        assert!(again.refresh_at(Instant::now()).is_some(), "still baton's turn");
+        assert!(
+            again.refresh_at(Instant::now()).is_some(),
+            "still baton's turn"
+        );
         let theirs = answer(vec![se(1800, Some(Refresher::Uas))]).unwrap();
         assert_eq!(theirs.refresher, Refresher::Uac, "the caller takes over");
         assert_eq!(theirs.refresh_at(Instant::now()), None);
-        assert_eq!(answer(vec![]), None, "no Session-Expires: no more session timing");
+        assert_eq!(
+            answer(vec![]),
+            None,
+            "no Session-Expires: no more session timing"
+        );
     }
 }
