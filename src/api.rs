@@ -1,15 +1,19 @@
-//! The HTTP API: health, Prometheus metrics, and the calls baton is handling.
+//! The HTTP API: health, Prometheus metrics, the calls baton is handling and their live
+//! events.
 
-use crate::calls::Calls;
+use crate::calls::{CallNotice, Calls};
 use crate::metrics::Metrics;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use tokio::sync::broadcast;
 
 /// What the API handlers read.
 #[derive(Clone)]
@@ -27,6 +31,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/calls", get(list_calls))
         .route("/v1/calls/{id}", get(get_call))
+        .route("/v1/calls/{id}/events", get(call_events))
         .with_state(state)
 }
 
@@ -67,6 +72,40 @@ async fn get_call(State(s): State<ApiState>, Path(id): Path<String>) -> Response
         Some(call) => Json(call).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("no call with id {id:?}")),
     }
+}
+
+/// The live events of an active call as Server-Sent Events (`speech_started`,
+/// `transcript`), until the call ends; a subscriber too slow to keep up gets a `lagged`
+/// event saying how many it missed.
+async fn call_events(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Some(rx) = s.calls.subscribe_notices(&id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!("no active call with id {id:?}"),
+        );
+    };
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(notice) => {
+                let name = match &notice {
+                    CallNotice::SpeechStarted { .. } => "speech_started",
+                    CallNotice::Transcript(_) => "transcript",
+                };
+                Event::default()
+                    .event(name)
+                    .json_data(&notice)
+                    .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()))
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, Infallible>(event), rx))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

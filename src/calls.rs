@@ -58,7 +58,50 @@ pub struct CallInfo {
     /// Recording files written for this call.
     pub recordings: Vec<String>,
     pub media: MediaStats,
+    /// What the caller said, final transcripts in order.
+    pub transcript: Vec<TranscriptEntry>,
 }
+
+/// One transcribed utterance (or, in the event stream, a partial hypothesis of one).
+#[derive(Debug, Clone, Serialize)]
+pub struct TranscriptEntry {
+    /// Who spoke: `caller`.
+    pub speaker: &'static str,
+    pub text: String,
+    /// A final transcript of a finished utterance, or a partial one while it goes on.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// The utterance's number in the call, from 1; partials and the final share it.
+    pub utterance: u32,
+    /// Milliseconds from the start of the call's media to the utterance's start and end.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Mean token probability, 0..=1.
+    pub confidence: f32,
+    pub words: Vec<WordTiming>,
+}
+
+/// A word of a transcript and when it was said, in milliseconds from the call's start.
+#[derive(Debug, Clone, Serialize)]
+pub struct WordTiming {
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub probability: f32,
+}
+
+/// Something that happened in a call, for live subscribers (`GET /v1/calls/{id}/events`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallNotice {
+    /// The caller started speaking.
+    SpeechStarted { utterance: u32, at_ms: u64 },
+    /// A partial or final transcript.
+    Transcript(TranscriptEntry),
+}
+
+/// Notices a slow event subscriber may fall behind before it misses the oldest.
+const NOTICE_DEPTH: usize = 256;
 
 /// A shared, cheaply cloned handle to one call's info, written by its call task.
 pub type CallHandle = Arc<Mutex<CallInfo>>;
@@ -67,8 +110,10 @@ pub type CallHandle = Arc<Mutex<CallInfo>>;
 #[derive(Default)]
 pub struct Calls {
     active: RwLock<HashMap<String, CallHandle>>,
-    ended: Mutex<VecDeque<CallInfo>>,
+    /// Ended calls keep their handle: a transcript finished after the hang-up still lands.
+    ended: Mutex<VecDeque<CallHandle>>,
     taps: RwLock<HashMap<String, broadcast::Sender<LegFrame>>>,
+    notices: RwLock<HashMap<String, broadcast::Sender<CallNotice>>>,
 }
 
 impl Calls {
@@ -87,6 +132,18 @@ impl Calls {
         tx
     }
 
+    /// Creates the channel on which call `id` publishes its notices.
+    pub fn open_notices(&self, id: &str) -> broadcast::Sender<CallNotice> {
+        let (tx, _) = broadcast::channel(NOTICE_DEPTH);
+        write(&self.notices).insert(id.to_string(), tx.clone());
+        tx
+    }
+
+    /// Subscribes to the notices of an active call.
+    pub fn subscribe_notices(&self, id: &str) -> Option<broadcast::Receiver<CallNotice>> {
+        read(&self.notices).get(id).map(|tx| tx.subscribe())
+    }
+
     /// Subscribes to the audio frames of both sides of an active call (16 kHz, 20 ms).
     /// A subscriber that falls behind misses frames; it never slows the call down.
     pub fn subscribe_audio(&self, id: &str) -> Option<broadcast::Receiver<LegFrame>> {
@@ -96,17 +153,20 @@ impl Calls {
     /// Moves a call from active to ended, stamping its end time.
     pub fn finish(&self, id: &str) {
         write(&self.taps).remove(id);
+        write(&self.notices).remove(id);
         let Some(handle) = write(&self.active).remove(id) else {
             return;
         };
-        let mut info = lock(&handle).clone();
-        info.state = CallState::Ended;
-        info.ended_at.get_or_insert_with(SystemTime::now);
+        {
+            let mut info = lock(&handle);
+            info.state = CallState::Ended;
+            info.ended_at.get_or_insert_with(SystemTime::now);
+        }
         let mut ended = lock(&self.ended);
         if ended.len() == ENDED_KEPT {
             ended.pop_front();
         }
-        ended.push_back(info);
+        ended.push_back(handle);
     }
 
     /// Number of calls in progress.
@@ -122,7 +182,7 @@ impl Calls {
             .collect();
         out.sort_by_key(|c| c.started_at);
         if include_ended {
-            out.extend(lock(&self.ended).iter().rev().cloned());
+            out.extend(lock(&self.ended).iter().rev().map(|h| lock(h).clone()));
         }
         out
     }
@@ -132,7 +192,10 @@ impl Calls {
         if let Some(h) = read(&self.active).get(id) {
             return Some(lock(h).clone());
         }
-        lock(&self.ended).iter().rev().find(|c| c.id == id).cloned()
+        lock(&self.ended).iter().rev().find_map(|h| {
+            let info = lock(h);
+            (info.id == id).then(|| info.clone())
+        })
     }
 }
 
@@ -178,6 +241,7 @@ mod tests {
             result: None,
             recordings: vec![],
             media: MediaStats::default(),
+            transcript: Vec::new(),
         }
     }
 

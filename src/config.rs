@@ -41,6 +41,10 @@ pub struct Config {
     pub max_calls: u32,
     /// `log`: a tracing filter such as `info` or `baton=debug,info`.
     pub log: String,
+    /// `speech_model`: the ggml whisper model; `BATON_WHISPER_MODEL` overrides it.
+    pub speech_model: PathBuf,
+    /// `speech_workers`: transcription threads, each running one job on one core.
+    pub speech_workers: usize,
 }
 
 /// An inclusive range of UDP ports; RTP takes the even ones, RTCP the odd one above each.
@@ -138,6 +142,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(30),
             max_calls: 4000,
             log: "info".to_owned(),
+            speech_model: PathBuf::from("models/ggml-tiny.en.bin"),
+            speech_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -158,6 +164,8 @@ rtp_inactivity_secs = 30      # hang up a call that sends no RTP for this long
 shutdown_grace_secs = 30      # on shutdown, wait this long for calls to end
 max_calls = 4000              # refuse calls beyond this with 503
 log = "info"                  # tracing filter, e.g. "baton=debug,info"
+speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model installs it)
+# speech_workers = 2          # transcription threads; default: one per core
 
 [invite_rate_limit]           # per source address; per_source_per_sec = 0 disables
 per_source_per_sec = 200       # a carrier trunk is one source: size this to its peak
@@ -259,6 +267,8 @@ struct RawConfig {
     shutdown_grace_secs: Option<u64>,
     max_calls: Option<u32>,
     log: Option<String>,
+    speech_model: Option<PathBuf>,
+    speech_workers: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -368,6 +378,16 @@ impl RawConfig {
                 ));
             }
             config.log = log;
+        }
+        config.speech_model = self.speech_model.unwrap_or(config.speech_model);
+        if let Some(workers) = self.speech_workers {
+            if !(1..=64).contains(&workers) {
+                return Err(invalid(
+                    &["speech_workers"],
+                    format!("expected 1 to 64 threads, got {workers}"),
+                ));
+            }
+            config.speech_workers = workers as usize;
         }
         Ok(config)
     }

@@ -31,6 +31,9 @@ pub struct Dialplan {
     pub ring_secs: u32,
     /// `[[step]]`: what the call does, in order.
     pub steps: Vec<Step>,
+    /// `speech_hints`: words callers of this plan are expected to say, to bias speech
+    /// recognition toward them (product names, "block", "card").
+    pub speech_hints: String,
 }
 
 /// One entry of `match`: an exact user/number, or a prefix written with a trailing `*`.
@@ -392,6 +395,16 @@ impl Dialplan {
                 format!("expected 0 to {MAX_RING_SECS} seconds, got {ring_secs}"),
             ));
         }
+        let speech_hints = header.speech_hints.unwrap_or_default();
+        if speech_hints.len() > MAX_SPEECH_HINTS {
+            errors.push(invalid(
+                KeyPath::keys(&["speech_hints"]),
+                format!(
+                    "{} characters; at most {MAX_SPEECH_HINTS} (the recogniser reads only so much)",
+                    speech_hints.len()
+                ),
+            ));
+        }
         if errors.len() > header_errors_before {
             return None;
         }
@@ -402,6 +415,7 @@ impl Dialplan {
             patterns,
             ring_secs: u32::try_from(ring_secs).ok()?,
             steps,
+            speech_hints,
         };
         let name_at = source.at_key(&KeyPath::keys(&["name"]));
         Some((plan, name_at, match_at))
@@ -418,6 +432,7 @@ struct RawHeader {
     #[serde(rename = "match")]
     matches: Option<Vec<String>>,
     ring_secs: Option<i64>,
+    speech_hints: Option<String>,
     #[serde(rename = "step")]
     _step: Option<serde::de::IgnoredAny>,
 }
@@ -521,6 +536,8 @@ fn parse_steps(
 
 /// Longest ringing before answering: carriers give up on unanswered calls after a few minutes.
 const MAX_RING_SECS: i64 = 120;
+/// Longest `speech_hints`: whisper's initial prompt holds about 220 tokens.
+const MAX_SPEECH_HINTS: usize = 600;
 /// Longest recording a step may ask for: four hours.
 const MAX_RECORD_SECS: i64 = 4 * 3600;
 /// Longest hold or pause: an hour.
@@ -1132,7 +1149,7 @@ play = { file = "hold-music.wav", loop = true }
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
             [
                 "dialplans/test.toml:2:3: key \"steps\": unknown key `steps`, expected one of \
-              `name`, `description`, `match`, `ring_secs`, `step`"
+              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`"
             ]
         );
     }

@@ -550,6 +550,7 @@ impl Endpoint {
             result: None,
             recordings: Vec::new(),
             media: MediaStats::default(),
+            transcript: Vec::new(),
         });
         self.shared.metrics.call_started();
         let (events_tx, events_rx) = mpsc::channel(CALL_QUEUE);

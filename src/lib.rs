@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod rtp_ports;
 pub mod server;
+pub mod speech;
 pub mod transport;

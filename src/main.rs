@@ -96,6 +96,9 @@ fn main() -> ExitCode {
                 media,
                 data,
             });
+            if let Some(model) = std::env::var_os("BATON_WHISPER_MODEL") {
+                cfg.speech_model = model.into();
+            }
             init_logging(&cfg.log);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

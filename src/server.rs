@@ -9,6 +9,7 @@ use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
 use crate::metrics::Metrics;
 use crate::rtp_ports::PortPool;
+use crate::speech::Speech;
 use crate::transport::Transports;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ pub struct Shared {
     pub rtp_inactivity: Duration,
     /// Where recordings are written.
     pub recordings: PathBuf,
+    /// Speech-to-text for every call's caller side.
+    pub speech: Arc<Speech>,
 }
 
 /// Why the server could not start.
@@ -41,6 +44,8 @@ pub enum StartError {
     Dialplans(String),
     #[error("prompt {0}")]
     Prompt(#[from] call::PromptError),
+    #[error("{0}")]
+    Speech(#[from] baton_speech::stt::ModelError),
     #[error("cannot listen for SIP on {addr}: {source}")]
     Sip {
         addr: std::net::SocketAddr,
@@ -65,6 +70,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         )
     })?;
     let prompts = call::load_prompts(&dialplans)?;
+    // Loading takes a moment of blocking IO; nothing else runs yet.
+    let speech = Speech::start(&config.speech_model, config.speech_workers)?;
     let metrics = Arc::new(Metrics::default());
     let calls = Arc::new(Calls::default());
     let draining = Arc::new(AtomicBool::new(false));
@@ -98,6 +105,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         prompts: Arc::new(prompts),
         rtp_inactivity: config.rtp_inactivity,
         recordings: config.data.join("recordings"),
+        speech: Arc::new(speech),
     });
     let (rate, burst) = config
         .invite_rate_limit

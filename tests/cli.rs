@@ -37,6 +37,7 @@ fn baton(dir: &Path, args: &[&str], limit: Duration) -> Outcome {
         .args(args)
         .current_dir(dir)
         .env("BATON_LOG", "info")
+        .env("BATON_WHISPER_MODEL", common::model_path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -339,6 +340,75 @@ fn serve_refuses_a_missing_dialplan_directory() {
         run.text()
     );
     fs::remove_dir_all(&dir).ok();
+}
+
+/// `baton serve` with the shipped dialplans and `model` as its speech model.
+fn serve_with_model(name: &str, model: &Path) -> (std::path::PathBuf, Outcome) {
+    let dir = temp_dir(name);
+    let config = dir.join("baton.toml");
+    let text = format!(
+        "sip = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\ndialplans = {:?}\nmedia = {:?}\ndata = {:?}\nspeech_model = {:?}\n",
+        repo_path("dialplans"),
+        repo_path("media"),
+        dir.join("data"),
+        model
+    );
+    fs::write(&config, text).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+    let run = {
+        let started = Instant::now();
+        let out = cmd
+            .args([
+                "serve",
+                "--config",
+                config.to_str().expect("UTF-8 temp path"),
+            ])
+            .current_dir(&dir)
+            .env_remove("BATON_WHISPER_MODEL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run baton");
+        Outcome {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            took: started.elapsed(),
+        }
+    };
+    assert!(
+        !run.status.success(),
+        "baton served without a usable model:\n{}",
+        run.text()
+    );
+    (dir, run)
+}
+
+#[test]
+fn serve_refuses_a_missing_speech_model_naming_it() {
+    let missing = temp_dir("cli-no-model-path").join("ggml-missing.bin");
+    let (dir, run) = serve_with_model("cli-no-model", &missing);
+    assert!(
+        run.stderr.contains(&missing.display().to_string()),
+        "names the missing model:\n{}",
+        run.text()
+    );
+    fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn serve_refuses_a_damaged_speech_model_naming_it() {
+    let dir = temp_dir("cli-bad-model-file");
+    let damaged = dir.join("ggml-damaged.bin");
+    let whole = fs::read(common::model_path()).expect("the installed model (make model)");
+    fs::write(&damaged, &whole[..1_000_000]).expect("write damaged model");
+    let (run_dir, run) = serve_with_model("cli-bad-model", &damaged);
+    assert!(
+        run.stderr.contains(&damaged.display().to_string()) && run.stderr.contains("cut short"),
+        "names the damaged model and what is wrong:\n{}",
+        run.text()
+    );
+    fs::remove_dir_all(&dir).ok();
+    fs::remove_dir_all(&run_dir).ok();
 }
 
 #[test]

@@ -180,6 +180,12 @@ impl Baton {
             let log_file = fs::File::create(&log).expect("create baton log");
             let child = Command::new(env!("CARGO_BIN_EXE_baton"))
                 .arg("serve")
+                .env(
+                    "BATON_WHISPER_MODEL",
+                    std::env::var_os("BATON_WHISPER_MODEL")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| repo.join("models/ggml-tiny.en.bin")),
+                )
                 .arg("--config")
                 .arg(&config)
                 .args(["--sip", &sip.to_string()])

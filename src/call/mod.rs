@@ -13,6 +13,7 @@ use crate::calls::{self, CallHandle, CallState};
 use crate::dialplan::Dialplan;
 use crate::rtp_ports::{PortLease, PortPool};
 use crate::server::Shared;
+use crate::speech::{self, Listener};
 use baton_media::jitter::Playout;
 use baton_media::rtp::{RtpConfig, RtpEvent, RtpSession};
 use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
@@ -217,6 +218,13 @@ async fn run(setup: CallSetup) {
     };
     let _lease = sockets.lease;
     let tap = shared.calls.open_audio_tap(&id);
+    speech::listen(Listener {
+        speech: shared.speech.clone(),
+        info: info.clone(),
+        audio: tap.subscribe(),
+        notices: shared.calls.open_notices(&id),
+        hints: plan.speech_hints.clone(),
+    });
     let mut call = Call {
         id,
         key,

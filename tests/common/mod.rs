@@ -28,6 +28,13 @@ pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The speech model `make model` installs, or the one `BATON_WHISPER_MODEL` names.
+pub fn model_path() -> PathBuf {
+    std::env::var_os("BATON_WHISPER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_path("models/ggml-tiny.en.bin"))
+}
+
 /// How long baton may take to answer `/healthz` after it is started.
 const STARTUP: Duration = Duration::from_secs(20);
 /// Lines of baton's log shown when a test fails.
@@ -186,6 +193,7 @@ impl BatonBuilder {
             let log_file = fs::File::create(&log).expect("create baton log");
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
             cmd.arg("serve")
+                .env("BATON_WHISPER_MODEL", model_path())
                 .args(["--sip", &sip.to_string()])
                 .args(["--http", &http.to_string()])
                 .args(["--rtp-ports", &format!("{rtp_low}-{rtp_high}")])

@@ -105,6 +105,21 @@ impl Vad {
         self.current.is_some()
     }
 
+    /// The utterance in progress so far: the frame its audio starts at, and the audio.
+    pub fn current(&self) -> Option<(u64, &[i16])> {
+        self.current
+            .as_ref()
+            .map(|(first, audio)| (*first, audio.as_slice()))
+    }
+
+    /// Ends the utterance in progress, if any, as if the speaker had stopped (the audio
+    /// ended): its first frame and audio.
+    pub fn flush(&mut self) -> Option<(u64, Vec<i16>)> {
+        self.loud_run = 0;
+        self.quiet_run = 0;
+        self.current.take()
+    }
+
     /// The current noise floor, in dBFS.
     pub fn noise_floor_db(&self) -> f32 {
         self.floor_db

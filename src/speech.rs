@@ -1,0 +1,212 @@
+//! Listens to each call's caller side: cuts it into utterances, has them transcribed on
+//! the speech worker pool (a partial about every second while the caller speaks, a final
+//! at the end), and puts the transcripts on the call's record and its notice stream.
+//!
+//! The listener reads the call's audio tap, so it can never slow the media path: if it
+//! falls behind, it misses frames (counted, logged) rather than holding the call up.
+
+use crate::call::{LegFrame, Side};
+use crate::calls::{self, CallHandle, CallNotice, TranscriptEntry, WordTiming};
+use baton_speech::stt::{Done, Job, JobKind, Model, ModelError, SpeechWorkers, SttError};
+use baton_speech::vad::{Vad, VadEvent};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn, Instrument};
+
+/// Frames between partial transcripts while the caller speaks (50 = 1 s).
+const PARTIAL_EVERY: u64 = 50;
+/// Finals waiting for a worker before new ones are refused: minutes of speech backlog.
+const MAX_WAITING_FINALS: usize = 256;
+
+/// The speech-to-text service shared by every call.
+pub struct Speech {
+    workers: SpeechWorkers,
+    streams: AtomicU64,
+}
+
+impl Speech {
+    /// Loads the model at `path` and starts `workers` transcription threads.
+    pub fn start(path: &Path, workers: usize) -> Result<Speech, ModelError> {
+        let model = Arc::new(Model::load(path)?);
+        let info = model.info();
+        info!(
+            model = %path.display(),
+            size = info.size_name(),
+            english_only = info.english_only(),
+            workers,
+            "speech model loaded"
+        );
+        Ok(Speech {
+            workers: SpeechWorkers::start(model, workers, MAX_WAITING_FINALS, workers * 2)?,
+            streams: AtomicU64::new(1),
+        })
+    }
+}
+
+/// What a listener needs of its call.
+pub struct Listener {
+    pub speech: Arc<Speech>,
+    pub info: CallHandle,
+    pub audio: broadcast::Receiver<LegFrame>,
+    pub notices: broadcast::Sender<CallNotice>,
+    /// Words that bias recognition: what the dialplan expects callers to say.
+    pub hints: String,
+}
+
+/// Starts the listener of one call; it ends when the call's audio tap closes, after the
+/// last utterance's final transcript.
+pub fn listen(listener: Listener) {
+    tokio::spawn(listener.run().in_current_span());
+}
+
+/// A transcription result on its way back to the listener.
+struct Heard {
+    utterance: u32,
+    kind: JobKind,
+    start_frame: u64,
+    result: Result<Done, SttError>,
+}
+
+impl Listener {
+    async fn run(mut self) {
+        let stream = self.speech.streams.fetch_add(1, Ordering::Relaxed);
+        let (heard_tx, mut heard_rx) = mpsc::unbounded_channel::<Heard>();
+        let mut vad = Vad::default();
+        let mut frame = 0u64;
+        let mut utterance = 0u32;
+        let mut finalized = 0u32;
+        let mut pending = 0usize;
+        let mut speech_start = 0u64;
+        let mut open = true;
+        while open || pending > 0 {
+            tokio::select! {
+                got = self.audio.recv(), if open => match got {
+                    Ok(LegFrame { side: Side::Caller, frame: f }) => {
+                        frame += 1;
+                        match vad.push(&f) {
+                            Some(VadEvent::SpeechStart { frame: at }) => {
+                                utterance += 1;
+                                speech_start = at;
+                                let _ = self.notices.send(CallNotice::SpeechStarted {
+                                    utterance,
+                                    at_ms: at * 20,
+                                });
+                            }
+                            Some(VadEvent::Utterance { first_frame, samples }) => {
+                                self.submit(stream, utterance, JobKind::Final, first_frame, samples, &heard_tx);
+                                pending += 1;
+                            }
+                            Some(VadEvent::Discarded) => debug!("noise, not speech"),
+                            None => {
+                                if let Some((first, audio)) = vad.current() {
+                                    if (frame - speech_start) % PARTIAL_EVERY == 0 {
+                                        let samples = audio.to_vec();
+                                        self.submit(stream, utterance, JobKind::Partial, first, samples, &heard_tx);
+                                        pending += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(frames = n, "speech listener fell behind; audio skipped");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        open = false;
+                        // The call ended mid-utterance: what was said still counts.
+                        if let Some((first, samples)) = vad.flush() {
+                            self.submit(stream, utterance, JobKind::Final, first, samples, &heard_tx);
+                            pending += 1;
+                        }
+                    }
+                },
+                Some(heard) = heard_rx.recv() => {
+                    pending -= 1;
+                    if heard.kind == JobKind::Final {
+                        finalized = finalized.max(heard.utterance);
+                    } else if heard.utterance <= finalized {
+                        continue; // a partial overtaken by its final
+                    }
+                    self.deliver(heard);
+                }
+            }
+        }
+    }
+
+    fn submit(
+        &self,
+        stream: u64,
+        utterance: u32,
+        kind: JobKind,
+        start_frame: u64,
+        samples: Vec<i16>,
+        heard: &mpsc::UnboundedSender<Heard>,
+    ) {
+        let heard = heard.clone();
+        self.speech.workers.submit(Job {
+            stream,
+            kind,
+            samples,
+            prompt: self.hints.clone(),
+            reply: Box::new(move |result| {
+                let _ = heard.send(Heard {
+                    utterance,
+                    kind,
+                    start_frame,
+                    result,
+                });
+            }),
+        });
+    }
+
+    fn deliver(&self, heard: Heard) {
+        let done = match heard.result {
+            Ok(done) => done,
+            Err(SttError::Superseded) => return,
+            Err(e) => {
+                warn!(error = %e, utterance = heard.utterance, "no transcript");
+                return;
+            }
+        };
+        let t = &done.transcript;
+        if t.text.is_empty() {
+            return;
+        }
+        let base = heard.start_frame * 20;
+        let ms = |d: std::time::Duration| base + d.as_millis() as u64;
+        let entry = TranscriptEntry {
+            speaker: "caller",
+            text: t.text.clone(),
+            is_final: heard.kind == JobKind::Final,
+            utterance: heard.utterance,
+            start_ms: t.words.first().map_or(base, |w| ms(w.start)),
+            end_ms: t.words.last().map_or(base, |w| ms(w.end)),
+            confidence: t.confidence,
+            words: t
+                .words
+                .iter()
+                .map(|w| WordTiming {
+                    text: w.text.clone(),
+                    start_ms: ms(w.start),
+                    end_ms: ms(w.end),
+                    probability: w.probability,
+                })
+                .collect(),
+        };
+        if entry.is_final {
+            info!(
+                utterance = entry.utterance,
+                text = %entry.text,
+                confidence = entry.confidence,
+                queued_ms = done.queued.as_millis() as u64,
+                ran_ms = done.ran.as_millis() as u64,
+                "caller said"
+            );
+            calls::lock(&self.info).transcript.push(entry.clone());
+        }
+        let _ = self.notices.send(CallNotice::Transcript(entry));
+    }
+}

@@ -1,0 +1,131 @@
+//! A caller speaks to baton over G.711 (espeak-ng's voice, streamed by SIPp): baton
+//! transcribes it in-process with the real whisper model, shows the transcript on the
+//! call, and streams it live as Server-Sent Events.
+
+mod common;
+
+use common::{caller_audio, Baton, Sipp, Transport};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LISTEN_PLAN: &str = r#"
+name = "listen"
+match = ["listen"]
+speech_hints = "Please block my card."
+
+[[step]]
+echo = {}
+"#;
+
+/// Reads `GET path` as a stream until the server closes it (an event stream closes when
+/// its call's last transcript is out) or `limit` passes.
+fn read_stream(addr: SocketAddr, path: &str, limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn caller_is_transcribed(transport: Transport) {
+    let baton = Baton::builder(&format!("speech-{}", transport.name()))
+        .dialplan("listen", LISTEN_PLAN)
+        .start();
+    let audio = caller_audio(
+        &baton.dir,
+        "caller",
+        "Please block my credit card, it was stolen yesterday.",
+        1.0,
+    );
+    let millis = ((audio.total_secs() + 2.5) * 1000.0) as u64;
+    let sipp = Sipp::new(&baton, "uac_audio.xml", transport)
+        .user("listen")
+        .var("AUDIO", audio.path.display())
+        .var("MILLIS", millis)
+        .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
+        .spawn();
+    baton.wait_state(&sipp.call_id, "active", Duration::from_secs(10));
+    let id = baton.call(&sipp.call_id).expect("listed")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let http = baton.http;
+    let events = thread::spawn(move || {
+        read_stream(
+            http,
+            &format!("/v1/calls/{id}/events"),
+            Duration::from_secs(60),
+        )
+    });
+    let run = sipp.wait();
+    run.assert_ok();
+    baton.wait_ended(&run.call_id, Duration::from_secs(10));
+
+    // The final may land a moment after the hang-up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let call = loop {
+        let call = baton.call(&run.call_id).expect("listed");
+        if call["transcript"].as_array().is_some_and(|t| !t.is_empty()) || Instant::now() > deadline
+        {
+            break call;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let transcript = call["transcript"].as_array().expect("a transcript array");
+    assert_eq!(transcript.len(), 1, "one utterance: {call}");
+    let said = &transcript[0];
+    assert_eq!(said["speaker"], "caller");
+    assert_eq!(said["final"], true);
+    let text = said["text"].as_str().unwrap().to_lowercase();
+    for word in ["block", "credit", "card", "stolen"] {
+        assert!(text.contains(word), "{word:?} missing from {text:?}");
+    }
+    // Timed from the start of the call's media: the caller waited a second first.
+    let start = said["start_ms"].as_u64().unwrap();
+    assert!(
+        (700..=2_000).contains(&start),
+        "starts at {start} ms: {said}"
+    );
+    assert!(
+        said["words"].as_array().is_some_and(|w| w.len() >= 6),
+        "{said}"
+    );
+
+    let stream = events.join().expect("event reader");
+    assert!(stream.contains("event: speech_started"), "{stream}");
+    assert!(stream.contains("event: transcript"), "{stream}");
+    assert!(stream.contains("\"final\":true"), "{stream}");
+    assert!(stream.contains("stolen"), "{stream}");
+}
+
+#[test]
+fn caller_is_transcribed_udp() {
+    caller_is_transcribed(Transport::Udp);
+}
+
+#[test]
+fn caller_is_transcribed_tcp() {
+    caller_is_transcribed(Transport::Tcp);
+}
