@@ -101,7 +101,7 @@ pub enum CallNotice {
 }
 
 /// Notices a slow event subscriber may fall behind before it misses the oldest.
-const NOTICE_DEPTH: usize = 256;
+const NOTICE_DEPTH: usize = 64;
 
 /// A shared, cheaply cloned handle to one call's info, written by its call task.
 pub type CallHandle = Arc<Mutex<CallInfo>>;
