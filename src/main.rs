@@ -121,8 +121,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// whisper.cpp reports every model load in two dozen lines at its info level: they are
+/// debug detail for baton's log unless a filter names `whisper_rs` itself.
+const WHISPER_QUIET: &str = "whisper_rs=warn";
+
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+    let text = std::env::var("BATON_LOG").unwrap_or_else(|_| default.to_owned());
+    let text = if text.contains("whisper_rs") {
+        text
+    } else {
+        format!("{text},{WHISPER_QUIET}")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -10,7 +10,7 @@ use crate::calls::{self, CallHandle, CallNotice, TranscriptEntry, WordTiming};
 use baton_speech::stt::{Done, Job, JobKind, Model, ModelError, SpeechWorkers, SttError};
 use baton_speech::vad::{Vad, VadEvent};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
@@ -53,6 +53,9 @@ pub struct Listener {
     pub notices: broadcast::Sender<CallNotice>,
     /// Words that bias recognition: what the dialplan expects callers to say.
     pub hints: String,
+    /// Counts the caller's speech onsets; the call task watches it to stop a prompt the
+    /// caller talks over (barge-in) on its next frame.
+    pub onsets: Arc<AtomicU32>,
 }
 
 /// Starts the listener of one call; it ends when the call's audio tap closes, after the
@@ -88,6 +91,7 @@ impl Listener {
                         match vad.push(&f) {
                             Some(VadEvent::SpeechStart { frame: at }) => {
                                 utterance += 1;
+                                self.onsets.fetch_add(1, Ordering::Release);
                                 speech_start = at;
                                 let _ = self.notices.send(CallNotice::SpeechStarted {
                                     utterance,

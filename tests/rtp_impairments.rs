@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Baton, SeededRng, SipCaller};
+use common::{rtp_packet, ulaw_decode, Baton, SeededRng, SipCaller};
 use serde_json::Value;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -76,16 +76,6 @@ fn ulaw_encode(sample: i16) -> u8 {
     !(sign | (exponent << 4) | mantissa) as u8
 }
 
-/// G.711 µ-law decoding of one byte, full scale = 1.0.
-fn ulaw_decode(byte: u8) -> f64 {
-    let u = !byte;
-    let exponent = (u >> 4) & 0x07;
-    let mantissa = i32::from(u & 0x0f);
-    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    let s = if u & 0x80 != 0 { -magnitude } else { magnitude };
-    f64::from(s) / 32_768.0
-}
-
 /// The µ-law payload of packet `index` of a continuous tone.
 fn tone_payload(index: usize) -> Vec<u8> {
     (0..SAMPLES_PER_PACKET)
@@ -128,18 +118,6 @@ impl RtpStream {
         self.seq = self.seq.wrapping_add(1);
         packet
     }
-}
-
-/// An RTP packet: version 2, no padding, extension or CSRC.
-fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(12 + payload.len());
-    p.push(0x80);
-    p.push(pt | if marker { 0x80 } else { 0 });
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&ts.to_be_bytes());
-    p.extend_from_slice(&ssrc.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
 }
 
 /// A clean tone stream: packet `i` goes out in slot `i`.

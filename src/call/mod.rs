@@ -22,6 +22,7 @@ use record::Recorder;
 use script::Script;
 use socket::{MediaSocket, TickTime};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc};
@@ -190,6 +191,10 @@ struct Call {
     payload: Vec<u8>,
     /// Why the call ended, once it has.
     result: Option<&'static str>,
+    /// The caller's speech onsets as the speech listener counts them, and how many the
+    /// script has been told of.
+    onsets: Arc<AtomicU32>,
+    onsets_seen: u32,
 }
 
 async fn run(setup: CallSetup) {
@@ -218,12 +223,14 @@ async fn run(setup: CallSetup) {
     };
     let _lease = sockets.lease;
     let tap = shared.calls.open_audio_tap(&id);
+    let onsets = Arc::new(AtomicU32::new(0));
     speech::listen(Listener {
         speech: shared.speech.clone(),
         info: info.clone(),
         audio: tap.subscribe(),
         notices: shared.calls.open_notices(&id),
         hints: plan.speech_hints.clone(),
+        onsets: onsets.clone(),
     });
     let mut call = Call {
         id,
@@ -240,6 +247,8 @@ async fn run(setup: CallSetup) {
         tap,
         payload: Vec::with_capacity(512),
         result: None,
+        onsets,
+        onsets_seen: 0,
     };
     if let Some(n) = media {
         call.set_media(&n);
@@ -441,6 +450,13 @@ impl Call {
         let mut out = None;
         let mut hangup = false;
         feed_digits(&mut self.script, &self.info, &digits);
+        let onsets = self.onsets.load(Ordering::Acquire);
+        if onsets != self.onsets_seen {
+            self.onsets_seen = onsets;
+            if self.script.as_mut().is_some_and(Script::barge_in) {
+                info!("the caller spoke over a prompt: prompt stopped");
+            }
+        }
         if let Some(script) = &mut self.script {
             let turn = script.turn(input.samples());
             let frame = AudioFrame::new(turn.out);

@@ -184,6 +184,18 @@ impl Script {
         }
     }
 
+    /// The caller started speaking: a prompt playing (not looped music or hold) stops and
+    /// the script goes on, so a caller who knows what to say need not wait. True if a
+    /// prompt was cut.
+    pub fn barge_in(&mut self) -> bool {
+        if matches!(self.current, Current::Playing { looped: false, .. }) {
+            self.advance();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Whether the current step records the call.
     pub fn recording(&self) -> bool {
         matches!(self.current, Current::Recording { .. })
@@ -398,5 +410,18 @@ mod tests {
             frames, 4,
             "100 ms is 5 frames; the fifth ends the pause and the call"
         );
+    }
+
+    #[test]
+    fn speech_cuts_a_prompt_but_not_music_or_hold() {
+        let mut script = Script::new(
+            vec![play("welcome", false), play("music", true)],
+            prompts(&[("welcome", 3 * FRAME, 100), ("music", FRAME, 7)]),
+        );
+        assert_eq!(script.turn(&[0; FRAME]).out[0], 100);
+        assert!(script.barge_in(), "the prompt stops");
+        assert_eq!(script.turn(&[0; FRAME]).out[0], 7, "the next step at once");
+        assert!(!script.barge_in(), "looped music goes on");
+        assert_eq!(script.turn(&[0; FRAME]).out[0], 7);
     }
 }

@@ -1321,3 +1321,25 @@ impl SeededRng {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
+
+/// G.711 µ-law decoding of one byte, full scale = 1.0.
+pub fn ulaw_decode(byte: u8) -> f64 {
+    let u = !byte;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = i32::from(u & 0x0f);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    let s = if u & 0x80 != 0 { -magnitude } else { magnitude };
+    f64::from(s) / 32_768.0
+}
+
+/// An RTP packet: version 2, no padding, extension or CSRC.
+pub fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80);
+    p.push(pt | if marker { 0x80 } else { 0 });
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
