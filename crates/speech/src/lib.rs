@@ -6,6 +6,7 @@
 pub mod pitch;
 pub mod stt;
 pub mod vad;
+pub mod wer;
 
 /// Sample rate of the audio everything here takes, in Hz.
 pub const SAMPLE_RATE: u32 = 16_000;

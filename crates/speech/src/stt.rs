@@ -313,6 +313,9 @@ pub struct SpeechWorkers {
 
 /// Encoder positions per second of audio (whisper's 30 s window has 1,500).
 const AUDIO_CTX_PER_SEC: f32 = 50.0;
+/// Text tokens allowed per second of audio, and on top of that per clip.
+const MAX_TOKENS_PER_SEC: f32 = 8.0;
+const MAX_TOKENS_SLACK: i32 = 16;
 /// Positions added to the shrunk encoder window: whisper mis-hears the last word of a
 /// clip when its window ends exactly with the audio.
 const AUDIO_CTX_MARGIN: i32 = 64;
@@ -483,6 +486,9 @@ pub fn transcribe(
     params.set_print_special(false);
     params.set_print_timestamps(false);
     params.set_audio_ctx(((secs * AUDIO_CTX_PER_SEC).ceil() as i32 + AUDIO_CTX_MARGIN).min(1_500));
+    // Speech runs at about four tokens a second; twice that plus a sentence of slack
+    // bounds the time a decoding loop (see `drop_decoding_loop`) can waste.
+    params.set_max_tokens((secs * MAX_TOKENS_PER_SEC) as i32 + MAX_TOKENS_SLACK);
     if !prompt.is_empty() {
         params.set_initial_prompt(prompt);
     }
@@ -526,6 +532,7 @@ pub fn transcribe(
     }
     close_word(&mut t.words, &mut word_probs);
     t.words.retain(|w| !w.text.is_empty());
+    drop_decoding_loop(&mut t.words);
     t.text = t
         .words
         .iter()
@@ -540,6 +547,40 @@ pub fn transcribe(
     Ok(t)
 }
 
+/// Shortest repeated run of words taken for a decoding loop; shorter repeats ("no, no",
+/// "thank you, thank you") are things people say.
+const MIN_LOOP_WORDS: usize = 3;
+
+/// With its encoder window shrunk to the clip, whisper sometimes reaches the end of the
+/// speech without ending the text and starts over, repeating the last sentence or the
+/// whole clip until the token limit. A transcript whose tail is a run of at least
+/// [`MIN_LOOP_WORDS`] words repeated back to back up to the very end has looped: the
+/// repeats are cut.
+fn drop_decoding_loop(words: &mut Vec<Word>) {
+    let norm: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.text
+                .chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    let n = norm.len();
+    for start in MIN_LOOP_WORDS..n {
+        let looped = (MIN_LOOP_WORDS..=start).any(|period| {
+            // The tail from `start` repeats the `period` words before it, over and over.
+            (start..n).all(|i| norm[i] == norm[i - period])
+                && n - start >= MIN_LOOP_WORDS.min(period)
+        });
+        if looped {
+            words.truncate(start);
+            return;
+        }
+    }
+}
+
 fn close_word(words: &mut [Word], probs: &mut Vec<f32>) {
     if let Some(w) = words.last_mut() {
         if !probs.is_empty() {
@@ -547,4 +588,53 @@ fn close_word(words: &mut [Word], probs: &mut Vec<f32>) {
         }
     }
     probs.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<Word> {
+        text.split_whitespace()
+            .map(|w| Word {
+                text: w.to_string(),
+                start: Duration::ZERO,
+                end: Duration::ZERO,
+                probability: 1.0,
+            })
+            .collect()
+    }
+
+    fn unloop(text: &str) -> String {
+        let mut w = words(text);
+        drop_decoding_loop(&mut w);
+        w.iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn a_transcript_that_starts_over_is_cut_back() {
+        assert_eq!(
+            unloop("I need a payment. I need a payment. I need a"),
+            "I need a payment."
+        );
+        assert_eq!(
+            unloop("Please block my card. It was stolen yesterday. It was stolen yesterday."),
+            "Please block my card. It was stolen yesterday."
+        );
+    }
+
+    #[test]
+    fn what_people_repeat_is_kept() {
+        for text in [
+            "thank you thank you",
+            "no no no",
+            "my card my card was stolen",
+            "I want an agent. I want an agent now.",
+        ] {
+            assert_eq!(unloop(text), text);
+        }
+    }
 }
