@@ -75,7 +75,7 @@ async fn get_call(State(s): State<ApiState>, Path(id): Path<String>) -> Response
 }
 
 /// The live events of an active call as Server-Sent Events (`speech_started`,
-/// `transcript`), until the call ends; a subscriber too slow to keep up gets a `lagged`
+/// `transcript`, `vibe`), until the call ends; a subscriber too slow to keep up gets a `lagged`
 /// event saying how many it missed.
 async fn call_events(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Some(rx) = s.calls.subscribe_notices(&id) else {
@@ -90,6 +90,7 @@ async fn call_events(State(s): State<ApiState>, Path(id): Path<String>) -> Respo
                 let name = match &notice {
                     CallNotice::SpeechStarted { .. } => "speech_started",
                     CallNotice::Transcript(_) => "transcript",
+                    CallNotice::Vibe(_) => "vibe",
                 };
                 Event::default()
                     .event(name)

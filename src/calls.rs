@@ -2,6 +2,7 @@
 //! that owns the call, plus a bounded list of recently ended calls.
 
 use crate::call::{LegFrame, AUDIO_TAP_DEPTH};
+use baton_speech::vibe::Vibe;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,6 +61,8 @@ pub struct CallInfo {
     pub media: MediaStats,
     /// What the caller said, final transcripts in order.
     pub transcript: Vec<TranscriptEntry>,
+    /// The caller's mood after their latest utterance.
+    pub vibe: Option<Vibe>,
 }
 
 /// One transcribed utterance (or, in the event stream, a partial hypothesis of one).
@@ -98,6 +101,8 @@ pub enum CallNotice {
     SpeechStarted { utterance: u32, at_ms: u64 },
     /// A partial or final transcript.
     Transcript(TranscriptEntry),
+    /// The caller's mood after an utterance.
+    Vibe(Vibe),
 }
 
 /// Notices a slow event subscriber may fall behind before it misses the oldest.
@@ -242,6 +247,7 @@ mod tests {
             recordings: vec![],
             media: MediaStats::default(),
             transcript: Vec::new(),
+            vibe: None,
         }
     }
 

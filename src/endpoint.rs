@@ -551,6 +551,7 @@ impl Endpoint {
             recordings: Vec::new(),
             media: MediaStats::default(),
             transcript: Vec::new(),
+            vibe: None,
         });
         self.shared.metrics.call_started();
         let (events_tx, events_rx) = mpsc::channel(CALL_QUEUE);

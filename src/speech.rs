@@ -7,8 +7,11 @@
 
 use crate::call::{LegFrame, Side};
 use crate::calls::{self, CallHandle, CallNotice, TranscriptEntry, WordTiming};
+use baton_speech::prosody::{Prosody, ProsodyMeter};
 use baton_speech::stt::{Done, Job, JobKind, Model, ModelError, SpeechWorkers, SttError};
 use baton_speech::vad::{Vad, VadEvent};
+use baton_speech::vibe::VibeTracker;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -82,13 +85,20 @@ impl Listener {
         let mut finalized = 0u32;
         let mut pending = 0usize;
         let mut speech_start = 0u64;
+        let mut meter = ProsodyMeter::new();
+        let mut measured: HashMap<u32, Prosody> = HashMap::new();
+        let mut mood = VibeTracker::new();
         let mut open = true;
         while open || pending > 0 {
             tokio::select! {
                 got = self.audio.recv(), if open => match got {
                     Ok(LegFrame { side: Side::Caller, frame: f }) => {
                         frame += 1;
-                        match vad.push(&f) {
+                        let event = vad.push(&f);
+                        if vad.in_speech() {
+                            meter.push(&f);
+                        }
+                        match event {
                             Some(VadEvent::SpeechStart { frame: at }) => {
                                 utterance += 1;
                                 self.onsets.fetch_add(1, Ordering::Release);
@@ -99,10 +109,14 @@ impl Listener {
                                 });
                             }
                             Some(VadEvent::Utterance { first_frame, samples }) => {
+                                measured.insert(utterance, meter.take());
                                 self.submit(stream, utterance, JobKind::Final, first_frame, samples, &heard_tx);
                                 pending += 1;
                             }
-                            Some(VadEvent::Discarded) => debug!("noise, not speech"),
+                            Some(VadEvent::Discarded) => {
+                                meter.take();
+                                debug!("noise, not speech");
+                            }
                             None => {
                                 if let Some((first, audio)) = vad.current() {
                                     if (frame - speech_start) % PARTIAL_EVERY == 0 {
@@ -122,6 +136,7 @@ impl Listener {
                         open = false;
                         // The call ended mid-utterance: what was said still counts.
                         if let Some((first, samples)) = vad.flush() {
+                            measured.insert(utterance, meter.take());
                             self.submit(stream, utterance, JobKind::Final, first, samples, &heard_tx);
                             pending += 1;
                         }
@@ -129,12 +144,21 @@ impl Listener {
                 },
                 Some(heard) = heard_rx.recv() => {
                     pending -= 1;
-                    if heard.kind == JobKind::Final {
-                        finalized = finalized.max(heard.utterance);
-                    } else if heard.utterance <= finalized {
+                    let (kind, number) = (heard.kind, heard.utterance);
+                    if kind == JobKind::Final {
+                        finalized = finalized.max(number);
+                    } else if number <= finalized {
                         continue; // a partial overtaken by its final
                     }
-                    self.deliver(heard);
+                    let text = self.deliver(heard);
+                    if kind == JobKind::Final {
+                        let prosody = measured.remove(&number).unwrap_or_default();
+                        // Only speech moves the mood: nothing heard, or no voice in it
+                        // (a click, line noise at hang-up), says nothing about the caller.
+                        if !text.is_empty() && prosody.pitch_hz > 0.0 {
+                            self.read_mood(&mut mood, &prosody, &text);
+                        }
+                    }
                 }
             }
         }
@@ -166,18 +190,20 @@ impl Listener {
         });
     }
 
-    fn deliver(&self, heard: Heard) {
+    /// Publishes a transcript (and records it, if final); returns its text, empty when
+    /// nothing was heard.
+    fn deliver(&self, heard: Heard) -> String {
         let done = match heard.result {
             Ok(done) => done,
-            Err(SttError::Superseded) => return,
+            Err(SttError::Superseded) => return String::new(),
             Err(e) => {
                 warn!(error = %e, utterance = heard.utterance, "no transcript");
-                return;
+                return String::new();
             }
         };
         let t = &done.transcript;
         if t.text.is_empty() {
-            return;
+            return String::new();
         }
         let base = heard.start_frame * 20;
         let ms = |d: std::time::Duration| base + d.as_millis() as u64;
@@ -211,6 +237,22 @@ impl Listener {
             );
             calls::lock(&self.info).transcript.push(entry.clone());
         }
+        let text = entry.text.clone();
         let _ = self.notices.send(CallNotice::Transcript(entry));
+        text
+    }
+
+    /// Updates the caller's mood from a finished utterance and publishes it.
+    fn read_mood(&self, mood: &mut VibeTracker, prosody: &Prosody, text: &str) {
+        let vibe = mood.update(prosody, text);
+        info!(
+            label = ?vibe.label,
+            arousal = vibe.arousal,
+            valence = vibe.valence,
+            trend = ?vibe.trend,
+            "caller's vibe"
+        );
+        calls::lock(&self.info).vibe = Some(vibe.clone());
+        let _ = self.notices.send(CallNotice::Vibe(vibe));
     }
 }

@@ -188,12 +188,12 @@ fn caller_audio_is_telephone_speech_after_a_pause() {
         "espeak-ng spoke for {:.2} s",
         audio.speech_secs
     );
-    let spoken = measure_wav(&dir.join("probe-spoken.wav"));
+    let spoken = measure_wav(&dir.join("probe-0-spoken.wav"));
     assert!(
         spoken.rms > SPEECH_RMS,
         "espeak-ng output is silence: {spoken:?}"
     );
-    let silence = measure_wav_from(&dir.join("probe-spoken.wav"), spoken.seconds);
+    let silence = measure_wav_from(&dir.join("probe-0-spoken.wav"), spoken.seconds);
     assert_eq!(silence.rms, 0.0, "nothing is measured past the end");
     let header = std::fs::read(&audio.path).expect("read caller audio");
     // WAVE_FORMAT_MULAW (7), mono, 8000 Hz: what `rtp_stream=FILE,1,0` sends as PCMU.

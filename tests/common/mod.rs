@@ -558,21 +558,54 @@ impl CallerAudio {
     }
 }
 
+/// espeak-ng's American voice at an ordinary pace.
+pub const CALM_VOICE: &[&str] = &["-v", "en-us", "-s", "150"];
+/// The same voice faster, higher and louder: an agitated caller.
+pub const AGITATED_VOICE: &[&str] = &["-v", "en-us", "-s", "210", "-p", "75", "-a", "200"];
+
 /// Speaks `text` with espeak-ng and converts it to 8 kHz µ-law with sox, after
 /// `silence_secs` of silence (a caller who waits for the tone before speaking).
 pub fn caller_audio(dir: &Path, stem: &str, text: &str, silence_secs: f64) -> CallerAudio {
-    let spoken = dir.join(format!("{stem}-spoken.wav"));
+    caller_conversation(dir, stem, &[(CALM_VOICE, text)], silence_secs, 0.0)
+}
+
+/// Several utterances, each in its own espeak-ng voice, `gap_secs` of silence after each,
+/// as one 8 kHz µ-law file that starts with `silence_secs` of silence.
+pub fn caller_conversation(
+    dir: &Path,
+    stem: &str,
+    parts: &[(&[&str], &str)],
+    silence_secs: f64,
+    gap_secs: f64,
+) -> CallerAudio {
     let path = dir.join(format!("{stem}.wav"));
-    run_tool(
-        Command::new("espeak-ng")
-            .args(["-v", "en-us", "-s", "150", "-w"])
-            .arg(&spoken)
-            .arg(text),
-        Duration::from_secs(30),
-    );
+    let mut pieces = Vec::new();
+    let mut speech_secs = 0.0;
+    for (i, (voice, text)) in parts.iter().enumerate() {
+        let spoken = dir.join(format!("{stem}-{i}-spoken.wav"));
+        let piece = dir.join(format!("{stem}-{i}.wav"));
+        run_tool(
+            Command::new("espeak-ng")
+                .args(*voice)
+                .arg("-w")
+                .arg(&spoken)
+                .arg(text),
+            Duration::from_secs(30),
+        );
+        run_tool(
+            Command::new("sox")
+                .arg(&spoken)
+                .args(["-r", "8000", "-c", "1", "-b", "16"])
+                .arg(&piece)
+                .args(["pad", "0", &format!("{gap_secs:.3}")]),
+            Duration::from_secs(30),
+        );
+        speech_secs += measure_wav(&piece).seconds;
+        pieces.push(piece);
+    }
     run_tool(
         Command::new("sox")
-            .arg(&spoken)
+            .args(&pieces)
             .args(["-r", "8000", "-c", "1", "-e", "u-law"])
             .arg(&path)
             .args(["pad", &format!("{silence_secs:.3}")]),
@@ -581,7 +614,7 @@ pub fn caller_audio(dir: &Path, stem: &str, text: &str, silence_secs: f64) -> Ca
     CallerAudio {
         path,
         silence_secs,
-        speech_secs: measure_wav(&spoken).seconds,
+        speech_secs,
     }
 }
 

@@ -4,8 +4,10 @@
 //! and give events, so tests drive them with synthetic audio.
 
 pub mod pitch;
+pub mod prosody;
 pub mod stt;
 pub mod vad;
+pub mod vibe;
 pub mod wer;
 
 /// Sample rate of the audio everything here takes, in Hz.

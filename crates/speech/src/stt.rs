@@ -315,7 +315,7 @@ pub struct SpeechWorkers {
 const AUDIO_CTX_PER_SEC: f32 = 50.0;
 /// Text tokens allowed per second of audio, and on top of that per clip.
 const MAX_TOKENS_PER_SEC: f32 = 8.0;
-const MAX_TOKENS_SLACK: i32 = 16;
+const MAX_TOKENS_SLACK: usize = 16;
 /// Positions added to the shrunk encoder window: whisper mis-hears the last word of a
 /// clip when its window ends exactly with the audio.
 const AUDIO_CTX_MARGIN: i32 = 64;
@@ -488,7 +488,8 @@ pub fn transcribe(
     params.set_audio_ctx(((secs * AUDIO_CTX_PER_SEC).ceil() as i32 + AUDIO_CTX_MARGIN).min(1_500));
     // Speech runs at about four tokens a second; twice that plus a sentence of slack
     // bounds the time a decoding loop (see `drop_decoding_loop`) can waste.
-    params.set_max_tokens((secs * MAX_TOKENS_PER_SEC) as i32 + MAX_TOKENS_SLACK);
+    let budget = (secs * MAX_TOKENS_PER_SEC) as usize + MAX_TOKENS_SLACK;
+    params.set_max_tokens(budget as i32);
     if !prompt.is_empty() {
         params.set_initial_prompt(prompt);
     }
@@ -532,7 +533,7 @@ pub fn transcribe(
     }
     close_word(&mut t.words, &mut word_probs);
     t.words.retain(|w| !w.text.is_empty());
-    drop_decoding_loop(&mut t.words);
+    drop_decoding_loop(&mut t.words, probs.len() >= budget);
     t.text = t
         .words
         .iter()
@@ -553,10 +554,12 @@ const MIN_LOOP_WORDS: usize = 3;
 
 /// With its encoder window shrunk to the clip, whisper sometimes reaches the end of the
 /// speech without ending the text and starts over, repeating the last sentence or the
-/// whole clip until the token limit. A transcript whose tail is a run of at least
-/// [`MIN_LOOP_WORDS`] words repeated back to back up to the very end has looped: the
-/// repeats are cut.
-fn drop_decoding_loop(words: &mut Vec<Word>) {
+/// whole clip until the token budget runs out, often in the middle of a word. A
+/// transcript whose tail repeats a run of at least [`MIN_LOOP_WORDS`] words back to back
+/// up to the end has looped: the repeats are cut. The very last word is not compared when
+/// it may have been cut short or garbled: the budget ran out (`cut_off`), or the run was
+/// already repeated whole before it.
+fn drop_decoding_loop(words: &mut Vec<Word>, cut_off: bool) {
     let norm: Vec<String> = words
         .iter()
         .map(|w| {
@@ -570,9 +573,16 @@ fn drop_decoding_loop(words: &mut Vec<Word>) {
     let n = norm.len();
     for start in MIN_LOOP_WORDS..n {
         let looped = (MIN_LOOP_WORDS..=start).any(|period| {
-            // The tail from `start` repeats the `period` words before it, over and over.
-            (start..n).all(|i| norm[i] == norm[i - period])
-                && n - start >= MIN_LOOP_WORDS.min(period)
+            let tail = n - start;
+            // The tail repeats the `period` words before it; the last word may differ
+            // when the repeat was cut off.
+            let checked = if (cut_off || tail > period + 1) && tail > MIN_LOOP_WORDS {
+                n - 1
+            } else {
+                n
+            };
+            tail >= MIN_LOOP_WORDS.min(period)
+                && (start..checked).all(|i| norm[i] == norm[i - period])
         });
         if looped {
             words.truncate(start);
@@ -605,13 +615,17 @@ mod tests {
             .collect()
     }
 
-    fn unloop(text: &str) -> String {
+    fn unloop_at(text: &str, cut_off: bool) -> String {
         let mut w = words(text);
-        drop_decoding_loop(&mut w);
+        drop_decoding_loop(&mut w, cut_off);
         w.iter()
             .map(|w| w.text.as_str())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    fn unloop(text: &str) -> String {
+        unloop_at(text, false)
     }
 
     #[test]
@@ -623,6 +637,18 @@ mod tests {
         assert_eq!(
             unloop("Please block my card. It was stolen yesterday. It was stolen yesterday."),
             "Please block my card. It was stolen yesterday."
+        );
+        // Stopped in the middle of a word, by the token budget or by whisper itself.
+        assert_eq!(
+            unloop("Hello I am calling about my card. Hello I am calling about my card. Hello I am calling amount"),
+            "Hello I am calling about my card."
+        );
+        assert_eq!(
+            unloop_at(
+                "Hello I am calling about my card. Hello I am calling about my card. Hello I am calling amount",
+                true
+            ),
+            "Hello I am calling about my card."
         );
     }
 
