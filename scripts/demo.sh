@@ -40,8 +40,10 @@ sipp -sf "$work/call.xml" -s bank -m 1 -i 127.0.0.1 -mi 127.0.0.1 -t u1 -nostdin
   -timeout 30s -timeout_error -trace_err "${sip}" >/dev/null 2>&1 \
   && echo "SIPp: call completed" || echo "SIPp: call failed (see $work)"
 
+# The caller's last words are transcribed a moment after the hang-up.
+sleep 1
 echo
-echo "What baton saw (GET /v1/calls?include=ended):"
+echo "What baton saw and heard (GET /v1/calls?include=ended: transcript and vibe included):"
 curl -fsS "http://$http/v1/calls?include=ended" | python3 -m json.tool
 echo
 echo "What baton recorded:"
