@@ -234,3 +234,73 @@ fn a_call_that_turns_agitated_deteriorates() {
     );
     assert!(turned["arousal"].as_f64().unwrap() >= 0.55, "{turned}");
 }
+
+/// More callers talking at once than transcription threads: partials thin out and finals
+/// wait, but the media path does not notice (no RTP lost) and every utterance of every
+/// caller is transcribed.
+#[test]
+fn more_talkers_than_workers_lose_no_audio_and_every_final_arrives() {
+    const TALKERS: usize = 6;
+    let baton = Baton::builder("speech-overload")
+        .dialplan("listen", LISTEN_PLAN)
+        .config("speech_workers = 1\n")
+        .start();
+    let audio = caller_conversation(
+        &baton.dir,
+        "talker",
+        &[
+            (
+                CALM_VOICE,
+                "I would like to check the balance of my savings account.",
+            ),
+            (CALM_VOICE, "I think there is a mistake on my statement."),
+            (
+                CALM_VOICE,
+                "Please send me a text message with the details.",
+            ),
+        ],
+        0.5,
+        0.8,
+    );
+    let millis = ((audio.total_secs() + 1.5) * 1000.0) as u64;
+    let talkers: Vec<_> = (0..TALKERS)
+        .map(|_| {
+            Sipp::new(&baton, "uac_audio.xml", Transport::Udp)
+                .user("listen")
+                .var("AUDIO", audio.path.display())
+                .var("MILLIS", millis)
+                .timeout(Duration::from_millis(millis) + Duration::from_secs(30))
+                .spawn()
+        })
+        .collect();
+    let runs: Vec<_> = talkers.into_iter().map(|t| t.wait()).collect();
+    for run in &runs {
+        run.assert_ok();
+        baton.wait_ended(&run.call_id, Duration::from_secs(10));
+    }
+    // The backlog drains after the calls end: wait for every caller's three finals.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for run in &runs {
+        let call = loop {
+            let call = baton.call(&run.call_id).expect("listed");
+            let finals = call["transcript"].as_array().map_or(0, Vec::len);
+            if finals >= 3 || Instant::now() > deadline {
+                break call;
+            }
+            thread::sleep(Duration::from_millis(250));
+        };
+        let finals = call["transcript"].as_array().map_or(0, Vec::len);
+        assert!(finals >= 3, "{finals} finals of 3 utterances: {call}");
+        assert_eq!(
+            call["media"]["lost"], 0,
+            "RTP lost under speech load: {call}"
+        );
+        let packets = call["media"]["packets_in"].as_f64().unwrap();
+        let sent = audio.total_secs() * 50.0;
+        assert!(
+            packets >= sent - 2.0,
+            "{packets} of {sent} packets in: {call}"
+        );
+    }
+    assert_eq!(baton.metric("baton_rtp_lost_packets_total"), 0.0);
+}
