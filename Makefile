@@ -35,7 +35,7 @@ test: deps model lint
 	  $(CARGO) test --workspace --locked --release --no-fail-fast; \
 	fi
 
-bench:
+bench: model
 	@scripts/install-deps.sh --bench
 	$(CARGO) build --release --locked --bin baton
 	@scripts/bench.sh

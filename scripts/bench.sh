@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs baton's benchmarks (signalling with SIPp, media with the bench's own RTP generator
-# and rtpengine as the reference, the per-frame resampler beside rubato's) and keeps their
-# output in target/bench/. Parameters are the BENCH_* environment variables described at
-# the top of benches/signalling.rs, benches/media.rs and crates/media/benches/resample.rs.
+# and rtpengine as the reference, the per-frame resampler beside rubato's, speech-to-text
+# latency under load) and keeps their output in target/bench/. Parameters are the BENCH_*
+# environment variables described at the top of benches/signalling.rs, benches/media.rs,
+# crates/media/benches/resample.rs and crates/speech/benches/stt.rs.
 # BENCHMARKS.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,5 @@ for bench in signalling media; do
 done
 echo "== resample (output in $out/resample-$stamp.txt)"
 cargo bench --locked -p baton-media --bench resample 2>&1 | tee "$out/resample-$stamp.txt"
+echo "== stt (output in $out/stt-$stamp.txt)"
+cargo bench --locked -p baton-speech --bench stt 2>&1 | tee "$out/stt-$stamp.txt"
