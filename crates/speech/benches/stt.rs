@@ -7,9 +7,11 @@
 //! `cargo bench -p baton-speech --bench stt` (talker counts: `BENCH_STT_TALKERS`, default
 //! `1,5,10`; sentences per talker: `BENCH_STT_ROUNDS`, default 4). Needs `make model`.
 
-use baton_speech::stt::{Job, JobKind, Model, SpeechWorkers};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use baton_speech::stt::{Job, JobKind, SpeechWorkers};
+use common::{model, scratch, speak, EN_US};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,50 +33,21 @@ fn env_list(name: &str, default: &str) -> Vec<usize> {
         .collect()
 }
 
-fn speak(dir: &Path, i: usize, text: &str) -> Vec<i16> {
-    let raw = dir.join(format!("{i}.wav"));
-    let wide = dir.join(format!("{i}-16k.wav"));
-    let ok = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .is_ok_and(|s| s.success())
-        && Command::new("sox")
-            .arg(&raw)
-            .args(["-r", "16000", "-c", "1", "-b", "16"])
-            .arg(&wide)
-            .status()
-            .is_ok_and(|s| s.success());
-    assert!(ok, "espeak-ng and sox make the test speech");
-    hound::WavReader::open(&wide)
-        .expect("speech wav")
-        .samples::<i16>()
-        .map(|s| s.expect("sample"))
-        .collect()
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {
-    let model_path = std::env::var_os("BATON_WHISPER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/ggml-tiny.en.bin")
-        });
-    let dir = std::env::temp_dir().join(format!("baton-bench-stt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("bench dir");
+    let dir = scratch("bench-stt");
     let clips: Arc<Vec<Vec<i16>>> = Arc::new(
         SENTENCES
             .iter()
             .enumerate()
-            .map(|(i, s)| speak(&dir, i, s))
+            .map(|(i, s)| speak(&dir, &i.to_string(), EN_US, s))
             .collect(),
     );
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    let model = Arc::new(Model::load(&model_path).expect("the model (make model)"));
+    let model = model();
     let rounds = env_list("BENCH_STT_ROUNDS", "4")[0];
     println!("speech-to-text under load: {cores} worker threads, {rounds} sentences per talker");
     println!("| talkers | finals | end of speech → final p50 | p95 | max | real-time factor |");

@@ -2,12 +2,13 @@
 //! espeak-ng, fed at 16 kHz directly and through a G.711 µ-law leg exactly as baton's media
 //! path carries it (16 kHz → 8 kHz µ-law → 16 kHz), with the dialog's hints as context.
 
+mod common;
+
 use baton_media::{AudioFrame, CodecKind, Decoder, Encoder, FRAME_SAMPLES};
-use baton_speech::stt::{Job, JobKind, Model, SpeechWorkers};
+use baton_speech::stt::{Job, JobKind, SpeechWorkers};
 use baton_speech::wer::{word_errors, words};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{mpsc, Arc};
+use common::{model, scratch, speak, EN_US};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// What callers of a bank line say.
@@ -28,39 +29,6 @@ const SENTENCES: [&str; 12] = [
 
 /// The bank dialog's hints: phrases its callers are expected to say.
 const HINTS: &str = "Please block my card. My card was stolen. Check my balance.";
-
-fn model_path() -> PathBuf {
-    std::env::var_os("BATON_WHISPER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/ggml-tiny.en.bin")
-        })
-}
-
-/// `text` spoken by espeak-ng's American voice, as 16 kHz samples.
-fn speak(dir: &Path, i: usize, text: &str) -> Vec<i16> {
-    let raw = dir.join(format!("{i}.wav"));
-    let wide = dir.join(format!("{i}-16k.wav"));
-    assert!(Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .expect("espeak-ng")
-        .success());
-    assert!(Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&wide)
-        .status()
-        .expect("sox")
-        .success());
-    hound::WavReader::open(&wide)
-        .unwrap()
-        .samples::<i16>()
-        .map(Result::unwrap)
-        .collect()
-}
 
 /// The audio as it reaches speech-to-text after a G.711 µ-law leg in baton.
 fn through_g711(samples: &[i16]) -> Vec<i16> {
@@ -110,16 +78,14 @@ fn score(workers: &SpeechWorkers, clips: &[Vec<i16>], hints: &str, label: &str) 
 
 #[test]
 fn word_error_rate_on_the_bank_set() {
-    let dir = std::env::temp_dir().join(format!("baton-wer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("wer");
     let wide: Vec<Vec<i16>> = SENTENCES
         .iter()
         .enumerate()
-        .map(|(i, s)| speak(&dir, i, s))
+        .map(|(i, s)| speak(&dir, &i.to_string(), EN_US, s))
         .collect();
     let narrow: Vec<Vec<i16>> = wide.iter().map(|c| through_g711(c)).collect();
-    let model = Arc::new(Model::load(&model_path()).expect("the installed model (make model)"));
-    let workers = SpeechWorkers::start(model, 1, 16, 4).unwrap();
+    let workers = SpeechWorkers::start(model(), 1, 16, 4).unwrap();
     let rate = |(e, n): (usize, usize)| e as f64 / n as f64;
     let direct = rate(score(&workers, &wide, HINTS, "16 kHz"));
     let g711 = rate(score(&workers, &narrow, HINTS, "G.711"));

@@ -2,60 +2,24 @@
 //! loader and worker pool: it loads, it transcribes espeak-ng speech, a damaged file is a
 //! clear error naming it, and the pool answers every final under overload.
 
+mod common;
+
 use baton_speech::stt::{check_model, Job, JobKind, Model, ModelError, SpeechWorkers, SttError};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use common::{model, model_path, scratch, speak};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// The model `make model` installs, or the one `BATON_WHISPER_MODEL` names.
-fn model_path() -> PathBuf {
-    std::env::var_os("BATON_WHISPER_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/ggml-tiny.en.bin")
-        })
-}
-
-fn model() -> Arc<Model> {
-    let path = model_path();
-    Arc::new(
-        Model::load(&path)
-            .unwrap_or_else(|e| panic!("{e}\n(run `make model` to install the speech model)")),
-    )
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("baton-speech-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `text` spoken by espeak-ng, as 16 kHz mono samples.
+/// `text` in espeak-ng's default voice, as 16 kHz mono samples.
 fn speech(text: &str) -> Vec<i16> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
-    let dir = scratch("espeak");
-    let raw = dir.join(format!("{:016x}.wav", h.finish()));
-    let wide = dir.join(format!("{:016x}-16k.wav", h.finish()));
-    let ok = Command::new("espeak-ng")
-        .args(["-w"])
-        .arg(&raw)
-        .arg(text)
-        .status()
-        .expect("espeak-ng (installed by scripts/install-deps.sh)");
-    assert!(ok.success());
-    let ok = Command::new("sox")
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&wide)
-        .status()
-        .expect("sox");
-    assert!(ok.success());
-    let mut reader = hound::WavReader::open(&wide).unwrap();
-    reader.samples::<i16>().map(Result::unwrap).collect()
+    speak(
+        &scratch("espeak"),
+        &format!("{:016x}", h.finish()),
+        &[],
+        text,
+    )
 }
 
 fn transcribe_all(

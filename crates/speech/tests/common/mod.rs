@@ -1,0 +1,62 @@
+//! What the speech tests and the speech bench share: the installed model and speech made
+//! with espeak-ng.
+#![allow(dead_code)]
+
+use baton_speech::stt::Model;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+/// espeak-ng's American voice at an ordinary pace.
+pub(crate) const EN_US: &[&str] = &["-v", "en-us", "-s", "150"];
+
+/// The model `make model` installs, or the one `BATON_WHISPER_MODEL` names.
+pub(crate) fn model_path() -> PathBuf {
+    std::env::var_os("BATON_WHISPER_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/ggml-tiny.en.bin")
+        })
+}
+
+/// The installed model, loaded.
+pub(crate) fn model() -> Arc<Model> {
+    Arc::new(
+        Model::load(&model_path())
+            .unwrap_or_else(|e| panic!("{e}\n(run `make model` to install the speech model)")),
+    )
+}
+
+/// A fresh directory for this process under the system temp dir.
+pub(crate) fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("baton-speech-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// `text` spoken by espeak-ng with `voice` (its options; none for its default voice), as
+/// 16 kHz mono samples; the files go to `dir` under `stem`.
+pub(crate) fn speak(dir: &Path, stem: &str, voice: &[&str], text: &str) -> Vec<i16> {
+    let raw = dir.join(format!("{stem}.wav"));
+    let wide = dir.join(format!("{stem}-16k.wav"));
+    let ok = Command::new("espeak-ng")
+        .args(voice)
+        .arg("-w")
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (installed by scripts/install-deps.sh)");
+    assert!(ok.success(), "espeak-ng failed on {text:?}");
+    let ok = Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&wide)
+        .status()
+        .expect("sox (installed by scripts/install-deps.sh)");
+    assert!(ok.success(), "sox failed on {}", raw.display());
+    hound::WavReader::open(&wide)
+        .expect("open the 16 kHz speech")
+        .samples::<i16>()
+        .map(|s| s.expect("a sample"))
+        .collect()
+}
