@@ -30,14 +30,23 @@ impl Outcome {
     }
 }
 
-/// Runs `baton ARGS` in `dir`; a run that outlasts `limit` is killed and fails the test.
+/// Runs `baton ARGS` in `dir` with the installed speech model; a run that outlasts
+/// `limit` is killed and fails the test.
 fn baton(dir: &Path, args: &[&str], limit: Duration) -> Outcome {
+    run_baton(dir, args, limit, Some(&common::model_path()))
+}
+
+/// [`baton`] with `BATON_WHISPER_MODEL` set to `model`, or unset so that the config
+/// file's `speech_model` decides.
+fn run_baton(dir: &Path, args: &[&str], limit: Duration, model: Option<&Path>) -> Outcome {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(args)
-        .current_dir(dir)
-        .env("BATON_LOG", "info")
-        .env("BATON_WHISPER_MODEL", common::model_path())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+    cmd.args(args).current_dir(dir).env("BATON_LOG", "info");
+    match model {
+        Some(path) => cmd.env("BATON_WHISPER_MODEL", path),
+        None => cmd.env_remove("BATON_WHISPER_MODEL"),
+    };
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -354,27 +363,8 @@ fn serve_with_model(name: &str, model: &Path) -> (std::path::PathBuf, Outcome) {
         model
     );
     fs::write(&config, text).expect("write config");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
-    let run = {
-        let started = Instant::now();
-        let out = cmd
-            .args([
-                "serve",
-                "--config",
-                config.to_str().expect("UTF-8 temp path"),
-            ])
-            .current_dir(&dir)
-            .env_remove("BATON_WHISPER_MODEL")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run baton");
-        Outcome {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: started.elapsed(),
-        }
-    };
+    let config = config.to_str().expect("UTF-8 temp path");
+    let run = run_baton(&dir, &["serve", "--config", config], QUICK, None);
     assert!(
         !run.status.success(),
         "baton served without a usable model:\n{}",
