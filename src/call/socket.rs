@@ -122,13 +122,21 @@ fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn drains_what_arrived_with_kernel_arrival_times() {
+    /// A media socket on loopback, its address, and a plain socket to send to it from.
+    fn pair() -> (MediaSocket, SocketAddr, UdpSocket) {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
         rx.set_nonblocking(true).unwrap();
         let to = rx.local_addr().unwrap();
-        let mut rx = MediaSocket::new(rx).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        (
+            MediaSocket::new(rx).unwrap(),
+            to,
+            UdpSocket::bind("127.0.0.1:0").unwrap(),
+        )
+    }
+
+    #[test]
+    fn drains_what_arrived_with_kernel_arrival_times() {
+        let (mut rx, to, tx) = pair();
         let before = Instant::now();
         tx.send_to(b"one", to).unwrap();
         tx.send_to(b"two", to).unwrap();
@@ -155,11 +163,7 @@ mod tests {
 
     #[test]
     fn a_flood_is_read_a_bounded_amount_per_tick() {
-        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        rx.set_nonblocking(true).unwrap();
-        let to = rx.local_addr().unwrap();
-        let mut rx = MediaSocket::new(rx).unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (mut rx, to, tx) = pair();
         for _ in 0..3 * MAX_PER_TICK {
             tx.send_to(&[0xff; 100], to).unwrap();
         }

@@ -75,10 +75,6 @@ fn odd_phase(src: &[f32], scale: f32, out: &mut [f32]) {
     }
 }
 
-fn to_float(s: i16) -> f32 {
-    f32::from(s)
-}
-
 /// Rounds to the nearest sample value; the cast saturates at the i16 limits.
 fn to_sample(x: f32) -> i16 {
     (x + 0.5f32.copysign(x)) as i16
@@ -122,7 +118,7 @@ impl RateConverter {
             Self::Up { input: buf, odd } => {
                 buf.copy_within(NARROW_SAMPLES.., 0);
                 for (dst, &s) in buf[HISTORY..].iter_mut().zip(input) {
-                    *dst = to_float(s);
+                    *dst = f32::from(s);
                 }
                 // Zero-stuffing doubles the rate and halves the level: the taps get gain 2.
                 odd_phase(buf, 2.0, odd);
@@ -135,8 +131,8 @@ impl RateConverter {
                 even.copy_within(NARROW_SAMPLES.., 0);
                 odd.copy_within(NARROW_SAMPLES.., 0);
                 for (i, pair) in input.chunks_exact(2).enumerate() {
-                    even[HISTORY + i] = to_float(pair[0]);
-                    odd[HISTORY + i] = to_float(pair[1]);
+                    even[HISTORY + i] = f32::from(pair[0]);
+                    odd[HISTORY + i] = f32::from(pair[1]);
                 }
                 odd_phase(even, 1.0, out);
                 for ((dst, &o), &centre) in output.iter_mut().zip(out.iter()).zip(&odd[M - 1..]) {
