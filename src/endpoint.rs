@@ -11,7 +11,9 @@ use crate::metrics::Direction as MetricDir;
 use crate::ratelimit::RateLimiter;
 use crate::server::Shared;
 use crate::transport::{Inbound, Transports};
-use baton_sdp::{LocalDescription, LocalMedia, NegotiationError, RemoteDescription, SdpSession};
+use baton_sdp::{
+    LocalDescription, LocalMedia, Negotiated, NegotiationError, RemoteDescription, SdpSession,
+};
 use baton_sip::build::new_tag;
 use baton_sip::dialog::{
     negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, SessionTimerError,
@@ -792,11 +794,7 @@ impl Endpoint {
             200..=299 => {
                 leg.dialog.handle_response(resp);
                 if sent == Method::Invite && !resp.body.is_empty() {
-                    match RemoteDescription::parse(&resp.body)
-                        .map_err(|e| e.to_string())
-                        .and_then(|d| {
-                            baton_sdp::accept_answer(&leg.local, &d).map_err(|e| e.to_string())
-                        }) {
+                    match accept_answer(&leg.local, &resp.body) {
                         Ok(n) => {
                             let _ = leg.call.try_send(CallEvent::Media(n));
                         }
@@ -909,10 +907,7 @@ impl Endpoint {
         let mut media = None;
         if leg.awaiting_answer {
             leg.awaiting_answer = false;
-            let answer = RemoteDescription::parse(&ack.body)
-                .map_err(|e| e.to_string())
-                .and_then(|d| baton_sdp::accept_answer(&leg.local, &d).map_err(|e| e.to_string()));
-            match answer {
+            match accept_answer(&leg.local, &ack.body) {
                 Ok(n) => media = Some(n),
                 Err(e) => {
                     // RFC 3261 §13.3.1.4 leaves us nothing to answer: end the call.
@@ -1108,6 +1103,13 @@ fn target_peer(dialog: &Dialog, came_from: Peer) -> Peer {
         }
     }
     came_from
+}
+
+/// The media agreed by the SDP answer in `body` to our offer `local` (in an ACK, or in the
+/// 2xx to our re-INVITE), or why the answer is unusable.
+fn accept_answer(local: &LocalDescription, body: &[u8]) -> Result<Negotiated, String> {
+    let answer = RemoteDescription::parse(body).map_err(|e| e.to_string())?;
+    baton_sdp::accept_answer(local, &answer).map_err(|e| e.to_string())
 }
 
 /// The session timer for an INVITE or UPDATE (RFC 4028), or 422.
