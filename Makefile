@@ -4,7 +4,7 @@ CARGO ?= cargo
 SIP ?= 127.0.0.1:5060
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: deps build model demo test lint bench fuzz
+.PHONY: deps build model model-base demo test lint bench fuzz
 
 deps:
 	@scripts/install-deps.sh
@@ -17,6 +17,11 @@ build: deps
 model:
 	@scripts/model.sh
 
+# whisper base, the more accurate choice for G.711 callers at about twice the time per
+# utterance (BENCHMARKS.md, "Speech"); select it with speech_model or BATON_WHISPER_MODEL.
+model-base:
+	@scripts/model.sh base
+
 # Starts baton on loopback with the shipped dialplans, places a scripted SIPp call to the
 # bank plan, shows what happened, and leaves baton up for a softphone.
 demo: build model
@@ -27,7 +32,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Lint first, so that the test runner's summary is the last line of the output.
-test: deps model lint
+test: deps model model-base lint
 	$(CARGO) build --release --locked --bin baton
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --locked --cargo-profile release --no-fail-fast; \

@@ -151,15 +151,21 @@ def read_tiktoken(path):
     for n, line in enumerate((l for l in lines if l), 1):
         try:
             token, rank = line.split()
-            tokens.append((int(rank), base64.b64decode(token, validate=True)))
+            # multilingual.tiktoken ends with an empty token written as "=".
+            raw = b"" if token == b"=" else base64.b64decode(token, validate=True)
+            tokens.append((int(rank), raw))
         except (ValueError, binascii.Error):
             raise ConvertError(f"{path}: line {n} is not 'BASE64 RANK'")
     tokens.sort()
     if [r for r, _ in tokens] != list(range(len(tokens))):
         raise ConvertError(f"{path}: ranks are not 0..{len(tokens) - 1} without gaps")
-    # The published ggml models were made from a vocabulary that still listed
-    # <|endoftext|> right after the BPE ranks; keep it so our file is byte-identical.
-    return [t for _, t in tokens] + [b"<|endoftext|>"]
+    tokens = [t for _, t in tokens]
+    # The published ggml models list 50,257 entries: gpt2.tiktoken lacks the last one,
+    # which the English models' vocabulary had as <|endoftext|>; keep it so our file is
+    # byte-identical (multilingual.tiktoken already ends with an empty one).
+    if len(tokens) == 50_256:
+        tokens.append(b"<|endoftext|>")
+    return tokens
 
 
 def convert(model_dir, assets_dir, out):

@@ -164,7 +164,8 @@ rtp_inactivity_secs = 30      # hang up a call that sends no RTP for this long
 shutdown_grace_secs = 30      # on shutdown, wait this long for calls to end
 max_calls = 4000              # refuse calls beyond this with 503
 log = "info"                  # tracing filter, e.g. "baton=debug,info"
-speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model installs it)
+speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model installs it;
+                              # make model-base: models/ggml-base.bin, more accurate, slower)
 # speech_workers = 2          # transcription threads; default: one per core
 
 [invite_rate_limit]           # per source address; per_source_per_sec = 0 disables

@@ -19,12 +19,21 @@ pub(crate) fn model_path() -> PathBuf {
         })
 }
 
+/// whisper base (multilingual), which `make model-base` installs.
+pub(crate) fn base_model_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/ggml-base.bin")
+}
+
 /// The installed model, loaded.
 pub(crate) fn model() -> Arc<Model> {
-    Arc::new(
-        Model::load(&model_path())
-            .unwrap_or_else(|e| panic!("{e}\n(run `make model` to install the speech model)")),
-    )
+    load(&model_path())
+}
+
+/// The model at `path`, loaded.
+pub(crate) fn load(path: &Path) -> Arc<Model> {
+    Arc::new(Model::load(path).unwrap_or_else(|e| {
+        panic!("{e}\n(run `make model` and `make model-base` to install the speech models)")
+    }))
 }
 
 /// A fresh directory for this process under the system temp dir.
