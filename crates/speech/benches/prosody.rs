@@ -1,5 +1,5 @@
 //! CPU cost of reading a caller's mood from their voice, per call: the listener's per-frame
-//! work on 20 ms frames of espeak-ng speech with its pauses (voice activity detection
+//! work on 20 ms frames of the bank sentences spoken by espeak-ng (voice activity detection
 //! alone, then with the prosody meter's pitch tracker and level measure on every speech
 //! frame, and the vibe tracker once per utterance), as a share of one core for one call
 //! whose caller talks with a second's pause between sentences. Transcription is not included: it runs on the worker pool and is
@@ -14,19 +14,12 @@ mod common;
 use baton_speech::prosody::ProsodyMeter;
 use baton_speech::vad::{Vad, VadEvent};
 use baton_speech::vibe::VibeTracker;
-use common::{scratch, speak, EN_US};
+use common::{scratch, speak, BANK_SENTENCES, EN_US};
 use std::hint::black_box;
 use std::time::Duration;
 
 /// One frame: 20 ms at 16 kHz.
 const FRAME: usize = 320;
-
-const SENTENCES: [&str; 4] = [
-    "Please block my credit card, it was stolen yesterday.",
-    "I would like to check the balance of my savings account.",
-    "This is the third time I am calling and nobody has helped me.",
-    "How do I change the address on my account?",
-];
 
 /// Runs the listener's per-frame work over `audio`; returns utterances seen.
 fn listen(audio: &[i16], with_prosody: bool) -> usize {
@@ -71,7 +64,7 @@ fn main() {
         .unwrap_or(200);
     let dir = scratch("prosody");
     let mut audio = Vec::new();
-    for (i, s) in SENTENCES.iter().enumerate() {
+    for (i, s) in BANK_SENTENCES.iter().enumerate() {
         audio.extend(speak(&dir, &i.to_string(), EN_US, s));
         audio.resize(audio.len() + 16_000, 0); // a second between sentences
     }

@@ -11,19 +11,10 @@
 mod common;
 
 use baton_speech::stt::{Job, JobKind, SpeechWorkers};
-use common::{model, scratch, speak, EN_US};
+use common::{model, scratch, speak, BANK_SENTENCES, EN_US};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const SENTENCES: [&str; 6] = [
-    "Please block my credit card, it was stolen yesterday.",
-    "I would like to check the balance of my savings account.",
-    "I need to make a payment on my loan.",
-    "I lost my wallet and my debit card was inside.",
-    "How do I change the address on my account?",
-    "Please send me a text message with the details.",
-];
 
 fn env_list(name: &str, default: &str) -> Vec<usize> {
     std::env::var(name)
@@ -40,7 +31,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     let dir = scratch("bench-stt");
     let clips: Arc<Vec<Vec<i16>>> = Arc::new(
-        SENTENCES
+        BANK_SENTENCES
             .iter()
             .enumerate()
             .map(|(i, s)| speak(&dir, &i.to_string(), EN_US, s))
@@ -122,7 +113,7 @@ fn main() {
         let wall = started.elapsed();
         finals.sort();
         let audio_secs: f64 = (0..talkers)
-            .flat_map(|t| (0..rounds).map(move |r| (t + r) % SENTENCES.len()))
+            .flat_map(|t| (0..rounds).map(move |r| (t + r) % BANK_SENTENCES.len()))
             .map(|i| clips[i].len() as f64 / 16_000.0)
             .sum();
         println!(

@@ -8,26 +8,10 @@ mod common;
 use baton_media::{AudioFrame, CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use baton_speech::stt::{Job, JobKind, SpeechWorkers};
 use baton_speech::wer::{word_errors, words};
-use common::{base_model_path, load, model_path, scratch, speak, EN_US};
+use common::{base_model_path, load, model_path, scratch, speak, BANK_SENTENCES, EN_US};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
-
-/// What callers of a bank line say.
-const SENTENCES: [&str; 12] = [
-    "Please block my credit card, it was stolen yesterday.",
-    "I would like to check the balance of my savings account.",
-    "I need to make a payment on my loan.",
-    "Can you tell me when my salary was paid in?",
-    "I lost my wallet and my debit card was inside.",
-    "Someone took money from my account without asking.",
-    "I want to speak to a human agent, please.",
-    "My new card has not arrived yet.",
-    "How do I change the address on my account?",
-    "I think there is a mistake on my statement.",
-    "Please send me a text message with the details.",
-    "I want to open a new savings account.",
-];
 
 /// The bank dialog's hints: phrases its callers are expected to say.
 const HINTS: &str = "Please block my card. My card was stolen. Check my balance.";
@@ -51,7 +35,7 @@ fn through_g711(samples: &[i16]) -> Vec<i16> {
 fn score(workers: &SpeechWorkers, clips: &[Vec<i16>], hints: &str, label: &str) -> (usize, usize) {
     let (mut errors, mut total) = (0, 0);
     let mut ran = Vec::new();
-    for (clip, reference) in clips.iter().zip(SENTENCES) {
+    for (clip, reference) in clips.iter().zip(BANK_SENTENCES) {
         let (tx, rx) = mpsc::channel();
         workers.submit(Job {
             stream: 1,
@@ -82,7 +66,7 @@ fn score(workers: &SpeechWorkers, clips: &[Vec<i16>], hints: &str, label: &str) 
 /// without.
 fn measure(path: &Path, name: &str) -> (f64, f64, f64) {
     let dir = scratch(&format!("wer-{name}"));
-    let wide: Vec<Vec<i16>> = SENTENCES
+    let wide: Vec<Vec<i16>> = BANK_SENTENCES
         .iter()
         .enumerate()
         .map(|(i, s)| speak(&dir, &i.to_string(), EN_US, s))

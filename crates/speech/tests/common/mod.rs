@@ -10,6 +10,22 @@ use std::sync::Arc;
 /// espeak-ng's American voice at an ordinary pace.
 pub(crate) const EN_US: &[&str] = &["-v", "en-us", "-s", "150"];
 
+/// What callers of a bank line say.
+pub(crate) const BANK_SENTENCES: [&str; 12] = [
+    "Please block my credit card, it was stolen yesterday.",
+    "I would like to check the balance of my savings account.",
+    "I need to make a payment on my loan.",
+    "Can you tell me when my salary was paid in?",
+    "I lost my wallet and my debit card was inside.",
+    "Someone took money from my account without asking.",
+    "I want to speak to a human agent, please.",
+    "My new card has not arrived yet.",
+    "How do I change the address on my account?",
+    "I think there is a mistake on my statement.",
+    "Please send me a text message with the details.",
+    "I want to open a new savings account.",
+];
+
 /// The model `make model` installs, or the one `BATON_WHISPER_MODEL` names.
 pub(crate) fn model_path() -> PathBuf {
     std::env::var_os("BATON_WHISPER_MODEL")
