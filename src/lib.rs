@@ -8,6 +8,7 @@ pub mod api;
 pub mod call;
 pub mod calls;
 pub mod config;
+pub mod context;
 pub mod dialplan;
 pub mod endpoint;
 pub mod metrics;
