@@ -32,6 +32,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls", get(list_calls))
         .route("/v1/calls/{id}", get(get_call))
         .route("/v1/calls/{id}/events", get(call_events))
+        .route("/v1/schema/context", get(context_schema))
         .with_state(state)
 }
 
@@ -107,6 +108,11 @@ async fn call_events(State(s): State<ApiState>, Path(id): Path<String>) -> Respo
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// The JSON Schema of the context document, for bot vendors and integrations.
+async fn context_schema() -> Response {
+    Json(schemars::schema_for!(crate::context::Context)).into_response()
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

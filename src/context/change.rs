@@ -3,6 +3,7 @@
 //! and the document stays as it was.
 
 use super::document::{Action, Context, IntentGuess, TranscriptLine, VibeReading, VIBE_HISTORY};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -17,7 +18,7 @@ pub const MAX_LIST: usize = 1024;
 pub const MAX_KEYS: usize = 256;
 
 /// One write to a context.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Change {
     /// The calling number, known when the call arrives.
@@ -73,7 +74,7 @@ pub enum Change {
 }
 
 /// Who wrote a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Author {
     /// baton itself: speech, the call's signalling, the summary.
@@ -96,7 +97,7 @@ impl Author {
 }
 
 /// A change as applied: the version it made, who and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub version: u64,
     pub author: Author,

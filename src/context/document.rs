@@ -3,12 +3,13 @@
 //! `intent.confidence`, `vibe.label`, `vibe.arousal`, `vibe.trend`, `summary.text` and
 //! `transcript[]` (`speaker`, `text`, `final`).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// Everything known about one call, as of `version`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Context {
     /// baton's id of the call.
     pub call_id: String,
@@ -32,7 +33,7 @@ pub struct Context {
 }
 
 /// Who is calling, as the network and earlier calls tell it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Caller {
     /// The calling number or URI user, as the trunk sent it.
     pub number: Option<String>,
@@ -41,7 +42,7 @@ pub struct Caller {
 }
 
 /// A returning caller's history, carried into each new call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CustomerMemory {
     pub customer_id: Option<String>,
     /// Earlier calls, newest first.
@@ -51,7 +52,7 @@ pub struct CustomerMemory {
 }
 
 /// One earlier call, in brief.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PreviousCall {
     pub call_id: String,
     pub ended_ms: u64,
@@ -62,7 +63,7 @@ pub struct PreviousCall {
 }
 
 /// Whether the caller proved who they are, and how.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Identity {
     pub verified: bool,
     /// How: `date_of_birth`, `card_digits`, `agent`, ...
@@ -73,7 +74,7 @@ pub struct Identity {
 }
 
 /// What the caller wants, as the dialog understood it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Intent {
     pub name: Option<String>,
     /// 0..=1.
@@ -83,14 +84,14 @@ pub struct Intent {
 }
 
 /// A candidate intent and its score.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IntentGuess {
     pub name: String,
     pub confidence: f32,
 }
 
 /// The caller's mood now, and how it got here.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VibeState {
     /// `calm`, `neutral`, `anxious`, `frustrated`, `angry` or `confused`; `None` before the
     /// first reading.
@@ -110,7 +111,7 @@ pub struct VibeState {
 pub const VIBE_HISTORY: usize = 32;
 
 /// One reading of the mood, after an utterance.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VibeReading {
     pub label: String,
     pub arousal: f32,
@@ -123,7 +124,7 @@ pub struct VibeReading {
 
 /// One line of the transcript: a partial while the utterance goes on, replaced by its
 /// final.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TranscriptLine {
     /// `caller`, `bot` or `agent`.
     pub speaker: String,
@@ -138,7 +139,7 @@ pub struct TranscriptLine {
 }
 
 /// Something done on the caller's behalf.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Action {
     /// What, as a short code: `card_blocked`, `balance_read`, `sms_sent`.
     pub name: String,
@@ -150,7 +151,7 @@ pub struct Action {
 }
 
 /// What the bot tried and where it got stuck: the escalation engine and the agent read it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BotProgress {
     /// Dialog steps visited, in order (bounded, oldest dropped).
     pub path: Vec<String>,
@@ -164,7 +165,7 @@ pub struct BotProgress {
 }
 
 /// Who is on the call and who is running it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Participants {
     /// `bot` or `agent:<id>`: only this one speaks for baton.
     pub running: String,
@@ -182,7 +183,30 @@ impl Default for Participants {
 }
 
 /// The state of the call in a few sentences, readable by an agent at a glance.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_names_the_fields_integrations_read() {
+        let schema = serde_json::to_value(schemars::schema_for!(Context)).unwrap();
+        let props = &schema["properties"];
+        for key in ["version", "identity", "intent", "vibe", "summary", "transcript"] {
+            assert!(props.get(key).is_some(), "schema lacks {key}: {schema}");
+        }
+        let defs = &schema["$defs"];
+        assert!(defs["Identity"]["properties"].get("verified").is_some());
+        assert!(defs["Intent"]["properties"].get("confidence").is_some());
+        assert!(defs["VibeState"]["properties"].get("trend").is_some());
+        assert!(defs["Summary"]["properties"].get("text").is_some());
+        let line = &defs["TranscriptLine"]["properties"];
+        for key in ["speaker", "text", "final"] {
+            assert!(line.get(key).is_some(), "transcript line lacks {key}");
+        }
+    }
 }
