@@ -1,9 +1,15 @@
 //! The HTTP API: health, Prometheus metrics, the calls baton is handling and their live
-//! events.
+//! events, and each call's shared context. With `[[api_token]]`s configured every route but
+//! `/healthz` needs a bearer token, and an agent's token sees only the calls assigned to
+//! that agent; without, the API is open but only on loopback (see `server`).
 
 use crate::calls::{CallNotice, Calls};
+use crate::config::{ApiToken, Role};
+use crate::context::{Author, Change, Context, ContextStore, StoreError};
 use crate::metrics::Metrics;
-use axum::extract::{Path, Query, State};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +28,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Set when shutdown began: health turns 503 so a load balancer stops sending calls.
     pub draining: Arc<AtomicBool>,
+    pub contexts: Arc<dyn ContextStore>,
+    /// Who may use the API; empty: anyone who can reach it (loopback only).
+    pub tokens: Arc<Vec<ApiToken>>,
 }
 
 /// The API's routes.
@@ -32,6 +41,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls", get(list_calls))
         .route("/v1/calls/{id}", get(get_call))
         .route("/v1/calls/{id}/events", get(call_events))
+        .route(
+            "/v1/calls/{id}/context",
+            get(get_context).patch(patch_context),
+        )
+        .route("/v1/calls/{id}/context/events", get(context_events))
+        .route("/v1/calls/{id}/context/live", get(context_live))
         .route("/v1/schema/context", get(context_schema))
         .with_state(state)
 }
@@ -44,7 +59,10 @@ async fn healthz(State(s): State<ApiState>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
+async fn metrics(State(s): State<ApiState>, client: Client) -> Response {
+    if !client.sees_everything() {
+        return forbidden();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics.render(),
@@ -57,18 +75,37 @@ struct ListQuery {
     include: Option<String>,
 }
 
-async fn list_calls(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
-    match q.include.as_deref() {
-        None => Json(s.calls.list(false)).into_response(),
-        Some("ended") => Json(s.calls.list(true)).into_response(),
-        Some(other) => error(
-            StatusCode::BAD_REQUEST,
-            &format!("unknown include value {other:?}: the only one is \"ended\""),
-        ),
+async fn list_calls(
+    State(s): State<ApiState>,
+    client: Client,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let mut calls = match q.include.as_deref() {
+        None => s.calls.list(false),
+        Some("ended") => s.calls.list(true),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown include value {other:?}: the only one is \"ended\""),
+            )
+        }
+    };
+    if !client.sees_everything() {
+        let mut mine = Vec::new();
+        for call in calls {
+            if client.may_see(&s, &call.id).await.is_ok() {
+                mine.push(call);
+            }
+        }
+        calls = mine;
     }
+    Json(calls).into_response()
 }
 
-async fn get_call(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+async fn get_call(State(s): State<ApiState>, client: Client, Path(id): Path<String>) -> Response {
+    if let Err(denied) = client.may_see(&s, &id).await {
+        return denied;
+    }
     match s.calls.get(&id) {
         Some(call) => Json(call).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("no call with id {id:?}")),
@@ -78,7 +115,14 @@ async fn get_call(State(s): State<ApiState>, Path(id): Path<String>) -> Response
 /// The live events of an active call as Server-Sent Events (`speech_started`,
 /// `transcript`, `vibe`), until the call ends; a subscriber too slow to keep up gets a `lagged`
 /// event saying how many it missed.
-async fn call_events(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+async fn call_events(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(denied) = client.may_see(&s, &id).await {
+        return denied;
+    }
     let Some(rx) = s.calls.subscribe_notices(&id) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -111,8 +155,261 @@ async fn call_events(State(s): State<ApiState>, Path(id): Path<String>) -> Respo
 }
 
 /// The JSON Schema of the context document, for bot vendors and integrations.
-async fn context_schema() -> Response {
-    Json(schemars::schema_for!(crate::context::Context)).into_response()
+async fn context_schema(_client: Client) -> Response {
+    Json(schemars::schema_for!(Context)).into_response()
+}
+
+/// A call's context as it is now; during the call and after it.
+async fn get_context(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(denied) = client.may_see(&s, &id).await {
+        return denied;
+    }
+    match s.contexts.get(&id).await {
+        Ok(doc) => Json(doc).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinceQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// The context's events after version `since` (0: all that are kept).
+async fn context_events(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    Query(q): Query<SinceQuery>,
+) -> Response {
+    if let Err(denied) = client.may_see(&s, &id).await {
+        return denied;
+    }
+    match s.contexts.events(&id, q.since).await {
+        Ok(events) => Json(events).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// A write to a context: changes applied together, or none of them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    /// Apply only if the context is still at this version.
+    expected_version: Option<u64>,
+    changes: Vec<Change>,
+}
+
+/// Most changes in one write.
+const MAX_PATCH_CHANGES: usize = 64;
+
+async fn patch_context(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(denied) = client.may_see(&s, &id).await {
+        return denied;
+    }
+    let patch: Patch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("not a context patch: {e}"),
+            )
+        }
+    };
+    if patch.changes.is_empty() || patch.changes.len() > MAX_PATCH_CHANGES {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("changes: expected 1 to {MAX_PATCH_CHANGES}"),
+        );
+    }
+    match s
+        .contexts
+        .write(&id, client.author(), patch.expected_version, patch.changes)
+        .await
+    {
+        Ok(events) => Json(serde_json::json!({
+            "version": events.last().map_or(0, |e| e.version),
+            "events": events,
+        }))
+        .into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// The context live over a WebSocket: the document as it is, then each event as it
+/// happens (`{"type": "snapshot", "context": ...}`, `{"type": "event", "event": ...}`). A
+/// reader that falls behind gets a fresh snapshot. Read-only: writes go through PATCH.
+async fn context_live(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(denied) = client.may_see(&s, &id).await {
+        return denied;
+    }
+    if let Err(e) = s.contexts.get(&id).await {
+        return store_error(&e);
+    }
+    ws.on_upgrade(move |socket| follow_context(socket, s.contexts, id))
+}
+
+async fn follow_context(mut socket: WebSocket, contexts: Arc<dyn ContextStore>, id: String) {
+    'snapshot: loop {
+        let Ok(doc) = contexts.get(&id).await else {
+            return;
+        };
+        let Ok(mut sub) = contexts.subscribe(&id, doc.version).await else {
+            return;
+        };
+        let first = serde_json::json!({"type": "snapshot", "context": doc});
+        if socket
+            .send(Message::Text(first.to_string().into()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        for event in sub.backlog.drain(..) {
+            let frame = serde_json::json!({"type": "event", "event": event});
+            if socket
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        loop {
+            tokio::select! {
+                got = sub.live.recv() => match got {
+                    Ok(event) => {
+                        let frame = serde_json::json!({"type": "event", "event": *event});
+                        if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue 'snapshot,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                        let frame = serde_json::json!({
+                            "type": "error",
+                            "error": "this socket only reads; write with PATCH /v1/calls/{id}/context",
+                        });
+                        if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
+                },
+            }
+        }
+    }
+}
+
+/// Who is asking, from the bearer token.
+pub enum Client {
+    /// No tokens are configured: the API is on loopback and open.
+    Open,
+    Token(Role),
+}
+
+impl Client {
+    fn sees_everything(&self) -> bool {
+        matches!(self, Client::Open | Client::Token(Role::Admin | Role::Bot))
+    }
+
+    /// Whether this client may see call `id`: agents only the calls assigned to them
+    /// (running it, or on it). Refused with 403, saying nothing about the call.
+    async fn may_see(&self, s: &ApiState, id: &str) -> Result<(), Response> {
+        let Client::Token(Role::Agent(agent)) = self else {
+            return Ok(());
+        };
+        let tag = format!("agent:{agent}");
+        match s.contexts.get(id).await {
+            Ok(doc)
+                if doc.participants.running == tag
+                    || doc.participants.agents.iter().any(|a| a == agent) =>
+            {
+                Ok(())
+            }
+            _ => Err(forbidden()),
+        }
+    }
+
+    /// Whom a write is recorded as coming from.
+    fn author(&self) -> Author {
+        match self {
+            // On an open (loopback) API the writers are the bots beside baton.
+            Client::Open | Client::Token(Role::Bot) => Author::Bot,
+            Client::Token(Role::Agent(id)) => Author::Agent(id.clone()),
+            Client::Token(Role::Admin) => Author::System,
+        }
+    }
+}
+
+impl FromRequestParts<ApiState> for Client {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Client, Response> {
+        if s.tokens.is_empty() {
+            return Ok(Client::Open);
+        }
+        let offered = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let found = offered.and_then(|offered| {
+            s.tokens
+                .iter()
+                .find(|t| same_secret(t.token.as_bytes(), offered.as_bytes()))
+        });
+        match found {
+            Some(t) => Ok(Client::Token(t.role.clone())),
+            None => Err((
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(serde_json::json!({ "error": "a valid bearer token is required" })),
+            )
+                .into_response()),
+        }
+    }
+}
+
+/// Compares secrets in time that depends only on their lengths, so that response timing
+/// does not leak how much of a guess was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn forbidden() -> Response {
+    error(StatusCode::FORBIDDEN, "this token may not see that")
+}
+
+fn store_error(e: &StoreError) -> Response {
+    let status = match e {
+        StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreError::Exists(_) | StoreError::Conflict { .. } => StatusCode::CONFLICT,
+        StoreError::Gone { .. } => StatusCode::GONE,
+        StoreError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error(status, &e.to_string())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

@@ -45,7 +45,41 @@ pub struct Config {
     pub speech_model: PathBuf,
     /// `speech_workers`: transcription threads, each running one job on one core.
     pub speech_workers: usize,
+    /// `[[api_token]]`: who may use the HTTP API; with none, the API listens on loopback
+    /// only and asks for no token.
+    pub api_tokens: Vec<ApiToken>,
 }
+
+/// A bearer token for the HTTP API and what it may do.
+#[derive(Clone, PartialEq)]
+pub struct ApiToken {
+    /// The secret the client sends as `Authorization: Bearer ...`.
+    pub token: String,
+    pub role: Role,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret, even in a debug dump of the config.
+        f.debug_struct("ApiToken")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// What an API client may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A bot: reads and writes the context of any call.
+    Bot,
+    /// An agent: reads and writes only the calls assigned to them.
+    Agent(String),
+    /// An operator: everything.
+    Admin,
+}
+
+/// Shortest API token accepted: a guessable token is no protection.
+const MIN_TOKEN_LEN: usize = 16;
 
 /// An inclusive range of UDP ports; RTP takes the even ones, RTCP the odd one above each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +178,7 @@ impl Default for Config {
             log: "info".to_owned(),
             speech_model: PathBuf::from("models/ggml-tiny.en.bin"),
             speech_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            api_tokens: Vec::new(),
         }
     }
 }
@@ -167,6 +202,12 @@ log = "info"                  # tracing filter, e.g. "baton=debug,info"
 speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model installs it;
                               # make model-base: models/ggml-base.bin, more accurate, slower)
 # speech_workers = 2          # transcription threads; default: one per core
+
+# API clients, one table each; with none, the API listens on loopback only, without tokens.
+# [[api_token]]
+# token = "a long random secret"  # sent as "Authorization: Bearer ..."; 16 bytes or more
+# role = "agent"                  # "bot", "agent" (needs agent = "ID") or "admin"
+# agent = "a7"                    # the agent this token belongs to
 
 [invite_rate_limit]           # per source address; per_source_per_sec = 0 disables
 per_source_per_sec = 200       # a carrier trunk is one source: size this to its peak
@@ -270,6 +311,15 @@ struct RawConfig {
     log: Option<String>,
     speech_model: Option<PathBuf>,
     speech_workers: Option<u32>,
+    api_token: Option<Vec<RawApiToken>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiToken {
+    token: String,
+    role: String,
+    agent: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +440,49 @@ impl RawConfig {
             }
             config.speech_workers = workers as usize;
         }
+        for (i, raw) in self.api_token.unwrap_or_default().into_iter().enumerate() {
+            let at = |key: &str| source.at_key(&KeyPath::keys(&["api_token"]).index(i).key(key));
+            let bad = |key: &str, message: String| ConfigError::Invalid {
+                at: at(key),
+                message,
+            };
+            if raw.token.len() < MIN_TOKEN_LEN {
+                return Err(bad(
+                    "token",
+                    format!("must be at least {MIN_TOKEN_LEN} bytes long"),
+                ));
+            }
+            if config.api_tokens.iter().any(|t| t.token == raw.token) {
+                return Err(bad("token", "is given twice".to_owned()));
+            }
+            let role = match (raw.role.as_str(), raw.agent) {
+                ("bot", None) => Role::Bot,
+                ("admin", None) => Role::Admin,
+                ("agent", Some(id)) if !id.is_empty() => Role::Agent(id),
+                ("agent", _) => {
+                    return Err(bad(
+                        "agent",
+                        "an agent token needs agent = \"ID\"".to_owned(),
+                    ))
+                }
+                ("bot" | "admin", Some(_)) => {
+                    return Err(bad(
+                        "agent",
+                        format!("only agent tokens name an agent, this one is {}", raw.role),
+                    ))
+                }
+                (other, _) => {
+                    return Err(bad(
+                        "role",
+                        format!("expected \"bot\", \"agent\" or \"admin\", got \"{other}\""),
+                    ))
+                }
+            };
+            config.api_tokens.push(ApiToken {
+                token: raw.token,
+                role,
+            });
+        }
         Ok(config)
     }
 }
@@ -431,6 +524,57 @@ mod tests {
                 per_source_per_sec: 200,
                 burst: 400
             })
+        );
+    }
+
+    #[test]
+    fn api_tokens_carry_roles_and_bad_ones_name_their_key() {
+        let config = parse(
+            "[[api_token]]\ntoken = \"0123456789abcdef-bot\"\nrole = \"bot\"\n\
+             [[api_token]]\ntoken = \"0123456789abcdef-a7\"\nrole = \"agent\"\nagent = \"a7\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config
+                .api_tokens
+                .iter()
+                .map(|t| t.role.clone())
+                .collect::<Vec<_>>(),
+            [Role::Bot, Role::Agent("a7".into())]
+        );
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        let cases = [
+            (
+                "token = \"short\"\nrole = \"bot\"",
+                "token\": must be at least 16",
+            ),
+            (
+                "token = \"0123456789abcdef\"\nrole = \"agent\"",
+                "agent\": an agent token needs",
+            ),
+            (
+                "token = \"0123456789abcdef\"\nrole = \"root\"",
+                "role\": expected \"bot\"",
+            ),
+            (
+                "token = \"0123456789abcdef\"\nrole = \"bot\"\nagent = \"x\"",
+                "only agent tokens",
+            ),
+            (
+                "token = \"0123456789abcdef\"\nrole = \"bot\"\nscope = \"x\"",
+                "scope",
+            ),
+        ];
+        for (table, want) in cases {
+            let e = error(&format!("[[api_token]]\n{table}\n"));
+            assert!(e.contains(want), "{e}");
+            assert!(e.starts_with("config.toml:"), "{e}");
+        }
+        let twice = "[[api_token]]\ntoken = \"0123456789abcdef\"\nrole = \"bot\"\n";
+        let e = error(&format!("{twice}{twice}"));
+        assert!(
+            e.contains("config.toml:5:") && e.contains("given twice"),
+            "{e}"
         );
     }
 

@@ -5,6 +5,7 @@ use crate::api::{self, ApiState};
 use crate::call::{self, script::Prompts};
 use crate::calls::Calls;
 use crate::config::Config;
+use crate::context::{ContextStore, MemoryStore};
 use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
 use crate::metrics::Metrics;
@@ -58,6 +59,24 @@ pub enum StartError {
     },
 }
 
+/// Where the API listens: as configured, but only on loopback while no token protects it.
+fn api_address(config: &Config) -> std::net::SocketAddr {
+    if !config.api_tokens.is_empty() {
+        return config.http;
+    }
+    if config.http.ip().is_loopback() {
+        info!("no api_token configured: the HTTP API takes requests without a token, on loopback only");
+        return config.http;
+    }
+    let loopback = std::net::SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), config.http.port());
+    warn!(
+        configured = %config.http,
+        listening = %loopback,
+        "no api_token configured: the HTTP API listens on loopback only; add [[api_token]] tables to open it to the network"
+    );
+    loopback
+}
+
 /// Runs baton until SIGINT or SIGTERM, then drains calls for up to the configured grace.
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let dialplans = Dialplans::load(&config.dialplans, &config.media).map_err(|errors| {
@@ -74,12 +93,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let speech = Speech::start(&config.speech_model, config.speech_workers)?;
     let metrics = Arc::new(Metrics::default());
     let calls = Arc::new(Calls::default());
+    let contexts: Arc<dyn ContextStore> = Arc::new(MemoryStore::new());
     let draining = Arc::new(AtomicBool::new(false));
 
-    let http = tokio::net::TcpListener::bind(config.http)
+    let http_addr = api_address(&config);
+    let http = tokio::net::TcpListener::bind(http_addr)
         .await
         .map_err(|source| StartError::Http {
-            addr: config.http,
+            addr: http_addr,
             source,
         })?;
     let (inbound_tx, inbound_rx) = mpsc::channel(8192);
@@ -130,9 +151,11 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         calls: calls.clone(),
         metrics,
         draining: draining.clone(),
+        contexts,
+        tokens: Arc::new(config.api_tokens.clone()),
     };
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
-    let http_addr = http.local_addr().unwrap_or(config.http);
+    let http_addr = http.local_addr().unwrap_or(http_addr);
     tokio::spawn(async move {
         let mut stop = http_stop_rx;
         let served = axum::serve(http, api::router(state))

@@ -59,6 +59,8 @@ pub trait ContextStore: Send + Sync {
     async fn events(&self, call_id: &str, since: u64) -> Result<Vec<Event>, StoreError>;
     /// The events after version `since`, then every new one.
     async fn subscribe(&self, call_id: &str, since: u64) -> Result<Subscription, StoreError>;
+    /// The call ended: its context stays readable, among the most recent ended calls.
+    async fn close(&self, call_id: &str) -> Result<(), StoreError>;
 }
 
 /// One call's live context.
@@ -133,10 +135,21 @@ impl Live {
     }
 }
 
+/// Ended calls whose context stays in memory; older ones are dropped (the durable store
+/// keeps them).
+pub const ENDED_KEPT: usize = 1000;
+
 /// Contexts in this process's memory.
 #[derive(Default)]
 pub struct MemoryStore {
-    calls: Mutex<HashMap<String, Live>>,
+    calls: Mutex<Calls>,
+}
+
+#[derive(Default)]
+struct Calls {
+    live: HashMap<String, Live>,
+    /// Ended calls, oldest first.
+    ended: VecDeque<String>,
 }
 
 impl MemoryStore {
@@ -152,6 +165,7 @@ impl MemoryStore {
     ) -> Result<T, StoreError> {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         let live = calls
+            .live
             .get_mut(call_id)
             .ok_or_else(|| StoreError::NotFound(call_id.to_owned()))?;
         f(live)
@@ -169,10 +183,10 @@ pub fn now_ms() -> u64 {
 impl ContextStore for MemoryStore {
     async fn create(&self, doc: Context) -> Result<(), StoreError> {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if calls.contains_key(&doc.call_id) {
+        if calls.live.contains_key(&doc.call_id) {
             return Err(StoreError::Exists(doc.call_id));
         }
-        calls.insert(doc.call_id.clone(), Live::new(doc));
+        calls.live.insert(doc.call_id.clone(), Live::new(doc));
         Ok(())
     }
 
@@ -204,6 +218,23 @@ impl ContextStore for MemoryStore {
                 live: live.feed.subscribe(),
             })
         })
+    }
+
+    async fn close(&self, call_id: &str) -> Result<(), StoreError> {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if !calls.live.contains_key(call_id) {
+            return Err(StoreError::NotFound(call_id.to_owned()));
+        }
+        if calls.ended.iter().any(|id| id == call_id) {
+            return Ok(());
+        }
+        if calls.ended.len() == ENDED_KEPT {
+            if let Some(oldest) = calls.ended.pop_front() {
+                calls.live.remove(&oldest);
+            }
+        }
+        calls.ended.push_back(call_id.to_owned());
+        Ok(())
     }
 }
 
@@ -351,6 +382,26 @@ mod tests {
             assert_eq!(sub.live.recv().await.unwrap().version, 6);
             assert_eq!(store.events("c1", 5).await.unwrap().len(), 1);
             assert!(store.events("c1", 6).await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn ended_contexts_stay_readable_up_to_a_bound() {
+        block_on(async {
+            let store = MemoryStore::new();
+            for i in 0..ENDED_KEPT + 3 {
+                let id = format!("c{i}");
+                store.create(doc(&id)).await.unwrap();
+                store.close(&id).await.unwrap();
+                store.close(&id).await.unwrap();
+            }
+            assert!(store.get("c2").await.is_err());
+            assert!(store.get("c3").await.is_ok());
+            assert_eq!(
+                store.calls.lock().unwrap().live.len(),
+                ENDED_KEPT,
+                "memory stays bounded"
+            );
         });
     }
 
