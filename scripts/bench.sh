@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs baton's benchmarks (signalling with SIPp, media with the bench's own RTP generator
 # and rtpengine as the reference, the per-frame resampler beside rubato's, speech-to-text
-# latency under load, prosody's CPU per call) and keeps their output in target/bench/.
+# latency under load and beside whisper.cpp's CLI and faster-whisper, prosody's CPU per
+# call) and keeps their output in target/bench/.
 # Parameters are the BENCH_* environment variables described at the top of each bench:
 # benches/signalling.rs, benches/media.rs, crates/media/benches/resample.rs and
-# crates/speech/benches/{stt,prosody}.rs.
+# crates/speech/benches/{stt,prosody,peers}.rs.
 # BENCHMARKS.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +27,5 @@ echo "== stt (output in $out/stt-$stamp.txt)"
 cargo bench --locked -p baton-speech --bench stt 2>&1 | tee "$out/stt-$stamp.txt"
 echo "== prosody (output in $out/prosody-$stamp.txt)"
 cargo bench --locked -p baton-speech --bench prosody 2>&1 | tee "$out/prosody-$stamp.txt"
+echo "== stt-peers: whisper.cpp's CLI and faster-whisper beside baton (output in $out/stt-peers-$stamp.txt)"
+scripts/stt-peers.sh 2>&1 | tee "$out/stt-peers-$stamp.txt"

@@ -320,6 +320,12 @@ const MAX_TOKENS_SLACK: usize = 16;
 /// clip when its window ends exactly with the audio.
 const AUDIO_CTX_MARGIN: i32 = 64;
 
+/// The encoder window for a clip of `secs` seconds: fitted to the clip (whisper's 30 s
+/// window costs 7–8 times as much on a short utterance), plus a margin.
+pub fn audio_ctx(secs: f32) -> i32 {
+    ((secs * AUDIO_CTX_PER_SEC).ceil() as i32 + AUDIO_CTX_MARGIN).min(1_500)
+}
+
 impl SpeechWorkers {
     /// Starts `threads` pool threads on `model`, with room for `max_finals` waiting finals
     /// and `max_partials` waiting partials.
@@ -485,7 +491,7 @@ pub fn transcribe(
     params.set_print_realtime(false);
     params.set_print_special(false);
     params.set_print_timestamps(false);
-    params.set_audio_ctx(((secs * AUDIO_CTX_PER_SEC).ceil() as i32 + AUDIO_CTX_MARGIN).min(1_500));
+    params.set_audio_ctx(audio_ctx(secs));
     // Speech runs at about four tokens a second; twice that plus a sentence of slack
     // bounds the time a decoding loop (see `drop_decoding_loop`) can waste.
     let budget = (secs * MAX_TOKENS_PER_SEC) as usize + MAX_TOKENS_SLACK;

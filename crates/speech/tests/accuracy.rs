@@ -5,31 +5,17 @@
 
 mod common;
 
-use baton_media::{AudioFrame, CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use baton_speech::stt::{Job, JobKind, SpeechWorkers};
 use baton_speech::wer::{word_errors, words};
-use common::{base_model_path, load, model_path, scratch, speak, BANK_SENTENCES, EN_US};
+use common::{
+    base_model_path, load, model_path, scratch, speak, through_g711, BANK_SENTENCES, EN_US,
+};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 /// The bank dialog's hints: phrases its callers are expected to say.
 const HINTS: &str = "Please block my card. My card was stolen. Check my balance.";
-
-/// The audio as it reaches speech-to-text after a G.711 µ-law leg in baton.
-fn through_g711(samples: &[i16]) -> Vec<i16> {
-    let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
-    let mut dec = Decoder::new(CodecKind::Pcmu).unwrap();
-    let mut payload = Vec::new();
-    let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(FRAME_SAMPLES) {
-        let mut frame = [0i16; FRAME_SAMPLES];
-        frame[..chunk.len()].copy_from_slice(chunk);
-        enc.encode(&AudioFrame::new(frame), &mut payload).unwrap();
-        out.extend_from_slice(&dec.decode(&payload).unwrap());
-    }
-    out
-}
 
 /// Word errors and words over the whole set.
 fn score(workers: &SpeechWorkers, clips: &[Vec<i16>], hints: &str, label: &str) -> (usize, usize) {

@@ -2,6 +2,7 @@
 //! with espeak-ng.
 #![allow(dead_code)]
 
+use baton_media::{AudioFrame, CodecKind, Decoder, Encoder, FRAME_SAMPLES};
 use baton_speech::stt::Model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,4 +85,21 @@ pub(crate) fn speak(dir: &Path, stem: &str, voice: &[&str], text: &str) -> Vec<i
         .samples::<i16>()
         .map(|s| s.expect("a sample"))
         .collect()
+}
+
+/// The audio as it reaches speech-to-text after a G.711 µ-law leg in baton (16 kHz → 8 kHz
+/// µ-law → 16 kHz, the media crate's own encoder and decoder).
+pub(crate) fn through_g711(samples: &[i16]) -> Vec<i16> {
+    let mut enc = Encoder::new(CodecKind::Pcmu).expect("a µ-law encoder");
+    let mut dec = Decoder::new(CodecKind::Pcmu).expect("a µ-law decoder");
+    let mut payload = Vec::new();
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(FRAME_SAMPLES) {
+        let mut frame = [0i16; FRAME_SAMPLES];
+        frame[..chunk.len()].copy_from_slice(chunk);
+        enc.encode(&AudioFrame::new(frame), &mut payload)
+            .expect("µ-law encodes any frame");
+        out.extend_from_slice(&dec.decode(&payload).expect("µ-law decodes its own payload"));
+    }
+    out
 }
