@@ -12,9 +12,13 @@
 //! plan's prompt), `BENCH_MEDIA_RTPENGINE=0` to skip the reference.
 
 mod common;
+#[path = "common/rtp.rs"]
+mod rtp;
+#[path = "common/uac.rs"]
+mod uac;
 
 use common::{cpu_secs, env_list, env_or, metric, print_table, rss_kib, Baton};
-use socket2::SockRef;
+use rtp::{pace, rtp_socket, tone, udp_drops, ulaw_decode, Paced, PTIME, SAMPLES};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -24,11 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+use uac::{pcmu_sdp, sdp_media, Offer, Uac};
 
-/// One RTP packet every 20 ms.
-const PTIME: Duration = Duration::from_millis(20);
-/// PCMU samples per packet.
-const SAMPLES: u32 = 160;
 /// Threads that send (each with a receiving twin and one UDP socket).
 const WORKERS: usize = 2;
 /// The p99 added jitter a passing step stays under, in microseconds.
@@ -272,12 +273,20 @@ fn run_baton(dir: &Path, n: u32, warmup_secs: u64, secs: u64) -> Run {
     thread::sleep(Duration::from_millis(300));
     run.rss_before_kib = rss_kib(pid);
     let metrics_before = baton.metrics();
-    let gen = Generator::new(n, Mode::Echo);
+    let gen = Generator::new(Mode::Echo);
     let drops_before = (gen.drops(), udp_drops(is_server_port));
     let sip = UdpSocket::bind("127.0.0.1:0").expect("bind SIP socket");
     let mut ua = Uac::new(sip, baton.sip);
     let setup_deadline = Instant::now() + Duration::from_secs(30 + n as u64 / 50);
-    let calls = ua.set_up(&gen, setup_deadline);
+    let offers: Vec<Offer> = (0..n)
+        .map(|i| Offer {
+            user: "echo".to_owned(),
+            rtp_port: gen.local_port(i),
+        })
+        .collect();
+    let calls = ua.set_up(&offers, setup_deadline, |idx, media| {
+        gen.expect_from(idx % WORKERS, media.port(), idx);
+    });
     run.calls_set_up = calls.iter().filter(|c| c.is_some()).count();
     run.setup_errors = std::mem::take(&mut ua.errors);
     let streams: Vec<StreamPlan> = calls
@@ -359,372 +368,6 @@ fn run_baton(dir: &Path, n: u32, warmup_secs: u64, secs: u64) -> Run {
     run
 }
 
-/// One call's dialog as the caller sees it.
-struct Dialog {
-    call_id: String,
-    from: String,
-    to: String,
-    target: String,
-    media: SocketAddr,
-}
-
-/// A minimal SIP caller over UDP: INVITE with an SDP offer, ACK, BYE, and 200 to whatever
-/// the server sends (a BYE from baton during the run is counted as a failure).
-struct Uac {
-    sock: UdpSocket,
-    server: SocketAddr,
-    local: SocketAddr,
-    errors: Vec<String>,
-    hangups: u64,
-    acks: HashMap<String, Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-/// INVITEs in flight at once during set-up.
-const SETUP_WINDOW: usize = 100;
-
-impl Uac {
-    fn new(sock: UdpSocket, server: SocketAddr) -> Uac {
-        let _ = SockRef::from(&sock).set_recv_buffer_size(4 << 20);
-        let local = sock.local_addr().expect("SIP socket address");
-        Uac {
-            sock,
-            server,
-            local,
-            errors: Vec::new(),
-            hangups: 0,
-            acks: HashMap::new(),
-            buf: vec![0; 65536],
-        }
-    }
-
-    /// Places one call per stream of `gen`; a slot stays `None` when its call failed.
-    fn set_up(&mut self, gen: &Generator, deadline: Instant) -> Vec<Option<Dialog>> {
-        let n = gen.n;
-        let mut calls: Vec<Option<Dialog>> = (0..n).map(|_| None).collect();
-        let mut pending: HashMap<String, (usize, Instant, u32, Vec<u8>)> = HashMap::new();
-        let mut next = 0;
-        let mut done = 0;
-        let tag = format!("{:x}", std::process::id());
-        while done < n && Instant::now() < deadline {
-            while pending.len() < SETUP_WINDOW && next < n {
-                let call_id = format!("bench-{tag}-{next}@127.0.0.1");
-                let port = gen.local_port(next);
-                let invite = self.invite(&call_id, next, port);
-                let _ = self.sock.send_to(&invite, self.server);
-                pending.insert(call_id, (next, Instant::now(), 0, invite));
-                next += 1;
-            }
-            let now = Instant::now();
-            for (idx, sent, tries, invite) in pending.values_mut() {
-                if now.duration_since(*sent) > Duration::from_millis(500 << (*tries).min(3)) {
-                    if *tries >= 6 {
-                        self.errors
-                            .push(format!("call {idx}: no final answer to INVITE"));
-                        *tries = u32::MAX;
-                    } else {
-                        let _ = self.sock.send_to(invite, self.server);
-                        *sent = now;
-                        *tries += 1;
-                    }
-                }
-            }
-            let given_up = pending.len();
-            pending.retain(|_, (_, _, tries, _)| *tries != u32::MAX);
-            done += given_up - pending.len();
-            let Some(msg) = self.recv(Duration::from_millis(20)) else {
-                continue;
-            };
-            if msg.is_request() {
-                self.answer_request(&msg);
-                continue;
-            }
-            let (Some(code), Some(call_id)) = (msg.status(), msg.header("call-id", "i")) else {
-                continue;
-            };
-            if !msg.cseq_method().eq_ignore_ascii_case("INVITE") {
-                continue;
-            }
-            if let Some(ack) = self.acks.get(call_id) {
-                // A retransmitted 200: the ACK was lost or late.
-                let _ = self.sock.send_to(ack, self.server);
-                continue;
-            }
-            if code < 200 {
-                continue;
-            }
-            let Some((idx, ..)) = pending.remove(call_id) else {
-                continue;
-            };
-            done += 1;
-            let to = msg.header("to", "t").unwrap_or_default().to_owned();
-            if code >= 300 {
-                self.errors
-                    .push(format!("call {idx}: {}", msg.first_line()));
-                let ack = self.request(
-                    "ACK",
-                    &format!("sip:echo@{}", self.server),
-                    call_id,
-                    msg.header("from", "f").unwrap_or_default(),
-                    &to,
-                    1,
-                    "",
-                    true,
-                );
-                let _ = self.sock.send_to(&ack, self.server);
-                continue;
-            }
-            let target = msg
-                .contact_uri()
-                .unwrap_or_else(|| format!("sip:echo@{}", self.server));
-            let from = msg.header("from", "f").unwrap_or_default().to_owned();
-            let Some(media) = sdp_media(msg.body()) else {
-                self.errors
-                    .push(format!("call {idx}: 200 OK without usable SDP"));
-                continue;
-            };
-            let ack = self.request("ACK", &target, call_id, &from, &to, 1, "", false);
-            gen.expect_from(idx % WORKERS, media.port(), idx);
-            let _ = self.sock.send_to(&ack, self.server);
-            self.acks.insert(call_id.to_owned(), ack);
-            calls[idx] = Some(Dialog {
-                call_id: call_id.to_owned(),
-                from,
-                to,
-                target,
-                media,
-            });
-        }
-        if done < n {
-            self.errors.push(format!(
-                "set-up deadline passed with {} calls unanswered",
-                n - done
-            ));
-        }
-        calls
-    }
-
-    /// Handles what the server sends for up to `wait`.
-    fn serve_requests(&mut self, wait: Duration) {
-        let until = Instant::now() + wait;
-        while let Some(msg) = self.recv(until.saturating_duration_since(Instant::now())) {
-            if msg.is_request() {
-                self.answer_request(&msg);
-            } else if let Some(ack) = msg.header("call-id", "i").and_then(|c| self.acks.get(c)) {
-                let _ = self.sock.send_to(ack, self.server);
-            }
-            if Instant::now() >= until {
-                break;
-            }
-        }
-    }
-
-    /// Sends BYE on every call and waits for the 200s.
-    fn tear_down(&mut self, calls: &[Option<Dialog>], deadline: Instant) {
-        let mut pending: HashMap<&str, (Instant, u32, Vec<u8>)> = HashMap::new();
-        let mut iter = calls.iter().flatten();
-        let mut exhausted = false;
-        while Instant::now() < deadline {
-            while pending.len() < SETUP_WINDOW && !exhausted {
-                match iter.next() {
-                    Some(d) => {
-                        let bye = self
-                            .request("BYE", &d.target, &d.call_id, &d.from, &d.to, 2, "", false);
-                        let _ = self.sock.send_to(&bye, self.server);
-                        pending.insert(&d.call_id, (Instant::now(), 0, bye));
-                    }
-                    None => exhausted = true,
-                }
-            }
-            if exhausted && pending.is_empty() {
-                return;
-            }
-            let now = Instant::now();
-            for (sent, tries, bye) in pending.values_mut() {
-                if now.duration_since(*sent) > Duration::from_millis(500) && *tries < 6 {
-                    let _ = self.sock.send_to(bye, self.server);
-                    *sent = now;
-                    *tries += 1;
-                }
-            }
-            let Some(msg) = self.recv(Duration::from_millis(20)) else {
-                continue;
-            };
-            if msg.is_request() {
-                self.answer_request(&msg);
-            } else if msg.cseq_method().eq_ignore_ascii_case("BYE") {
-                if let Some(c) = msg.header("call-id", "i") {
-                    if let Some(code) = msg.status().filter(|&c| c >= 200) {
-                        if code >= 300 {
-                            self.errors.push(format!("BYE {c}: {}", msg.first_line()));
-                        }
-                        pending.remove(c);
-                    }
-                }
-            }
-        }
-        self.errors
-            .push(format!("{} BYEs unanswered at the deadline", pending.len()));
-    }
-
-    fn recv(&mut self, wait: Duration) -> Option<SipMessage> {
-        let _ = self
-            .sock
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))));
-        let (len, _) = self.sock.recv_from(&mut self.buf).ok()?;
-        Some(SipMessage(
-            String::from_utf8_lossy(&self.buf[..len]).into_owned(),
-        ))
-    }
-
-    fn answer_request(&mut self, msg: &SipMessage) {
-        let method = msg
-            .first_line()
-            .split(' ')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        if method == "ACK" {
-            return;
-        }
-        if method == "BYE" {
-            self.hangups += 1;
-            self.errors.push(format!(
-                "baton hung up call {}",
-                msg.header("call-id", "i").unwrap_or("?")
-            ));
-        }
-        let mut out = String::from("SIP/2.0 200 OK\r\n");
-        for line in msg.head_lines() {
-            let name = line
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase();
-            if ["via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"].contains(&name.as_str())
-            {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-        }
-        out.push_str("Content-Length: 0\r\n\r\n");
-        let _ = self.sock.send_to(out.as_bytes(), self.server);
-    }
-
-    fn invite(&self, call_id: &str, idx: usize, rtp_port: u16) -> Vec<u8> {
-        let sdp = format!(
-            "v=0\r\no=bench {idx} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-        );
-        let from = format!("<sip:bench@127.0.0.1>;tag=b{idx}");
-        let to = "<sip:echo@127.0.0.1>".to_owned();
-        let target = format!("sip:echo@{}", self.server);
-        self.request("INVITE", &target, call_id, &from, &to, 1, &sdp, true)
-    }
-
-    /// A request; `stable_branch` keeps the INVITE's branch (retransmissions, non-2xx ACK).
-    #[allow(clippy::too_many_arguments)]
-    fn request(
-        &self,
-        method: &str,
-        target: &str,
-        call_id: &str,
-        from: &str,
-        to: &str,
-        cseq: u32,
-        sdp: &str,
-        stable_branch: bool,
-    ) -> Vec<u8> {
-        let branch = if stable_branch {
-            format!("z9hG4bK-{}", hash(call_id))
-        } else {
-            format!("z9hG4bK-{}-{method}-{:x}", hash(call_id), rand_u32())
-        };
-        let cseq_method = if method == "ACK" { "ACK" } else { method };
-        let mut m = format!(
-            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\n\
-             CSeq: {cseq} {cseq_method}\r\nContact: <sip:bench@{}>\r\n",
-            self.local, self.local
-        );
-        if sdp.is_empty() {
-            m.push_str("Content-Length: 0\r\n\r\n");
-        } else {
-            m.push_str(&format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                sdp.len()
-            ));
-        }
-        m.into_bytes()
-    }
-}
-
-/// A received SIP message, read just enough to run a call.
-struct SipMessage(String);
-
-impl SipMessage {
-    fn first_line(&self) -> &str {
-        self.0.lines().next().unwrap_or_default()
-    }
-
-    fn is_request(&self) -> bool {
-        !self.0.starts_with("SIP/2.0")
-    }
-
-    fn status(&self) -> Option<u16> {
-        self.first_line().split(' ').nth(1)?.parse().ok()
-    }
-
-    fn head_lines(&self) -> impl Iterator<Item = &str> {
-        let head = self.0.split("\r\n\r\n").next().unwrap_or_default();
-        head.split("\r\n").skip(1)
-    }
-
-    /// The value of the first header called `name` (or its compact form).
-    fn header(&self, name: &str, compact: &str) -> Option<&str> {
-        self.head_lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            let n = n.trim();
-            (n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact)).then(|| v.trim())
-        })
-    }
-
-    fn cseq_method(&self) -> &str {
-        self.header("cseq", "cseq")
-            .and_then(|v| v.split_whitespace().nth(1))
-            .unwrap_or_default()
-    }
-
-    fn contact_uri(&self) -> Option<String> {
-        let v = self.header("contact", "m")?;
-        let start = v.find('<')? + 1;
-        let end = v[start..].find('>')? + start;
-        Some(v[start..end].to_owned())
-    }
-
-    fn body(&self) -> &str {
-        self.0.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-    }
-}
-
-/// The audio address of an SDP: its `c=` line and the port of its `m=audio` line.
-fn sdp_media(sdp: &str) -> Option<SocketAddr> {
-    let mut ip = None;
-    let mut port = None;
-    for line in sdp.lines() {
-        if let Some(c) = line.strip_prefix("c=IN IP4 ") {
-            ip = ip.or(c.trim().parse::<Ipv4Addr>().ok());
-        } else if let Some(m) = line.strip_prefix("m=audio ") {
-            port = m
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<u16>().ok());
-        }
-    }
-    Some(SocketAddr::new(IpAddr::V4(ip?), port?))
-}
-
 // ---------------------------------------------------------------------------------------
 // rtpengine: the bench is both ends of each call and the relay sits in the middle.
 
@@ -772,7 +415,7 @@ fn run_rtpengine(dir: &Path, streams: u32, warmup_secs: u64, secs: u64) -> Resul
     thread::sleep(Duration::from_millis(300));
     run.rss_before_kib = rss_kib(pid);
     // Stream 2c goes A -> B and 2c+1 goes B -> A; A's socket is worker 0's, B's worker 1's.
-    let gen = Generator::new(calls * 2, Mode::Relay);
+    let gen = Generator::new(Mode::Relay);
     let drops_before = (gen.drops(), udp_drops(is_server_port));
     let (a, b) = (gen.local_port(0), gen.local_port(1));
     let mut plans = Vec::new();
@@ -783,7 +426,7 @@ fn run_rtpengine(dir: &Path, streams: u32, warmup_secs: u64, secs: u64) -> Resul
             ("command", Ben::str("offer")),
             ("call-id", Ben::str(&call_id)),
             ("from-tag", Ben::str(&format!("a{c}"))),
-            ("sdp", Ben::str(&relay_sdp(a, c))),
+            ("sdp", Ben::str(&pcmu_sdp(a, c))),
             ("ICE", Ben::str("remove")),
         ]);
         let answer = offer.and_then(|to_b| {
@@ -793,7 +436,7 @@ fn run_rtpengine(dir: &Path, streams: u32, warmup_secs: u64, secs: u64) -> Resul
                 ("call-id", Ben::str(&call_id)),
                 ("from-tag", Ben::str(&format!("a{c}"))),
                 ("to-tag", Ben::str(&format!("b{c}"))),
-                ("sdp", Ben::str(&relay_sdp(b, c))),
+                ("sdp", Ben::str(&pcmu_sdp(b, c))),
                 ("ICE", Ben::str("remove")),
             ])?;
             let towards_a = sdp_media(&to_a).ok_or("answer answer without SDP address")?;
@@ -855,13 +498,6 @@ impl Drop for Relay {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn relay_sdp(port: u16, c: usize) -> String {
-    format!(
-        "v=0\r\no=bench {c} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
 }
 
 /// The values of rtpengine's ng protocol (bencode).
@@ -1069,8 +705,6 @@ struct StreamPlan {
 
 struct Generator {
     mode: Mode,
-    /// Streams (calls for baton).
-    n: usize,
     sockets: Vec<UdpSocket>,
     /// Source port of returning packets -> stream index + 1 (0: unknown), per worker.
     demux: Arc<Vec<AtomicU32>>,
@@ -1137,19 +771,10 @@ struct RxStats {
 }
 
 impl Generator {
-    fn new(n: usize, mode: Mode) -> Generator {
-        let sockets: Vec<UdpSocket> = (0..WORKERS)
-            .map(|_| {
-                let s = UdpSocket::bind("127.0.0.1:0").expect("bind RTP socket");
-                let r = SockRef::from(&s);
-                let _ = r.set_recv_buffer_size(4 << 20);
-                let _ = r.set_send_buffer_size(4 << 20);
-                s
-            })
-            .collect();
+    fn new(mode: Mode) -> Generator {
+        let sockets: Vec<UdpSocket> = (0..WORKERS).map(|_| rtp_socket()).collect();
         Generator {
             mode,
-            n,
             sockets,
             demux: Arc::new((0..WORKERS * 65536).map(|_| AtomicU32::new(0)).collect()),
             stop: Arc::new(AtomicBool::new(false)),
@@ -1209,16 +834,29 @@ impl Generator {
         self.window.1.store(us(window_end), Ordering::Relaxed);
         let mut senders = Vec::new();
         for w in 0..WORKERS {
-            let mine: Vec<(usize, SocketAddr, Duration)> = plans
+            let mine: Vec<Paced> = plans
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.worker == w)
-                .map(|(k, p)| (p.index, p.dest, PTIME * k as u32 / n as u32))
+                .map(|(k, p)| Paced {
+                    index: p.index,
+                    dest: p.dest,
+                    phase: PTIME * k as u32 / n as u32,
+                })
                 .collect();
             let sock = self.sockets[w].try_clone().expect("clone RTP socket");
             let (sent, late, mode) = (self.sent.clone(), self.late.clone(), self.mode);
+            let stop = self.stop.clone();
             senders.push(thread::spawn(move || {
-                send(&sock, &mine, start, rounds, mode, &sent, &late)
+                let tone = tone();
+                let count = pace(&sock, &mine, start, rounds, &stop, |_, _, payload| {
+                    payload.copy_from_slice(&tone);
+                    if mode == Mode::Relay {
+                        payload[..8].copy_from_slice(&(wall_us() as u64).to_be_bytes());
+                    }
+                });
+                sent.fetch_add(count.sent, Ordering::Relaxed);
+                late.fetch_add(count.late, Ordering::Relaxed);
             }));
         }
         let deadline = window_end + Duration::from_secs(5);
@@ -1311,88 +949,6 @@ impl Generator {
             ts_ahead_ms: ts_ahead_max / 8,
         }
     }
-}
-
-/// A 400 Hz tone, 20 periods of 20 samples in one PCMU packet, so every packet is the same.
-fn tone() -> [u8; SAMPLES as usize] {
-    let mut out = [0u8; SAMPLES as usize];
-    for (i, b) in out.iter_mut().enumerate() {
-        let x = (2.0 * std::f64::consts::PI * 400.0 * i as f64 / 8000.0).sin() * 8000.0;
-        *b = ulaw_encode(x as i16);
-    }
-    out
-}
-
-/// G.711 µ-law encoding of one sample.
-fn ulaw_encode(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    let mut s = i32::from(sample);
-    let sign = if s < 0 {
-        s = -s;
-        0x80
-    } else {
-        0
-    };
-    s = (s + BIAS).min(32635 + BIAS);
-    let exponent = (7 - (s.leading_zeros() as i32 - 17)).clamp(0, 7);
-    let mantissa = (s >> (exponent + 3)) & 0x0f;
-    !(sign | (exponent << 4) as u8 | mantissa as u8)
-}
-
-/// G.711 µ-law decoding of one sample.
-fn ulaw_decode(byte: u8) -> i16 {
-    let b = !byte;
-    let exponent = i32::from((b >> 4) & 0x07);
-    let mantissa = i32::from(b & 0x0f);
-    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
-    if b & 0x80 != 0 {
-        -magnitude as i16
-    } else {
-        magnitude as i16
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn send(
-    sock: &UdpSocket,
-    streams: &[(usize, SocketAddr, Duration)],
-    start: Instant,
-    rounds: u64,
-    mode: Mode,
-    sent: &AtomicU64,
-    late: &AtomicU64,
-) {
-    let payload = tone();
-    let mut pkt = [0u8; 12 + SAMPLES as usize];
-    pkt[12..].copy_from_slice(&payload);
-    let mut count = 0;
-    for round in 0..rounds {
-        let base = start + PTIME * round as u32;
-        for &(index, dest, phase) in streams {
-            let due = base + phase;
-            let now = Instant::now();
-            if due > now {
-                thread::sleep(due - now);
-            } else if now - due > Duration::from_millis(1) {
-                late.fetch_add(1, Ordering::Relaxed);
-            }
-            let seq = round as u16;
-            let ts = (round as u32).wrapping_mul(SAMPLES);
-            pkt[0] = 0x80;
-            pkt[1] = if round == 0 { 0x80 } else { 0 };
-            pkt[2..4].copy_from_slice(&seq.to_be_bytes());
-            pkt[4..8].copy_from_slice(&ts.to_be_bytes());
-            pkt[8..12].copy_from_slice(&(0x5eed_0000u32 ^ index as u32).to_be_bytes());
-            if mode == Mode::Relay {
-                let at = wall_us() as u64;
-                pkt[12..20].copy_from_slice(&at.to_be_bytes());
-            }
-            if sock.send_to(&pkt, dest).is_ok() {
-                count += 1;
-            }
-        }
-    }
-    sent.fetch_add(count, Ordering::Relaxed);
 }
 
 fn receive(
@@ -1527,39 +1083,4 @@ fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, 
 
 fn is_server_port(port: u16) -> bool {
     (SERVER_PORTS.0..=SERVER_PORTS.1).contains(&port)
-}
-
-/// Datagrams the kernel dropped on 127.0.0.1 UDP sockets whose port matches, from the
-/// `drops` column of /proc/net/udp.
-fn udp_drops(port_matches: impl Fn(u16) -> bool) -> u64 {
-    let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (ip, port) = fields.get(1)?.split_once(':')?;
-            if ip != "0100007F" {
-                return None;
-            }
-            let port = u16::from_str_radix(port, 16).ok()?;
-            if !port_matches(port) {
-                return None;
-            }
-            fields.last()?.parse::<u64>().ok()
-        })
-        .sum()
-}
-
-fn hash(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(0);
-    h.finish() as u32
 }

@@ -4,7 +4,7 @@
 # latency under load and beside whisper.cpp's CLI and faster-whisper, prosody's CPU per
 # call) and keeps their output in target/bench/.
 # Parameters are the BENCH_* environment variables described at the top of each bench:
-# benches/signalling.rs, benches/media.rs, crates/media/benches/resample.rs and
+# benches/signalling.rs, benches/media.rs, benches/speech.rs, crates/media/benches/resample.rs and
 # crates/speech/benches/{stt,prosody,peers}.rs.
 # BENCHMARKS.md explains the figures.
 set -euo pipefail
@@ -17,7 +17,7 @@ done
 out=target/bench
 mkdir -p "$out"
 stamp=$(date +%Y%m%d-%H%M%S)
-for bench in signalling media; do
+for bench in signalling media speech; do
   echo "== $bench (output in $out/$bench-$stamp.txt)"
   cargo bench --locked --bench "$bench" 2>&1 | tee "$out/$bench-$stamp.txt"
 done

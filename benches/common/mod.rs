@@ -43,9 +43,12 @@ pub fn run_dir(name: &str) -> PathBuf {
 
 /// CPU time (user + system) a process has used so far, in seconds.
 pub fn cpu_secs(pid: u32) -> f64 {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| stat_cpu_secs(&s))
+}
+
+/// CPU time (user + system) in seconds from the text of a /proc `stat` file, a process's
+/// or one thread's (/proc/PID/task/TID/stat).
+pub fn stat_cpu_secs(stat: &str) -> f64 {
     // The command name may hold spaces; the fields after its closing parenthesis do not.
     let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
         return 0.0;
