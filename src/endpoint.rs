@@ -558,8 +558,14 @@ impl Endpoint {
         self.shared.metrics.call_started();
         let (events_tx, events_rx) = mpsc::channel(CALL_QUEUE);
         info!(call = %id, plan = %plan.name, from = %from.addr, "new call");
+        let caller = req.headers.from().and_then(|f| match &f.uri {
+            Uri::Sip(u) => u.user.clone(),
+            Uri::Tel(t) => Some(t.number.clone()),
+            Uri::Other { .. } => None,
+        });
         call::spawn(CallSetup {
             id,
+            caller,
             key: local_tag.clone(),
             plan,
             sockets,

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Which way a SIP message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,6 +28,51 @@ impl Direction {
 
 /// Upper bounds (ms) of the jitter histogram buckets.
 const JITTER_BUCKETS_MS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0];
+/// Upper bounds (s) of the speech latency histogram buckets: the goal is under 1 s.
+const SPEECH_BUCKETS_S: [f64; 10] = [0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0];
+
+/// A Prometheus histogram with fixed bucket bounds.
+struct Histogram<const N: usize> {
+    bounds: [f64; N],
+    buckets: [AtomicU64; N],
+    count: AtomicU64,
+    /// The sum of observations, in millionths of their unit.
+    sum_micros: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    fn new(bounds: [f64; N]) -> Self {
+        Histogram {
+            bounds,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, v: f64) {
+        for (bucket, bound) in self.buckets.iter().zip(self.bounds) {
+            if v <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((v * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "histogram", help);
+        for (bucket, bound) in self.buckets.iter().zip(self.bounds) {
+            let n = bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
 
 /// The methods counted by name; anything else is counted as `other`.
 const KNOWN_METHODS: [&str; 14] = [
@@ -47,7 +93,6 @@ const KNOWN_METHODS: [&str; 14] = [
 ];
 
 /// All of baton's metrics.
-#[derive(Default)]
 pub struct Metrics {
     active_calls: AtomicI64,
     calls: Mutex<BTreeMap<&'static str, u64>>,
@@ -59,9 +104,31 @@ pub struct Metrics {
     rtp_out: AtomicU64,
     rtp_lost: AtomicU64,
     rtp_malformed: AtomicU64,
-    jitter_buckets: [AtomicU64; JITTER_BUCKETS_MS.len()],
-    jitter_count: AtomicU64,
-    jitter_sum_us: AtomicU64,
+    jitter: Histogram<{ JITTER_BUCKETS_MS.len() }>,
+    speech_final: Histogram<{ SPEECH_BUCKETS_S.len() }>,
+    speech_audio_micros: AtomicU64,
+    speech_busy_micros: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            active_calls: AtomicI64::new(0),
+            calls: Mutex::default(),
+            sip_requests: Mutex::default(),
+            sip_responses: Mutex::default(),
+            sip_malformed: AtomicU64::new(0),
+            sip_dropped: AtomicU64::new(0),
+            rtp_in: AtomicU64::new(0),
+            rtp_out: AtomicU64::new(0),
+            rtp_lost: AtomicU64::new(0),
+            rtp_malformed: AtomicU64::new(0),
+            jitter: Histogram::new(JITTER_BUCKETS_MS),
+            speech_final: Histogram::new(SPEECH_BUCKETS_S),
+            speech_audio_micros: AtomicU64::new(0),
+            speech_busy_micros: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {
@@ -121,14 +188,21 @@ impl Metrics {
 
     /// Records a leg's interarrival jitter (RFC 3550) at the end of the call.
     pub fn observe_jitter(&self, jitter_ms: f64) {
-        for (bucket, bound) in self.jitter_buckets.iter().zip(JITTER_BUCKETS_MS) {
-            if jitter_ms <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.jitter_count.fetch_add(1, Ordering::Relaxed);
-        self.jitter_sum_us
-            .fetch_add((jitter_ms * 1000.0) as u64, Ordering::Relaxed);
+        self.jitter.observe(jitter_ms);
+    }
+
+    /// Records a final transcript: how long after the end of its utterance it came out.
+    pub fn observe_speech_final(&self, latency: Duration) {
+        self.speech_final.observe(latency.as_secs_f64());
+    }
+
+    /// Counts a transcription job: the seconds of audio it covered and the worker time
+    /// it took (their ratio is the real-time factor).
+    pub fn speech_job(&self, audio: Duration, busy: Duration) {
+        self.speech_audio_micros
+            .fetch_add(audio.as_micros() as u64, Ordering::Relaxed);
+        self.speech_busy_micros
+            .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Renders every metric in the Prometheus text exposition format.
@@ -219,27 +293,39 @@ impl Metrics {
         );
         let _ = writeln!(out, "baton_rtp_malformed_total {}", g(&self.rtp_malformed));
 
-        header(
+        self.jitter.render(
             &mut out,
             "baton_rtp_jitter_ms",
-            "histogram",
             "Interarrival jitter of ended legs (RFC 3550), ms.",
         );
-        for (bucket, bound) in self.jitter_buckets.iter().zip(JITTER_BUCKETS_MS) {
-            let _ = writeln!(
-                out,
-                "baton_rtp_jitter_ms_bucket{{le=\"{bound}\"}} {}",
-                g(bucket)
-            );
-        }
-        let count = g(&self.jitter_count);
-        let _ = writeln!(out, "baton_rtp_jitter_ms_bucket{{le=\"+Inf\"}} {count}");
+        self.speech_final.render(
+            &mut out,
+            "baton_speech_final_seconds",
+            "From the end of an utterance (the voice activity detector's) to its final transcript.",
+        );
+        let secs = |a: &AtomicU64| g(a) as f64 / 1e6;
+        header(
+            &mut out,
+            "baton_speech_audio_seconds_total",
+            "counter",
+            "Audio given to speech-to-text, partials included, s.",
+        );
         let _ = writeln!(
             out,
-            "baton_rtp_jitter_ms_sum {}",
-            g(&self.jitter_sum_us) as f64 / 1000.0
+            "baton_speech_audio_seconds_total {}",
+            secs(&self.speech_audio_micros)
         );
-        let _ = writeln!(out, "baton_rtp_jitter_ms_count {count}");
+        header(
+            &mut out,
+            "baton_speech_busy_seconds_total",
+            "counter",
+            "Worker time spent transcribing, s (over audio seconds: the real-time factor).",
+        );
+        let _ = writeln!(
+            out,
+            "baton_speech_busy_seconds_total {}",
+            secs(&self.speech_busy_micros)
+        );
         out
     }
 }
@@ -273,5 +359,15 @@ mod tests {
         assert!(text.contains("baton_sip_responses_total{code=\"200\",direction=\"out\"} 1"));
         assert!(text.contains("baton_rtp_jitter_ms_bucket{le=\"2\"} 0"));
         assert!(text.contains("baton_rtp_jitter_ms_bucket{le=\"5\"} 1"));
+        assert!(text.contains("baton_rtp_jitter_ms_count 1"));
+        assert!(text.contains("baton_rtp_jitter_ms_sum 3\n"));
+        m.observe_speech_final(Duration::from_millis(400));
+        m.speech_job(Duration::from_secs(3), Duration::from_millis(250));
+        let text = m.render();
+        assert!(text.contains("baton_speech_final_seconds_bucket{le=\"0.3\"} 0"));
+        assert!(text.contains("baton_speech_final_seconds_bucket{le=\"0.5\"} 1"));
+        assert!(text.contains("baton_speech_final_seconds_bucket{le=\"+Inf\"} 1"));
+        assert!(text.contains("baton_speech_audio_seconds_total 3\n"));
+        assert!(text.contains("baton_speech_busy_seconds_total 0.25\n"));
     }
 }

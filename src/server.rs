@@ -36,6 +36,8 @@ pub struct Shared {
     pub recordings: PathBuf,
     /// Speech-to-text for every call's caller side.
     pub speech: Arc<Speech>,
+    /// Every call's shared context.
+    pub contexts: Arc<dyn ContextStore>,
 }
 
 /// Why the server could not start.
@@ -127,6 +129,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         rtp_inactivity: config.rtp_inactivity,
         recordings: config.data.join("recordings"),
         speech: Arc::new(speech),
+        contexts: contexts.clone(),
     });
     let (rate, burst) = config
         .invite_rate_limit

@@ -7,6 +7,9 @@
 
 use crate::call::{LegFrame, Side};
 use crate::calls::{self, CallHandle, CallNotice, TranscriptEntry, WordTiming};
+use crate::context::document::TranscriptLine;
+use crate::context::{Author, Change, ContextStore};
+use crate::metrics::Metrics;
 use baton_speech::prosody::{Prosody, ProsodyMeter};
 use baton_speech::stt::{Done, Job, JobKind, Model, ModelError, SpeechWorkers, SttError};
 use baton_speech::vad::{Vad, VadEvent};
@@ -15,6 +18,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn, Instrument};
 
@@ -51,6 +55,9 @@ impl Speech {
 /// What a listener needs of its call.
 pub struct Listener {
     pub speech: Arc<Speech>,
+    pub contexts: Arc<dyn ContextStore>,
+    pub metrics: Arc<Metrics>,
+    pub call_id: String,
     pub info: CallHandle,
     pub audio: broadcast::Receiver<LegFrame>,
     pub notices: broadcast::Sender<CallNotice>,
@@ -72,6 +79,9 @@ struct Heard {
     utterance: u32,
     kind: JobKind,
     start_frame: u64,
+    /// When the job went to the pool: for a final, the end of its utterance.
+    submitted: Instant,
+    audio: Duration,
     result: Result<Done, SttError>,
 }
 
@@ -82,6 +92,8 @@ impl Listener {
         let mut vad = Vad::default();
         let mut frame = 0u64;
         let mut utterance = 0u32;
+        // The last utterance that is over (its final arrived, or it was noise): partials of
+        // it or of any before it are stale.
         let mut finalized = 0u32;
         let mut pending = 0usize;
         let mut speech_start = 0u64;
@@ -115,6 +127,9 @@ impl Listener {
                             }
                             Some(VadEvent::Discarded) => {
                                 meter.take();
+                                // A partial of it may still be with a worker: it heard
+                                // noise, and must not be published when it comes back.
+                                finalized = finalized.max(utterance);
                                 debug!("noise, not speech");
                             }
                             None => {
@@ -139,6 +154,10 @@ impl Listener {
                             measured.insert(utterance, meter.take());
                             self.submit(stream, utterance, JobKind::Final, first, samples, &heard_tx);
                             pending += 1;
+                        } else {
+                            // Nothing was being said, or it was noise cut short: a partial
+                            // still with a worker has nothing to add.
+                            finalized = finalized.max(utterance);
                         }
                     }
                 },
@@ -148,15 +167,15 @@ impl Listener {
                     if kind == JobKind::Final {
                         finalized = finalized.max(number);
                     } else if number <= finalized {
-                        continue; // a partial overtaken by its final
+                        continue; // a partial overtaken by its final, or of noise
                     }
-                    let text = self.deliver(heard);
+                    let text = self.deliver(heard).await;
                     if kind == JobKind::Final {
                         let prosody = measured.remove(&number).unwrap_or_default();
                         // Only speech moves the mood: nothing heard, or no voice in it
                         // (a click, line noise at hang-up), says nothing about the caller.
                         if !text.is_empty() && prosody.pitch_hz > 0.0 {
-                            self.read_mood(&mut mood, &prosody, &text);
+                            self.read_mood(&mut mood, &prosody, &text).await;
                         }
                     }
                 }
@@ -174,6 +193,10 @@ impl Listener {
         heard: &mpsc::UnboundedSender<Heard>,
     ) {
         let heard = heard.clone();
+        let (submitted, audio) = (
+            Instant::now(),
+            Duration::from_millis(samples.len() as u64 / 16),
+        );
         self.speech.workers.submit(Job {
             stream,
             kind,
@@ -184,6 +207,8 @@ impl Listener {
                     utterance,
                     kind,
                     start_frame,
+                    submitted,
+                    audio,
                     result,
                 });
             }),
@@ -192,9 +217,15 @@ impl Listener {
 
     /// Publishes a transcript (and records it, if final); returns its text, empty when
     /// nothing was heard.
-    fn deliver(&self, heard: Heard) -> String {
+    async fn deliver(&self, heard: Heard) -> String {
         let done = match heard.result {
-            Ok(done) => done,
+            Ok(done) => {
+                self.metrics.speech_job(heard.audio, done.ran);
+                if heard.kind == JobKind::Final {
+                    self.metrics.observe_speech_final(heard.submitted.elapsed());
+                }
+                done
+            }
             Err(SttError::Superseded) => return String::new(),
             Err(e) => {
                 warn!(error = %e, utterance = heard.utterance, "no transcript");
@@ -237,13 +268,34 @@ impl Listener {
             );
             calls::lock(&self.info).transcript.push(entry.clone());
         }
+        let line = TranscriptLine {
+            speaker: entry.speaker.to_owned(),
+            text: entry.text.clone(),
+            is_final: entry.is_final,
+            utterance: entry.utterance,
+            start_ms: entry.start_ms,
+            end_ms: entry.end_ms,
+            confidence: entry.confidence.clamp(0.0, 1.0),
+        };
+        self.remember(Change::Transcript(line)).await;
         let text = entry.text.clone();
         let _ = self.notices.send(CallNotice::Transcript(entry));
         text
     }
 
+    /// Writes what was heard to the call's shared context.
+    async fn remember(&self, change: Change) {
+        let written = self
+            .contexts
+            .write(&self.call_id, Author::System, None, vec![change])
+            .await;
+        if let Err(e) = written {
+            warn!(error = %e, "context not updated");
+        }
+    }
+
     /// Updates the caller's mood from a finished utterance and publishes it.
-    fn read_mood(&self, mood: &mut VibeTracker, prosody: &Prosody, text: &str) {
+    async fn read_mood(&self, mood: &mut VibeTracker, prosody: &Prosody, text: &str) {
         let vibe = mood.update(prosody, text);
         info!(
             label = ?vibe.label,
@@ -253,6 +305,23 @@ impl Listener {
             "caller's vibe"
         );
         calls::lock(&self.info).vibe = Some(vibe.clone());
+        self.remember(Change::Vibe {
+            label: tag(&vibe.label),
+            arousal: vibe.arousal.clamp(0.0, 1.0),
+            valence: vibe.valence.clamp(-1.0, 1.0),
+            trend: tag(&vibe.trend),
+            evidence: vibe.evidence.iter().take(16).cloned().collect(),
+            utterance: vibe.utterance,
+        })
+        .await;
         let _ = self.notices.send(CallNotice::Vibe(vibe));
     }
+}
+
+/// The snake_case name serde gives a label or trend, as the context stores it.
+fn tag(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

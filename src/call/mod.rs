@@ -10,12 +10,14 @@ mod socket;
 pub use prompt::{load_prompts, PromptError};
 
 use crate::calls::{self, CallHandle, CallState};
+use crate::context::{Author, Change, Context};
 use crate::dialplan::Dialplan;
 use crate::rtp_ports::{PortLease, PortPool};
 use crate::server::Shared;
 use crate::speech::{self, Listener};
 use baton_media::jitter::Playout;
 use baton_media::rtp::{RtpConfig, RtpEvent, RtpSession};
+use baton_media::stats::LegStats;
 use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
 use baton_sdp::{Codec, Negotiated};
 use record::Recorder;
@@ -121,6 +123,8 @@ impl RtpSockets {
 /// Everything a call task starts with.
 pub struct CallSetup {
     pub id: String,
+    /// The calling number (the From URI's user part), when there is one.
+    pub caller: Option<String>,
     pub key: String,
     pub plan: Arc<Dialplan>,
     pub sockets: RtpSockets,
@@ -153,6 +157,9 @@ struct Media {
     can_send: bool,
     /// Consecutive slots the jitter buffer had nothing for.
     underrun: u32,
+    /// What the leg's sessions before a codec change counted: the call's figures cover
+    /// the whole call, not only its last codec.
+    earlier: LegStats,
 }
 
 impl Media {
@@ -171,7 +178,13 @@ impl Media {
             remote_rtcp: n.remote_rtcp,
             can_send: n.can_send(),
             underrun: 0,
+            earlier: LegStats::default(),
         })
+    }
+
+    /// The leg's figures over every session it had.
+    fn stats(&self) -> LegStats {
+        self.session.stats().after(&self.earlier)
     }
 }
 
@@ -200,6 +213,7 @@ struct Call {
 async fn run(setup: CallSetup) {
     let CallSetup {
         id,
+        caller,
         key,
         plan,
         sockets,
@@ -222,10 +236,14 @@ async fn run(setup: CallSetup) {
         }
     };
     let _lease = sockets.lease;
+    open_context(&shared, &id, caller).await;
     let tap = shared.calls.open_audio_tap(&id);
     let onsets = Arc::new(AtomicU32::new(0));
     speech::listen(Listener {
         speech: shared.speech.clone(),
+        contexts: shared.contexts.clone(),
+        metrics: shared.metrics.clone(),
+        call_id: id.clone(),
         info: info.clone(),
         audio: tap.subscribe(),
         notices: shared.calls.open_notices(&id),
@@ -373,7 +391,10 @@ impl Call {
     fn set_media(&mut self, n: &Negotiated) {
         let inactivity = self.shared.rtp_inactivity;
         match Media::new(n, &self.id, inactivity, Instant::now()) {
-            Ok(m) => {
+            Ok(mut m) => {
+                if let Some(old) = &self.media {
+                    m.earlier = old.stats();
+                }
                 calls::lock(&self.info).media.codec = n.codec.name().to_string();
                 self.media = Some(m);
             }
@@ -524,7 +545,7 @@ impl Drop for Call {
         if let Some(rec) = self.recorder.take() {
             rec.finish();
         }
-        let stats = self.media.as_ref().map(|m| m.session.stats());
+        let stats = self.media.as_ref().map(Media::stats);
         finish(&self.shared, &self.info, &self.id, result, stats);
     }
 }
@@ -580,5 +601,35 @@ fn finish(
     }
     shared.metrics.call_ended(result);
     shared.calls.finish(id);
+    let (contexts, id) = (shared.contexts.clone(), id.to_owned());
+    // Called from Drop, which cannot wait; closing only marks the context ended.
+    tokio::spawn(async move {
+        if let Err(e) = contexts.close(&id).await {
+            warn!(error = %e, "context not closed");
+        }
+    });
     info!(result, "call ended");
+}
+
+/// Starts the call's shared context with what the network says about the caller.
+async fn open_context(shared: &Shared, id: &str, caller: Option<String>) {
+    let doc = Context {
+        call_id: id.to_owned(),
+        ..Context::default()
+    };
+    if let Err(e) = shared.contexts.create(doc).await {
+        warn!(error = %e, "no context for this call");
+        return;
+    }
+    if let Some(number) = caller {
+        let change = Change::Caller { number };
+        if let Err(e) = shared
+            .contexts
+            .write(id, Author::System, None, vec![change])
+            .await
+        {
+            // A From user the context refuses (too long) is no reason to fail the call.
+            warn!(error = %e, "caller number not recorded");
+        }
+    }
 }

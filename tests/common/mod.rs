@@ -138,6 +138,7 @@ pub struct BatonBuilder {
     name: String,
     dialplans: Vec<(String, String)>,
     config: Option<String>,
+    token: Option<String>,
 }
 
 impl BatonBuilder {
@@ -151,6 +152,13 @@ impl BatonBuilder {
     /// Starts baton with a config file holding `toml` (passed as `--config FILE`).
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.to_owned());
+        self
+    }
+
+    /// The bearer token the harness's own API reads send (for a config with
+    /// `[[api_token]]`s).
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
         self
     }
 
@@ -224,6 +232,7 @@ impl BatonBuilder {
                 data: data.clone(),
                 log,
                 child,
+                token: self.token.clone(),
             };
             match baton.wait_healthy() {
                 Ok(()) => return baton,
@@ -258,6 +267,7 @@ pub struct Baton {
     /// baton's stdout and stderr.
     pub log: PathBuf,
     child: Child,
+    token: Option<String>,
 }
 
 impl Baton {
@@ -272,6 +282,7 @@ impl Baton {
             name: name.to_owned(),
             dialplans: Vec::new(),
             config: None,
+            token: None,
         }
     }
 
@@ -304,7 +315,13 @@ impl Baton {
 
     /// `GET path` on the API: status and body.
     pub fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.http, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}"));
+        let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+        http_request(self.http, "GET", path, &headers, "")
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     /// `GET path`, expecting 200 and JSON.
@@ -424,6 +441,18 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
 
 /// A minimal HTTP/1.1 GET (Connection: close), enough for baton's API.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    http_request(addr, "GET", path, &[], "")
+}
+
+/// `method path` on the API with extra header lines (`"Name: value"`) and a body: status
+/// and body.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Result<(u16, String), String> {
     let timeout = Duration::from_secs(5);
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     stream
@@ -432,7 +461,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for h in headers {
+        request.push_str(h);
+        request.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
     stream
         .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;
@@ -1375,4 +1416,55 @@ pub fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &
     p.extend_from_slice(&ssrc.to_be_bytes());
     p.extend_from_slice(payload);
     p
+}
+
+/// Reads `GET path` as a stream until the server closes it (a call's event stream closes
+/// once its last transcript is out) or `limit` passes; the raw text.
+pub fn read_event_stream(addr: SocketAddr, path: &str, limit: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the API");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("set read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading {path}: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The JSON `data:` payloads of a Server-Sent Events text, in order.
+pub fn sse_events(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .collect()
+}
+
+impl Baton {
+    /// baton's resident memory (`VmRSS` of `/proc/PID/status`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
 }

@@ -46,6 +46,39 @@ pub struct LegStats {
     pub remote_fraction_lost: Option<f64>,
 }
 
+impl LegStats {
+    /// The leg's figures when its session replaced an `earlier` one (a codec change
+    /// starts a new session): counters are summed, while jitter and the remote's report
+    /// are the current session's, or the earlier one's while the current has none.
+    pub fn after(self, earlier: &LegStats) -> LegStats {
+        LegStats {
+            packets_in: earlier.packets_in + self.packets_in,
+            bytes_in: earlier.bytes_in + self.bytes_in,
+            packets_out: earlier.packets_out + self.packets_out,
+            bytes_out: earlier.bytes_out + self.bytes_out,
+            lost: earlier.lost + self.lost,
+            duplicates: earlier.duplicates + self.duplicates,
+            late: earlier.late + self.late,
+            out_of_order: earlier.out_of_order + self.out_of_order,
+            concealed: earlier.concealed + self.concealed,
+            jitter_ms: if self.packets_in > 0 {
+                self.jitter_ms
+            } else {
+                earlier.jitter_ms
+            },
+            malformed: earlier.malformed + self.malformed,
+            unknown_payload_type: earlier.unknown_payload_type + self.unknown_payload_type,
+            foreign_source: earlier.foreign_source + self.foreign_source,
+            ssrc_changes: earlier.ssrc_changes + self.ssrc_changes,
+            rtcp_in: earlier.rtcp_in + self.rtcp_in,
+            rtcp_out: earlier.rtcp_out + self.rtcp_out,
+            rtcp_malformed: earlier.rtcp_malformed + self.rtcp_malformed,
+            rtt: self.rtt.or(earlier.rtt),
+            remote_fraction_lost: self.remote_fraction_lost.or(earlier.remote_fraction_lost),
+        }
+    }
+}
+
 /// A sequence number jump larger than this is suspicious (RFC 3550 A.1 MAX_DROPOUT).
 const MAX_DROPOUT: i32 = 3_000;
 /// A sequence number this far behind the highest is a reordered packet (MAX_MISORDER).
@@ -199,6 +232,37 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replaced_session_keeps_its_totals() {
+        let earlier = LegStats {
+            packets_in: 150,
+            packets_out: 160,
+            lost: 2,
+            jitter_ms: 4.0,
+            rtt: Some(Duration::from_millis(30)),
+            ..LegStats::default()
+        };
+        let fresh = LegStats::default().after(&earlier);
+        assert_eq!(
+            fresh, earlier,
+            "nothing received yet: the earlier figures stand"
+        );
+        let now = LegStats {
+            packets_in: 250,
+            packets_out: 251,
+            lost: 1,
+            jitter_ms: 1.5,
+            ..LegStats::default()
+        };
+        let both = now.after(&earlier);
+        assert_eq!(
+            (both.packets_in, both.packets_out, both.lost),
+            (400, 411, 3)
+        );
+        assert_eq!(both.jitter_ms, 1.5);
+        assert_eq!(both.rtt, Some(Duration::from_millis(30)));
+    }
 
     fn feed(t: &mut SeqTracker, seqs: &[u16], t0: Instant) -> Vec<SeqVerdict> {
         seqs.iter()

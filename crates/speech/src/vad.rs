@@ -4,7 +4,8 @@
 //! the noise of a phone line: speech is loud against the floor, and it is *modulated* (its
 //! level swings by 10 dB or more several times a second with syllables), while hum, hiss
 //! and line noise are steady. An utterance starts after a few loud frames, ends after a
-//! hangover of quiet ones, and is thrown away if it turns out to be steady noise, so that
+//! hangover of quiet ones, and is thrown away if it turns out to be steady noise (a second
+//! of it while it goes on, or its loud frames when it ends) or too short for a word, so that
 //! no transcript is ever made from silence or noise.
 
 use std::collections::VecDeque;
@@ -22,13 +23,17 @@ pub struct VadConfig {
     pub onset_frames: usize,
     /// Quiet frames in a row that end an utterance (25 = 500 ms).
     pub hangover_frames: usize,
+    /// Loud frames an utterance needs in all to be speech (10 = 200 ms; a single word has
+    /// more). A click, or a loud last packet stretched by loss concealment when the caller's
+    /// RTP stops, is shorter, and whisper makes words up from it.
+    pub min_speech_frames: usize,
     /// An utterance longer than this is cut (and a new one starts if speech goes on), so
     /// a monologue still gets finals and memory stays bounded (frames; 1,000 = 20 s).
     pub max_frames: usize,
     /// Frames of audio kept from before the onset, so the first syllable is not clipped.
     pub preroll_frames: usize,
-    /// Below this spread of frame levels (dB, over the last second) a sound is steady
-    /// noise, not speech.
+    /// Below this spread of frame levels (dB, over the last second, or over an utterance's
+    /// loud frames when it ends) a sound is steady noise, not speech.
     pub min_modulation_db: f32,
 }
 
@@ -39,6 +44,7 @@ impl Default for VadConfig {
             min_level_db: -50.0,
             onset_frames: 3,
             hangover_frames: 25,
+            min_speech_frames: 10,
             max_frames: 1_000,
             preroll_frames: 10,
             min_modulation_db: 3.0,
@@ -55,7 +61,7 @@ pub enum VadEvent {
     /// An utterance ended: all of its audio, pre-roll included, and the index of the
     /// frame where the audio starts.
     Utterance { first_frame: u64, samples: Vec<i16> },
-    /// What looked like speech was steady noise: forget it.
+    /// What looked like speech was steady noise, or too short to be a word: forget it.
     Discarded,
 }
 
@@ -82,6 +88,9 @@ pub struct Vad {
     current: Option<(u64, Vec<i16>)>,
     /// Frames of the current utterance whose level was above the onset threshold.
     speech_frames: usize,
+    /// Sum and sum of squares of those frames' levels, for their spread.
+    loud_sum: f64,
+    loud_sum_sq: f64,
 }
 
 impl Vad {
@@ -97,6 +106,8 @@ impl Vad {
             quiet_run: 0,
             current: None,
             speech_frames: 0,
+            loud_sum: 0.0,
+            loud_sum_sq: 0.0,
         }
     }
 
@@ -113,11 +124,13 @@ impl Vad {
     }
 
     /// Ends the utterance in progress, if any, as if the speaker had stopped (the audio
-    /// ended): its first frame and audio.
+    /// ended): its first frame and audio. `None` too when what was collected is too short
+    /// to be speech.
     pub fn flush(&mut self) -> Option<(u64, Vec<i16>)> {
         self.loud_run = 0;
         self.quiet_run = 0;
-        self.current.take()
+        let current = self.current.take();
+        current.filter(|_| self.sounds_like_speech())
     }
 
     /// The current noise floor, in dBFS.
@@ -148,6 +161,11 @@ impl Vad {
             self.loud_run = 0;
         }
 
+        if loud && self.current.is_some() {
+            self.speech_frames += 1;
+            self.loud_sum += f64::from(level);
+            self.loud_sum_sq += f64::from(level).powi(2);
+        }
         let event = match &mut self.current {
             None => {
                 self.track_floor(level, false);
@@ -163,7 +181,10 @@ impl Vad {
                         audio.extend_from_slice(&f);
                     }
                     self.current = Some((index + 1 - kept, audio));
+                    let onset = self.levels.iter().rev().take(self.config.onset_frames);
                     self.speech_frames = self.config.onset_frames;
+                    self.loud_sum = onset.clone().map(|&l| f64::from(l)).sum();
+                    self.loud_sum_sq = onset.map(|&l| f64::from(l).powi(2)).sum();
                     Some(VadEvent::SpeechStart { frame: start })
                 } else {
                     None
@@ -171,7 +192,6 @@ impl Vad {
             }
             Some((first, audio)) => {
                 audio.extend_from_slice(samples);
-                self.speech_frames += usize::from(loud);
                 let frames = (index + 1 - *first) as usize;
                 if self.steady() {
                     // A sound that has not varied for a second is noise: take it as the
@@ -184,10 +204,13 @@ impl Vad {
                     || frames >= self.config.max_frames
                 {
                     let (first, mut audio) = self.current.take().expect("in an utterance");
+                    self.loud_run = 0;
+                    if !self.sounds_like_speech() {
+                        return Some(VadEvent::Discarded);
+                    }
                     // The hangover is silence: keep only a little of it.
                     let tail = self.quiet_run.saturating_sub(self.config.preroll_frames);
                     audio.truncate(audio.len().saturating_sub(tail * samples.len()));
-                    self.loud_run = 0;
                     Some(VadEvent::Utterance {
                         first_frame: first,
                         samples: audio,
@@ -199,6 +222,17 @@ impl Vad {
             }
         };
         event
+    }
+
+    /// The utterance's loud frames are enough for a word, and they vary as syllables do.
+    /// A sound that stopped (or whose call ended) before a second of it showed it steady,
+    /// such as a beep or a hum heard again after a gap, fails the second test.
+    fn sounds_like_speech(&self) -> bool {
+        let n = self.speech_frames as f64;
+        let mean = self.loud_sum / n;
+        let spread = (self.loud_sum_sq / n - mean * mean).max(0.0).sqrt();
+        self.speech_frames >= self.config.min_speech_frames
+            && spread >= f64::from(self.config.min_modulation_db)
     }
 
     /// Follows the level down quickly and up slowly (hardly at all during speech, whose
@@ -386,6 +420,156 @@ mod tests {
             .collect();
         assert!(lens.len() >= 3, "{lens:?}");
         assert!(lens.iter().all(|&l| l <= 260 * FRAME_SAMPLES), "{lens:?}");
+    }
+
+    /// Utterance lengths in frames, and whether anything was discarded as noise.
+    fn utterance_frames(events: &[VadEvent]) -> Vec<usize> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                VadEvent::Utterance { samples, .. } => Some(samples.len() / FRAME_SAMPLES),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_click_is_not_an_utterance_but_a_short_word_is() {
+        let mut noise = Noise(13);
+        // A loud last packet, repeated and faded by loss concealment when the RTP stops.
+        let click = |noise: &mut Noise| -> Vec<Vec<i16>> {
+            [1.0, 0.75, 0.5, 0.25, 0.1]
+                .iter()
+                .map(|g| {
+                    (0..FRAME_SAMPLES)
+                        .map(|_| noise.sample(12_000.0 * g))
+                        .collect()
+                })
+                .collect()
+        };
+        let mut vad = Vad::default();
+        let mut frames = vec![vec![0; FRAME_SAMPLES]; 100];
+        frames.extend(click(&mut noise));
+        frames.extend(vec![vec![0; FRAME_SAMPLES]; 60]);
+        let events = run(&mut vad, &frames);
+        assert!(utterance_frames(&events).is_empty(), "{events:?}");
+        assert!(events.contains(&VadEvent::Discarded), "{events:?}");
+
+        // The call ends during the click: nothing to transcribe either.
+        let mut vad = Vad::default();
+        run(&mut vad, &vec![vec![0; FRAME_SAMPLES]; 100]);
+        run(&mut vad, &click(&mut noise));
+        assert!(vad.in_speech());
+        assert_eq!(vad.flush(), None);
+
+        // A word of 300 ms is still heard, at the end of the audio too.
+        let mut vad = Vad::default();
+        let mut frames = vec![vec![0; FRAME_SAMPLES]; 100];
+        frames.extend(voice(15, 100, &mut noise));
+        frames.extend(vec![vec![0; FRAME_SAMPLES]; 60]);
+        assert_eq!(utterance_frames(&run(&mut vad, &frames)).len(), 1);
+        let mut vad = Vad::default();
+        run(&mut vad, &vec![vec![0; FRAME_SAMPLES]; 100]);
+        run(&mut vad, &voice(15, 100, &mut noise));
+        assert!(vad.flush().is_some());
+    }
+
+    /// A steady tone at `hz`, `frames` long.
+    fn tone(hz: f64, amplitude: f64, frames: usize) -> Vec<Vec<i16>> {
+        (0..frames)
+            .map(|f| {
+                (0..FRAME_SAMPLES)
+                    .map(|i| {
+                        let t = (f * FRAME_SAMPLES + i) as f64 / 16_000.0;
+                        (amplitude * (2.0 * std::f64::consts::PI * hz * t).sin()) as i16
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_beep_or_a_hum_heard_again_after_a_gap_is_not_an_utterance() {
+        let silence = |frames| vec![vec![0i16; FRAME_SAMPLES]; frames];
+        let mut vad = Vad::default();
+        let mut frames = silence(50);
+        frames.extend(tone(1_000.0, 10_000.0, 20)); // a 400 ms beep
+        frames.extend(silence(50));
+        let events = run(&mut vad, &frames);
+        assert!(utterance_frames(&events).is_empty(), "{events:?}");
+
+        // A hum, learnt as the floor; then a gap in the audio (an RTP underrun) drags the
+        // floor down and the hum sounds new again, for less than the second that would show
+        // it steady before it stops.
+        let mut vad = Vad::default();
+        let mut frames = silence(50);
+        frames.extend(tone(50.0, 20_000.0, 100));
+        frames.extend(silence(8));
+        frames.extend(tone(50.0, 20_000.0, 30));
+        frames.extend(silence(50));
+        let events = run(&mut vad, &frames);
+        assert!(utterance_frames(&events).is_empty(), "{events:?}");
+        assert!(
+            events.iter().filter(|e| **e == VadEvent::Discarded).count() >= 2,
+            "{events:?}"
+        );
+
+        // The same when the call ends while the hum is back.
+        let mut vad = Vad::default();
+        run(&mut vad, &silence(50));
+        run(&mut vad, &tone(50.0, 20_000.0, 100));
+        run(&mut vad, &silence(8));
+        run(&mut vad, &tone(50.0, 20_000.0, 30));
+        assert!(vad.in_speech());
+        assert_eq!(vad.flush(), None);
+    }
+
+    /// The "ten-minute monologue" of the bad-input requirement, in accelerated time: 30,000
+    /// frames of speech with no pause. It is cut at the 20 s cap into finals that cover all
+    /// of it, and what the detector holds never grows past one cap.
+    #[test]
+    fn a_ten_minute_monologue_is_cut_at_the_cap_and_held_audio_stays_bounded() {
+        const MINUTES: usize = 10;
+        const FRAMES: usize = MINUTES * 60 * 50;
+        let cap = VadConfig::default().max_frames;
+        let mut noise = Noise(17);
+        let mut vad = Vad::default();
+        let mut events = Vec::new();
+        let mut most_held = 0;
+        for start in (0..FRAMES).step_by(500) {
+            for frame in voice(500, start, &mut noise) {
+                events.extend(vad.push(&frame));
+                let held = vad.current().map_or(0, |(_, audio)| audio.len());
+                most_held = most_held.max(held);
+            }
+        }
+        events.extend(
+            vad.flush()
+                .map(|(first_frame, samples)| VadEvent::Utterance {
+                    first_frame,
+                    samples,
+                }),
+        );
+        assert!(
+            !events.contains(&VadEvent::Discarded),
+            "speech taken for noise"
+        );
+        assert!(most_held <= cap * FRAME_SAMPLES, "held {most_held} samples");
+        let lens = utterance_frames(&events);
+        assert!(lens.iter().all(|&l| l <= cap), "{lens:?}");
+        // One final per 20 s, give or take the cut the last one ends on.
+        let expected = FRAMES / cap;
+        assert!(
+            (expected..=expected + 1).contains(&lens.len()),
+            "{} finals: {lens:?}",
+            lens.len()
+        );
+        // A cut loses at most the onset frames before the next utterance starts.
+        let covered: usize = lens.iter().sum();
+        assert!(
+            covered + lens.len() * VadConfig::default().onset_frames >= FRAMES,
+            "{covered} of {FRAMES} frames in finals"
+        );
     }
 
     #[test]
