@@ -5,20 +5,11 @@
 
 mod common;
 
-use common::{caller_audio, http_request, Baton, Sipp, Transport};
+use common::{caller_audio, http_request, listen_plan, Baton, Sipp, Transport};
 use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const LISTEN_PLAN: &str = r#"
-name = "listen"
-match = ["listen"]
-speech_hints = "Please block my card."
-
-[[step]]
-echo = {}
-"#;
 
 const BOT: &str = "bot-token-0123456789";
 const AGENT: &str = "agent-a7-token-0123456789";
@@ -98,7 +89,7 @@ fn call(baton: &Baton, text: &str) -> (common::SippProcess, String) {
 #[test]
 fn context_follows_the_call_live_and_takes_versioned_writes() {
     let mut baton = Baton::builder("context")
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan("listen", &listen_plan("Please block my card."))
         .start();
     let (sipp, id) = call(
         &baton,
@@ -255,7 +246,7 @@ fn context_follows_the_call_live_and_takes_versioned_writes() {
 #[test]
 fn tokens_decide_who_sees_and_writes_what() {
     let mut baton = Baton::builder("context-tokens")
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan("listen", &listen_plan("Please block my card."))
         .config(&format!(
             "[[api_token]]\ntoken = \"{BOT}\"\nrole = \"bot\"\n\
              [[api_token]]\ntoken = \"{AGENT}\"\nrole = \"agent\"\nagent = \"a7\"\n\

@@ -5,53 +5,12 @@
 mod common;
 
 use common::{
-    caller_audio, caller_conversation, Baton, CallerAudio, Sipp, Transport, AGITATED_VOICE,
-    CALM_VOICE,
+    caller_audio, caller_conversation, listen_plan, read_event_stream, Baton, CallerAudio, Sipp,
+    Transport, AGITATED_VOICE, CALM_VOICE,
 };
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const LISTEN_PLAN: &str = r#"
-name = "listen"
-match = ["listen"]
-speech_hints = "Please block my card."
-
-[[step]]
-echo = {}
-"#;
-
-/// Reads `GET path` as a stream until the server closes it (an event stream closes when
-/// its call's last transcript is out) or `limit` passes.
-fn read_stream(addr: SocketAddr, path: &str, limit: Duration) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect to the API");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let started = Instant::now();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while started.elapsed() < limit {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("reading {path}: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&raw).into_owned()
-}
 
 /// Streams `audio` into a call to the `listen` plan, collects the call's live events
 /// meanwhile, and returns the ended call (once it has as many final transcripts as
@@ -76,7 +35,7 @@ fn converse(
         .to_owned();
     let http = baton.http;
     let events = thread::spawn(move || {
-        read_stream(
+        read_event_stream(
             http,
             &format!("/v1/calls/{id}/events"),
             Duration::from_secs(90),
@@ -106,7 +65,7 @@ fn label(call: &Value) -> &str {
 
 fn caller_is_transcribed(transport: Transport) {
     let baton = Baton::builder(&format!("speech-{}", transport.name()))
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan("listen", &listen_plan("Please block my card."))
         .start();
     let audio = caller_audio(
         &baton.dir,
@@ -158,7 +117,7 @@ fn caller_is_transcribed_tcp() {
 #[test]
 fn an_agitated_caller_reads_as_upset() {
     let baton = Baton::builder("speech-agitated")
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan("listen", &listen_plan("Please block my card."))
         .start();
     let audio = caller_conversation(
         &baton.dir,
@@ -187,7 +146,7 @@ fn an_agitated_caller_reads_as_upset() {
 #[test]
 fn a_call_that_turns_agitated_deteriorates() {
     let baton = Baton::builder("speech-turning")
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan("listen", &listen_plan("Please block my card."))
         .start();
     let audio = caller_conversation(
         &baton.dir,
@@ -242,7 +201,7 @@ fn a_call_that_turns_agitated_deteriorates() {
 fn more_talkers_than_workers_lose_no_audio_and_every_final_arrives() {
     const TALKERS: usize = 6;
     let baton = Baton::builder("speech-overload")
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan("listen", &listen_plan("Please block my card."))
         .config("speech_workers = 1\n")
         .start();
     let audio = caller_conversation(

@@ -8,7 +8,8 @@
 mod common;
 
 use common::{
-    caller_audio, read_event_stream, run_tool, sse_events, ulaw_decode, Baton, Sipp, Transport,
+    caller_audio, listen_plan, read_event_stream, run_tool, sse_events, ulaw_decode, Baton, Sipp,
+    Transport,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -16,17 +17,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// Echoes the caller (so the call is two-way) and listens; the hints are the words the
-/// speech tests say, as a real plan would list what its callers are expected to say.
-const LISTEN_PLAN: &str = r#"
-name = "listen"
-match = ["listen"]
-speech_hints = "Please block my card. I would like to check the balance of my savings account."
-
-[[step]]
-echo = {}
-"#;
 
 /// The longest utterance baton transcribes in one piece (`VadConfig::max_frames`).
 const UTTERANCE_CAP_MS: u64 = 20_000;
@@ -36,7 +26,12 @@ const PACKETS_PER_SEC: f64 = 50.0;
 
 fn start(name: &str) -> Baton {
     Baton::builder(&format!("speech-bad-{name}"))
-        .dialplan("listen", LISTEN_PLAN)
+        .dialplan(
+            "listen",
+            &listen_plan(
+                "Please block my card. I would like to check the balance of my savings account.",
+            ),
+        )
         .start()
 }
 

@@ -1468,3 +1468,9 @@ impl Baton {
             .unwrap_or_else(|| panic!("no VmRSS in {path}"))
     }
 }
+
+/// A dialplan `listen` that echoes the caller (so the call is two-way) while baton listens,
+/// with `hints` as its speech hints: what its callers are expected to say.
+pub fn listen_plan(hints: &str) -> String {
+    format!("name = \"listen\"\nmatch = [\"listen\"]\nspeech_hints = \"{hints}\"\n\n[[step]]\necho = {{}}\n")
+}
