@@ -196,7 +196,14 @@ mod tests {
     fn the_schema_names_the_fields_integrations_read() {
         let schema = serde_json::to_value(schemars::schema_for!(Context)).unwrap();
         let props = &schema["properties"];
-        for key in ["version", "identity", "intent", "vibe", "summary", "transcript"] {
+        for key in [
+            "version",
+            "identity",
+            "intent",
+            "vibe",
+            "summary",
+            "transcript",
+        ] {
             assert!(props.get(key).is_some(), "schema lacks {key}: {schema}");
         }
         let defs = &schema["$defs"];
