@@ -79,10 +79,89 @@ struct Heard {
     utterance: u32,
     kind: JobKind,
     start_frame: u64,
-    /// When the job went to the pool: for a final, the end of its utterance.
+    /// When the job went to the pool.
     submitted: Instant,
-    audio: Duration,
+    /// Samples transcribed: an early final counts only if its utterance ended with as many.
+    len: usize,
+    /// Started at a pause, before the utterance was known to be over.
+    early: bool,
     result: Result<Done, SttError>,
+}
+
+/// Audio to have transcribed.
+struct Clip {
+    utterance: u32,
+    kind: JobKind,
+    early: bool,
+    start_frame: u64,
+    samples: Vec<i16>,
+}
+
+/// What the listener keeps between frames about the utterances so far.
+#[derive(Default)]
+struct Said {
+    /// The last utterance that is over (its final arrived, or it was noise): partials of
+    /// it or of any before it are stale.
+    finalized: u32,
+    /// Prosody of utterances whose final is still being transcribed.
+    measured: HashMap<u32, Prosody>,
+    mood: VibeTracker,
+    early: EarlyFinals,
+}
+
+/// Finals started at the caller's pause, before the hangover confirms the utterance is
+/// over: when it does, and the audio is the same, the result is already there (or on its
+/// way) instead of starting only then. Saves the hangover's wait on every final.
+#[derive(Default)]
+struct EarlyFinals {
+    /// Utterance → samples its newest early final was started with.
+    started: HashMap<u32, usize>,
+    /// Utterance → samples it ended with and when, for utterances whose early final
+    /// stands in for the final.
+    ended: HashMap<u32, (usize, Instant)>,
+    /// Early results back before their utterance ended.
+    back: HashMap<u32, Heard>,
+}
+
+impl EarlyFinals {
+    /// The utterance ended with `len` samples: true if its early final covers exactly
+    /// that (no new final needed), with the result if it is already back.
+    fn ended(&mut self, utterance: u32, len: usize) -> (bool, Option<Heard>) {
+        if self.started.get(&utterance) != Some(&len) {
+            self.forget(utterance);
+            return (false, None);
+        }
+        self.ended.insert(utterance, (len, Instant::now()));
+        let back = self.back.remove(&utterance).filter(|h| h.len == len);
+        (true, back)
+    }
+
+    /// An early result came back: returned if it is the final now, kept if its
+    /// utterance has not ended yet, dropped if speech went on after its pause.
+    fn arrived(&mut self, heard: Heard) -> Option<Heard> {
+        let n = heard.utterance;
+        if self.started.get(&n) != Some(&heard.len) {
+            return None;
+        }
+        match self.ended.get(&n) {
+            Some(&(len, _)) if len == heard.len => Some(heard),
+            _ => {
+                self.back.insert(n, heard);
+                None
+            }
+        }
+    }
+
+    /// When the detector ended `utterance`, if its early final stands in for the final.
+    fn end_time(&self, utterance: u32) -> Option<Instant> {
+        self.ended.get(&utterance).map(|&(_, at)| at)
+    }
+
+    fn forget(&mut self, utterance: u32) {
+        self.started.remove(&utterance);
+        self.ended.remove(&utterance);
+        self.back.remove(&utterance);
+    }
 }
 
 impl Listener {
@@ -92,14 +171,10 @@ impl Listener {
         let mut vad = Vad::default();
         let mut frame = 0u64;
         let mut utterance = 0u32;
-        // The last utterance that is over (its final arrived, or it was noise): partials of
-        // it or of any before it are stale.
-        let mut finalized = 0u32;
         let mut pending = 0usize;
         let mut speech_start = 0u64;
         let mut meter = ProsodyMeter::new();
-        let mut measured: HashMap<u32, Prosody> = HashMap::new();
-        let mut mood = VibeTracker::new();
+        let mut said = Said::default();
         let mut open = true;
         while open || pending > 0 {
             tokio::select! {
@@ -110,7 +185,7 @@ impl Listener {
                         if vad.in_speech() {
                             meter.push(&f);
                         }
-                        match event {
+                        let clip = match event {
                             Some(VadEvent::SpeechStart { frame: at }) => {
                                 utterance += 1;
                                 self.onsets.fetch_add(1, Ordering::Release);
@@ -119,28 +194,39 @@ impl Listener {
                                     utterance,
                                     at_ms: at * 20,
                                 });
+                                None
+                            }
+                            Some(VadEvent::Pause { first_frame, samples }) => {
+                                said.early.started.insert(utterance, samples.len());
+                                said.early.back.remove(&utterance);
+                                Some(Clip { utterance, kind: JobKind::Final, early: true, start_frame: first_frame, samples })
                             }
                             Some(VadEvent::Utterance { first_frame, samples }) => {
-                                measured.insert(utterance, meter.take());
-                                self.submit(stream, utterance, JobKind::Final, first_frame, samples, &heard_tx);
-                                pending += 1;
+                                said.measured.insert(utterance, meter.take());
+                                self.ended(&mut said, utterance, first_frame, samples).await
                             }
                             Some(VadEvent::Discarded) => {
                                 meter.take();
                                 // A partial of it may still be with a worker: it heard
                                 // noise, and must not be published when it comes back.
-                                finalized = finalized.max(utterance);
+                                said.finalized = said.finalized.max(utterance);
+                                said.early.forget(utterance);
                                 debug!("noise, not speech");
+                                None
                             }
-                            None => {
-                                if let Some((first, audio)) = vad.current() {
-                                    if (frame - speech_start) % PARTIAL_EVERY == 0 {
-                                        let samples = audio.to_vec();
-                                        self.submit(stream, utterance, JobKind::Partial, first, samples, &heard_tx);
-                                        pending += 1;
-                                    }
-                                }
-                            }
+                            None => vad.current().and_then(|(first, audio)| {
+                                ((frame - speech_start) % PARTIAL_EVERY == 0).then(|| Clip {
+                                    utterance,
+                                    kind: JobKind::Partial,
+                                    early: false,
+                                    start_frame: first,
+                                    samples: audio.to_vec(),
+                                })
+                            }),
+                        };
+                        if let Some(clip) = clip {
+                            self.submit(stream, clip, &heard_tx);
+                            pending += 1;
                         }
                     }
                     Ok(_) => {}
@@ -151,52 +237,87 @@ impl Listener {
                         open = false;
                         // The call ended mid-utterance: what was said still counts.
                         if let Some((first, samples)) = vad.flush() {
-                            measured.insert(utterance, meter.take());
-                            self.submit(stream, utterance, JobKind::Final, first, samples, &heard_tx);
-                            pending += 1;
+                            said.measured.insert(utterance, meter.take());
+                            if let Some(clip) = self.ended(&mut said, utterance, first, samples).await {
+                                self.submit(stream, clip, &heard_tx);
+                                pending += 1;
+                            }
                         } else {
                             // Nothing was being said, or it was noise cut short: a partial
-                            // still with a worker has nothing to add.
-                            finalized = finalized.max(utterance);
+                            // still with a worker has nothing to add. (An early final of an
+                            // utterance that did end still counts: it may be on its way.)
+                            said.finalized = said.finalized.max(utterance);
                         }
                     }
                 },
                 Some(heard) = heard_rx.recv() => {
                     pending -= 1;
-                    let (kind, number) = (heard.kind, heard.utterance);
-                    if kind == JobKind::Final {
-                        finalized = finalized.max(number);
-                    } else if number <= finalized {
-                        continue; // a partial overtaken by its final, or of noise
-                    }
-                    let text = self.deliver(heard).await;
-                    if kind == JobKind::Final {
-                        let prosody = measured.remove(&number).unwrap_or_default();
-                        // Only speech moves the mood: nothing heard, or no voice in it
-                        // (a click, line noise at hang-up), says nothing about the caller.
-                        if !text.is_empty() && prosody.pitch_hz > 0.0 {
-                            self.read_mood(&mut mood, &prosody, &text).await;
-                        }
+                    let heard = if heard.early { said.early.arrived(heard) } else { Some(heard) };
+                    if let Some(heard) = heard {
+                        self.take(&mut said, heard).await;
                     }
                 }
             }
         }
     }
 
-    fn submit(
+    /// The detector ended an utterance: the final to start, unless an early one already
+    /// covers it (whose result, if back, is published now).
+    async fn ended(
         &self,
-        stream: u64,
+        said: &mut Said,
         utterance: u32,
-        kind: JobKind,
         start_frame: u64,
         samples: Vec<i16>,
-        heard: &mpsc::UnboundedSender<Heard>,
-    ) {
+    ) -> Option<Clip> {
+        match said.early.ended(utterance, samples.len()) {
+            (true, Some(heard)) => {
+                self.take(said, heard).await;
+                None
+            }
+            (true, None) => None,
+            (false, _) => Some(Clip {
+                utterance,
+                kind: JobKind::Final,
+                early: false,
+                start_frame,
+                samples,
+            }),
+        }
+    }
+
+    /// Publishes a transcript that came back, unless it is stale; a final also moves the
+    /// mood.
+    async fn take(&self, said: &mut Said, heard: Heard) {
+        let (kind, number) = (heard.kind, heard.utterance);
+        if kind == JobKind::Final {
+            said.finalized = said.finalized.max(number);
+        } else if number <= said.finalized {
+            return; // a partial overtaken by its final, or of noise
+        }
+        let ended = said.early.end_time(number).unwrap_or(heard.submitted);
+        let text = self.deliver(heard, ended).await;
+        if kind == JobKind::Final {
+            said.early.forget(number);
+            let prosody = said.measured.remove(&number).unwrap_or_default();
+            // Only speech moves the mood: nothing heard, or no voice in it (a click, line
+            // noise at hang-up), says nothing about the caller.
+            if !text.is_empty() && prosody.pitch_hz > 0.0 {
+                self.read_mood(&mut said.mood, &prosody, &text).await;
+            }
+        }
+    }
+
+    fn submit(&self, stream: u64, clip: Clip, heard: &mpsc::UnboundedSender<Heard>) {
         let heard = heard.clone();
-        let (submitted, audio) = (
-            Instant::now(),
-            Duration::from_millis(samples.len() as u64 / 16),
-        );
+        let Clip {
+            utterance,
+            kind,
+            early,
+            start_frame,
+            samples,
+        } = clip;
+        let (submitted, len) = (Instant::now(), samples.len());
         self.speech.workers.submit(Job {
             stream,
             kind,
@@ -208,7 +329,8 @@ impl Listener {
                     kind,
                     start_frame,
                     submitted,
-                    audio,
+                    len,
+                    early,
                     result,
                 });
             }),
@@ -217,12 +339,13 @@ impl Listener {
 
     /// Publishes a transcript (and records it, if final); returns its text, empty when
     /// nothing was heard.
-    async fn deliver(&self, heard: Heard) -> String {
+    async fn deliver(&self, heard: Heard, ended: Instant) -> String {
         let done = match heard.result {
             Ok(done) => {
-                self.metrics.speech_job(heard.audio, done.ran);
+                let audio = Duration::from_millis(heard.len as u64 / 16);
+                self.metrics.speech_job(audio, done.ran);
                 if heard.kind == JobKind::Final {
-                    self.metrics.observe_speech_final(heard.submitted.elapsed());
+                    self.metrics.observe_speech_final(ended.elapsed());
                 }
                 done
             }
@@ -324,4 +447,71 @@ fn tag(v: &impl serde::Serialize) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_speech::stt::Transcript;
+
+    fn early(utterance: u32, len: usize) -> Heard {
+        Heard {
+            utterance,
+            kind: JobKind::Final,
+            start_frame: 0,
+            submitted: Instant::now(),
+            len,
+            early: true,
+            result: Ok(Done {
+                transcript: Transcript::default(),
+                queued: Duration::ZERO,
+                ran: Duration::ZERO,
+            }),
+        }
+    }
+
+    #[test]
+    fn an_early_final_back_before_its_utterance_ends_is_published_at_the_end() {
+        let mut e = EarlyFinals::default();
+        e.started.insert(1, 100);
+        assert!(
+            e.arrived(early(1, 100)).is_none(),
+            "held until the utterance ends"
+        );
+        let (covered, back) = e.ended(1, 100);
+        assert!(covered);
+        assert_eq!(back.map(|h| h.len), Some(100));
+    }
+
+    #[test]
+    fn an_early_final_back_after_its_utterance_ended_is_published_at_once() {
+        let mut e = EarlyFinals::default();
+        e.started.insert(1, 100);
+        assert!(e.ended(1, 100).0);
+        assert!(e.end_time(1).is_some());
+        assert_eq!(e.arrived(early(1, 100)).map(|h| h.len), Some(100));
+    }
+
+    #[test]
+    fn speech_after_the_pause_makes_the_early_final_stale() {
+        let mut e = EarlyFinals::default();
+        e.started.insert(1, 100);
+        assert!(e.arrived(early(1, 100)).is_none());
+        // The caller went on: the utterance ended longer, and needs its own final.
+        let (covered, back) = e.ended(1, 180);
+        assert!(!covered && back.is_none());
+        assert!(
+            e.arrived(early(1, 100)).is_none(),
+            "a late stale result is dropped"
+        );
+        // A second pause's early final that does match still counts.
+        e.started.insert(2, 50);
+        e.started.insert(2, 90);
+        assert!(
+            e.arrived(early(2, 50)).is_none(),
+            "the first pause's is stale"
+        );
+        assert!(e.ended(2, 90).0);
+        assert!(e.arrived(early(2, 90)).is_some());
+    }
 }

@@ -58,6 +58,10 @@ pub enum VadEvent {
     /// Speech began; `frame` is the index of its first frame (counted from the first frame
     /// fed), pre-roll not included.
     SpeechStart { frame: u64 },
+    /// The speaker paused: the utterance may be over. The audio so far is exactly what
+    /// [`VadEvent::Utterance`] will carry if the pause lasts the hangover, so transcribing
+    /// it now saves the hangover's wait; if speech goes on, the utterance grows instead.
+    Pause { first_frame: u64, samples: Vec<i16> },
     /// An utterance ended: all of its audio, pre-roll included, and the index of the
     /// frame where the audio starts.
     Utterance { first_frame: u64, samples: Vec<i16> },
@@ -193,6 +197,13 @@ impl Vad {
             Some((first, audio)) => {
                 audio.extend_from_slice(samples);
                 let frames = (index + 1 - *first) as usize;
+                // An utterance keeps `preroll_frames` of its quiet tail (see below): at that
+                // point of a pause its audio is what the final would hold.
+                let pause =
+                    (self.quiet_run == self.config.preroll_frames).then(|| VadEvent::Pause {
+                        first_frame: *first,
+                        samples: audio.clone(),
+                    });
                 if self.steady() {
                     // A sound that has not varied for a second is noise: take it as the
                     // new floor and drop what was collected.
@@ -217,7 +228,7 @@ impl Vad {
                     })
                 } else {
                     self.track_floor(level, true);
-                    None
+                    pause.filter(|_| self.sounds_like_speech())
                 }
             }
         };
@@ -362,6 +373,43 @@ mod tests {
         assert!(events.contains(&VadEvent::Discarded));
         // Having learnt the noise, it stays quiet.
         assert!(run(&mut vad, &quiet(200, 3_000.0, &mut noise)).is_empty());
+    }
+
+    #[test]
+    fn a_pause_offers_the_final_audio_early_and_speech_after_it_grows_the_utterance() {
+        let mut noise = Noise(5);
+        let mut vad = Vad::default();
+        let mut frames = quiet(50, 30.0, &mut noise);
+        frames.extend(voice(60, 0, &mut noise));
+        // A short pause inside the utterance, then more speech, then the end.
+        frames.extend(quiet(15, 30.0, &mut noise));
+        frames.extend(voice(40, 75, &mut noise));
+        frames.extend(quiet(60, 30.0, &mut noise));
+        let events = run(&mut vad, &frames);
+        let pauses: Vec<&Vec<i16>> = events
+            .iter()
+            .filter_map(|e| match e {
+                VadEvent::Pause { samples, .. } => Some(samples),
+                _ => None,
+            })
+            .collect();
+        let finals: Vec<&Vec<i16>> = events
+            .iter()
+            .filter_map(|e| match e {
+                VadEvent::Utterance { samples, .. } => Some(samples),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(finals.len(), 1, "one utterance across the short pause");
+        assert_eq!(pauses.len(), 2, "a pause inside, and one at the end");
+        assert!(
+            pauses[0].len() < finals[0].len(),
+            "speech went on after the first"
+        );
+        assert_eq!(
+            pauses[1], finals[0],
+            "the last pause held exactly the final audio"
+        );
     }
 
     #[test]
