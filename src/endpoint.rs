@@ -463,11 +463,10 @@ impl Endpoint {
         if self.legs.len() >= self.config.max_calls {
             return Err(Reject::warn(503, "call limit reached").with(other("Retry-After", "5")));
         }
-        let user = match &req.uri {
-            Uri::Sip(u) => u.user.clone().unwrap_or_default(),
-            Uri::Tel(t) => t.number.clone(),
-            Uri::Other { .. } => return Err(Reject::new(416)),
-        };
+        if matches!(req.uri, Uri::Other { .. }) {
+            return Err(Reject::new(416));
+        }
+        let user = req.uri.user().unwrap_or_default().to_owned();
         if !req.body.is_empty() {
             let ct = req.headers.content_type().unwrap_or("");
             let mime = ct.split(';').next().unwrap_or("").trim();
@@ -558,11 +557,11 @@ impl Endpoint {
         self.shared.metrics.call_started();
         let (events_tx, events_rx) = mpsc::channel(CALL_QUEUE);
         info!(call = %id, plan = %plan.name, from = %from.addr, "new call");
-        let caller = req.headers.from().and_then(|f| match &f.uri {
-            Uri::Sip(u) => u.user.clone(),
-            Uri::Tel(t) => Some(t.number.clone()),
-            Uri::Other { .. } => None,
-        });
+        let caller = req
+            .headers
+            .from()
+            .and_then(|f| f.uri.user())
+            .map(str::to_owned);
         call::spawn(CallSetup {
             id,
             caller,

@@ -118,6 +118,18 @@ pub enum Uri {
     Other { scheme: String, rest: String },
 }
 
+impl Uri {
+    /// Who the URI names: a `sip:` URI's user part or a `tel:` URI's number; `None` for a
+    /// `sip:` URI without a user and for other schemes.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Uri::Sip(u) => u.user.as_deref(),
+            Uri::Tel(t) => Some(&t.number),
+            Uri::Other { .. } => None,
+        }
+    }
+}
+
 /// A `sip:`/`sips:` URI (RFC 3261 §19.1). User and password are stored unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipUri {

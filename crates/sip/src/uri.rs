@@ -404,6 +404,18 @@ impl FromStr for Uri {
 mod tests {
     use super::*;
 
+    #[test]
+    fn user_names_the_sip_user_or_the_tel_number() {
+        let user = |s: &str| s.parse::<Uri>().unwrap().user().map(str::to_owned);
+        assert_eq!(
+            user("sip:+441234@example.com;user=phone"),
+            Some("+441234".into())
+        );
+        assert_eq!(user("tel:+44-20-1234"), Some("+44-20-1234".into()));
+        assert_eq!(user("sip:example.com"), None);
+        assert_eq!(user("urn:service:sos"), None);
+    }
+
     fn sip(s: &str) -> SipUri {
         match parse_uri(s) {
             Ok(Uri::Sip(u)) => u,
