@@ -259,150 +259,136 @@ mod tests {
         }
     }
 
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
+    /// A store holding one fresh context, `c1`.
+    async fn store() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.create(doc("c1")).await.unwrap();
+        store
     }
 
-    #[test]
-    fn writes_make_versioned_events_with_author_and_time() {
-        block_on(async {
-            let store = MemoryStore::new();
-            store.create(doc("c1")).await.unwrap();
-            let made = store
-                .write(
-                    "c1",
-                    Author::Bot,
-                    None,
-                    vec![
-                        intent("block_card", 0.8),
-                        Change::Identity {
-                            verified: true,
-                            method: Some("date_of_birth".into()),
-                            customer_id: Some("cust-7".into()),
-                        },
-                    ],
-                )
-                .await
-                .unwrap();
-            assert_eq!(made.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
-            assert!(made.iter().all(|e| e.author == Author::Bot && e.at_ms > 0));
-            let now = store.get("c1").await.unwrap();
-            assert_eq!(now.version, 2);
-            assert_eq!(now.intent.name.as_deref(), Some("block_card"));
-            assert!(now.identity.verified);
-            let json = serde_json::to_value(&now).unwrap();
-            assert_eq!(json["intent"]["name"], "block_card");
-            assert_eq!(json["identity"]["verified"], true);
-            assert_eq!(json["version"], 2);
-        });
+    #[tokio::test]
+    async fn writes_make_versioned_events_with_author_and_time() {
+        let store = store().await;
+        let made = store
+            .write(
+                "c1",
+                Author::Bot,
+                None,
+                vec![
+                    intent("block_card", 0.8),
+                    Change::Identity {
+                        verified: true,
+                        method: Some("date_of_birth".into()),
+                        customer_id: Some("cust-7".into()),
+                    },
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(made.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
+        assert!(made.iter().all(|e| e.author == Author::Bot && e.at_ms > 0));
+        let now = store.get("c1").await.unwrap();
+        assert_eq!(now.version, 2);
+        assert_eq!(now.intent.name.as_deref(), Some("block_card"));
+        assert!(now.identity.verified);
+        let json = serde_json::to_value(&now).unwrap();
+        assert_eq!(json["intent"]["name"], "block_card");
+        assert_eq!(json["identity"]["verified"], true);
+        assert_eq!(json["version"], 2);
     }
 
-    #[test]
-    fn expected_version_conflicts_when_the_document_moved() {
-        block_on(async {
-            let store = MemoryStore::new();
-            store.create(doc("c1")).await.unwrap();
-            store
-                .write("c1", Author::Bot, Some(0), vec![intent("balance", 0.9)])
-                .await
-                .unwrap();
-            let err = store
-                .write(
-                    "c1",
-                    Author::Agent("a1".into()),
-                    Some(0),
-                    vec![intent("x", 0.1)],
-                )
-                .await
-                .unwrap_err();
-            assert_eq!(
-                err,
-                StoreError::Conflict {
-                    expected: 0,
-                    actual: 1
-                }
-            );
-            assert_eq!(
-                store.get("c1").await.unwrap().intent.name.as_deref(),
-                Some("balance")
-            );
-        });
-    }
-
-    #[test]
-    fn a_bad_change_refuses_the_whole_write() {
-        block_on(async {
-            let store = MemoryStore::new();
-            store.create(doc("c1")).await.unwrap();
-            let err = store
-                .write(
-                    "c1",
-                    Author::Bot,
-                    None,
-                    vec![intent("ok", 0.5), intent("too_sure", 1.5)],
-                )
-                .await
-                .unwrap_err();
-            assert!(matches!(err, StoreError::Invalid { index: 1, .. }), "{err}");
-            assert!(err.to_string().contains("confidence"), "{err}");
-            assert_eq!(store.get("c1").await.unwrap().version, 0);
-        });
-    }
-
-    #[test]
-    fn readers_catch_up_from_any_version_then_follow_live() {
-        block_on(async {
-            let store = MemoryStore::new();
-            store.create(doc("c1")).await.unwrap();
-            for i in 0..5 {
-                store
-                    .write(
-                        "c1",
-                        Author::System,
-                        None,
-                        vec![Change::BotStep {
-                            step: format!("s{i}"),
-                        }],
-                    )
-                    .await
-                    .unwrap();
+    #[tokio::test]
+    async fn expected_version_conflicts_when_the_document_moved() {
+        let store = store().await;
+        store
+            .write("c1", Author::Bot, Some(0), vec![intent("balance", 0.9)])
+            .await
+            .unwrap();
+        let err = store
+            .write(
+                "c1",
+                Author::Agent("a1".into()),
+                Some(0),
+                vec![intent("x", 0.1)],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Conflict {
+                expected: 0,
+                actual: 1
             }
-            let mut sub = store.subscribe("c1", 3).await.unwrap();
-            assert_eq!(
-                sub.backlog.iter().map(|e| e.version).collect::<Vec<_>>(),
-                [4, 5]
-            );
-            store
-                .write("c1", Author::Bot, None, vec![Change::BotReprompt])
-                .await
-                .unwrap();
-            assert_eq!(sub.live.recv().await.unwrap().version, 6);
-            assert_eq!(store.events("c1", 5).await.unwrap().len(), 1);
-            assert!(store.events("c1", 6).await.unwrap().is_empty());
-        });
+        );
+        assert_eq!(
+            store.get("c1").await.unwrap().intent.name.as_deref(),
+            Some("balance")
+        );
     }
 
-    #[test]
-    fn ended_contexts_stay_readable_up_to_a_bound() {
-        block_on(async {
-            let store = MemoryStore::new();
-            for i in 0..ENDED_KEPT + 3 {
-                let id = format!("c{i}");
-                store.create(doc(&id)).await.unwrap();
-                store.close(&id).await.unwrap();
-                store.close(&id).await.unwrap();
-            }
-            assert!(store.get("c2").await.is_err());
-            assert!(store.get("c3").await.is_ok());
-            assert_eq!(
-                store.calls.lock().unwrap().live.len(),
-                ENDED_KEPT,
-                "memory stays bounded"
-            );
-        });
+    #[tokio::test]
+    async fn a_bad_change_refuses_the_whole_write() {
+        let store = store().await;
+        let err = store
+            .write(
+                "c1",
+                Author::Bot,
+                None,
+                vec![intent("ok", 0.5), intent("too_sure", 1.5)],
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { index: 1, .. }), "{err}");
+        assert!(err.to_string().contains("confidence"), "{err}");
+        assert_eq!(store.get("c1").await.unwrap().version, 0);
+    }
+
+    #[tokio::test]
+    async fn readers_catch_up_from_any_version_then_follow_live() {
+        let store = store().await;
+        for i in 0..5 {
+            store
+                .write(
+                    "c1",
+                    Author::System,
+                    None,
+                    vec![Change::BotStep {
+                        step: format!("s{i}"),
+                    }],
+                )
+                .await
+                .unwrap();
+        }
+        let mut sub = store.subscribe("c1", 3).await.unwrap();
+        assert_eq!(
+            sub.backlog.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        store
+            .write("c1", Author::Bot, None, vec![Change::BotReprompt])
+            .await
+            .unwrap();
+        assert_eq!(sub.live.recv().await.unwrap().version, 6);
+        assert_eq!(store.events("c1", 5).await.unwrap().len(), 1);
+        assert!(store.events("c1", 6).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ended_contexts_stay_readable_up_to_a_bound() {
+        let store = MemoryStore::new();
+        for i in 0..ENDED_KEPT + 3 {
+            let id = format!("c{i}");
+            store.create(doc(&id)).await.unwrap();
+            store.close(&id).await.unwrap();
+            store.close(&id).await.unwrap();
+        }
+        assert!(store.get("c2").await.is_err());
+        assert!(store.get("c3").await.is_ok());
+        assert_eq!(
+            store.calls.lock().unwrap().live.len(),
+            ENDED_KEPT,
+            "memory stays bounded"
+        );
     }
 
     #[test]
