@@ -102,10 +102,7 @@ async fn list_calls(
     Json(calls).into_response()
 }
 
-async fn get_call(State(s): State<ApiState>, client: Client, Path(id): Path<String>) -> Response {
-    if let Err(denied) = client.may_see(&s, &id).await {
-        return denied;
-    }
+async fn get_call(State(s): State<ApiState>, Visible { id, .. }: Visible) -> Response {
     match s.calls.get(&id) {
         Some(call) => Json(call).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("no call with id {id:?}")),
@@ -115,14 +112,7 @@ async fn get_call(State(s): State<ApiState>, client: Client, Path(id): Path<Stri
 /// The live events of an active call as Server-Sent Events (`speech_started`,
 /// `transcript`, `vibe`), until the call ends; a subscriber too slow to keep up gets a `lagged`
 /// event saying how many it missed.
-async fn call_events(
-    State(s): State<ApiState>,
-    client: Client,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(denied) = client.may_see(&s, &id).await {
-        return denied;
-    }
+async fn call_events(State(s): State<ApiState>, Visible { id, .. }: Visible) -> Response {
     let Some(rx) = s.calls.subscribe_notices(&id) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -160,14 +150,7 @@ async fn context_schema(_client: Client) -> Response {
 }
 
 /// A call's context as it is now; during the call and after it.
-async fn get_context(
-    State(s): State<ApiState>,
-    client: Client,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(denied) = client.may_see(&s, &id).await {
-        return denied;
-    }
+async fn get_context(State(s): State<ApiState>, Visible { id, .. }: Visible) -> Response {
     match s.contexts.get(&id).await {
         Ok(doc) => Json(doc).into_response(),
         Err(e) => store_error(&e),
@@ -184,13 +167,9 @@ struct SinceQuery {
 /// The context's events after version `since` (0: all that are kept).
 async fn context_events(
     State(s): State<ApiState>,
-    client: Client,
-    Path(id): Path<String>,
+    Visible { id, .. }: Visible,
     Query(q): Query<SinceQuery>,
 ) -> Response {
-    if let Err(denied) = client.may_see(&s, &id).await {
-        return denied;
-    }
     match s.contexts.events(&id, q.since).await {
         Ok(events) => Json(events).into_response(),
         Err(e) => store_error(&e),
@@ -211,13 +190,9 @@ const MAX_PATCH_CHANGES: usize = 64;
 
 async fn patch_context(
     State(s): State<ApiState>,
-    client: Client,
-    Path(id): Path<String>,
+    Visible { client, id }: Visible,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(denied) = client.may_see(&s, &id).await {
-        return denied;
-    }
     let patch: Patch = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
@@ -252,13 +227,9 @@ async fn patch_context(
 /// reader that falls behind gets a fresh snapshot. Read-only: writes go through PATCH.
 async fn context_live(
     State(s): State<ApiState>,
-    client: Client,
-    Path(id): Path<String>,
+    Visible { id, .. }: Visible,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(denied) = client.may_see(&s, &id).await {
-        return denied;
-    }
     if let Err(e) = s.contexts.get(&id).await {
         return store_error(&e);
     }
@@ -359,6 +330,26 @@ impl Client {
             Client::Token(Role::Agent(id)) => Author::Agent(id.clone()),
             Client::Token(Role::Admin) => Author::System,
         }
+    }
+}
+
+/// A call the client may see, from the `{id}` of the path: refused (403) before the
+/// handler runs otherwise.
+pub struct Visible {
+    client: Client,
+    id: String,
+}
+
+impl FromRequestParts<ApiState> for Visible {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Visible, Response> {
+        let client = Client::from_request_parts(parts, s).await?;
+        let Path(id) = Path::<String>::from_request_parts(parts, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        client.may_see(s, &id).await?;
+        Ok(Visible { client, id })
     }
 }
 

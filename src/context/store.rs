@@ -3,6 +3,7 @@
 
 use super::change::{Author, Change, ChangeError, Event};
 use super::document::Context;
+use crate::calls::lock;
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -163,7 +164,7 @@ impl MemoryStore {
         call_id: &str,
         f: impl FnOnce(&mut Live) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = lock(&self.calls);
         let live = calls
             .live
             .get_mut(call_id)
@@ -182,7 +183,7 @@ pub fn now_ms() -> u64 {
 #[async_trait]
 impl ContextStore for MemoryStore {
     async fn create(&self, doc: Context) -> Result<(), StoreError> {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = lock(&self.calls);
         if calls.live.contains_key(&doc.call_id) {
             return Err(StoreError::Exists(doc.call_id));
         }
@@ -221,7 +222,7 @@ impl ContextStore for MemoryStore {
     }
 
     async fn close(&self, call_id: &str) -> Result<(), StoreError> {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let mut calls = lock(&self.calls);
         if !calls.live.contains_key(call_id) {
             return Err(StoreError::NotFound(call_id.to_owned()));
         }
