@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{caller_audio, http_request, listen_plan, Baton, Sipp, Transport};
+use common::{caller_audio, http_request, listen_plan, talk_to_listen, Baton, Transport};
 use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
@@ -71,18 +71,8 @@ fn has_final(frames: &[Value]) -> bool {
 /// Starts a call to `listen` speaking `text`; returns the running SIPp and baton's call id.
 fn call(baton: &Baton, text: &str) -> (common::SippProcess, String) {
     let audio = caller_audio(&baton.dir, "caller", text, 1.0);
-    let millis = ((audio.total_secs() + 2.5) * 1000.0) as u64;
-    let sipp = Sipp::new(baton, "uac_audio.xml", Transport::Udp)
-        .user("listen")
-        .var("AUDIO", audio.path.display())
-        .var("MILLIS", millis)
-        .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
-        .spawn();
-    baton.wait_state(&sipp.call_id, "active", Duration::from_secs(10));
-    let id = baton.call(&sipp.call_id).expect("listed")["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let sipp = talk_to_listen(baton, Transport::Udp, &audio);
+    let id = baton.active_call_id(&sipp.call_id);
     (sipp, id)
 }
 

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    caller_audio, caller_conversation, listen_plan, read_event_stream, Baton, CallerAudio, Sipp,
-    Transport, AGITATED_VOICE, CALM_VOICE,
+    caller_audio, caller_conversation, listen_plan, read_event_stream, talk_to_listen, Baton,
+    CallerAudio, Sipp, Transport, AGITATED_VOICE, CALM_VOICE,
 };
 use serde_json::Value;
 use std::thread;
@@ -21,18 +21,8 @@ fn converse(
     audio: &CallerAudio,
     utterances: usize,
 ) -> (Value, String) {
-    let millis = ((audio.total_secs() + 2.5) * 1000.0) as u64;
-    let sipp = Sipp::new(baton, "uac_audio.xml", transport)
-        .user("listen")
-        .var("AUDIO", audio.path.display())
-        .var("MILLIS", millis)
-        .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
-        .spawn();
-    baton.wait_state(&sipp.call_id, "active", Duration::from_secs(10));
-    let id = baton.call(&sipp.call_id).expect("listed")["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let sipp = talk_to_listen(baton, transport, audio);
+    let id = baton.active_call_id(&sipp.call_id);
     let http = baton.http;
     let events = thread::spawn(move || {
         read_event_stream(

@@ -119,11 +119,7 @@ fn listen_to(baton: &Baton, sipp: Sipp, call_ms: u64) -> Heard {
         .user("listen")
         .timeout(Duration::from_millis(call_ms) + Duration::from_secs(20))
         .spawn();
-    baton.wait_state(&sipp.call_id, "active", Duration::from_secs(10));
-    let id = baton.call(&sipp.call_id).expect("listed")["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let id = baton.active_call_id(&sipp.call_id);
     let http = baton.http;
     let limit = Duration::from_millis(call_ms) + Duration::from_secs(60);
     let events =

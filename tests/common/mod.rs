@@ -392,6 +392,16 @@ impl Baton {
         );
     }
 
+    /// baton's id of the call whose SIP Call-ID is `sip_call_id`, once it is active
+    /// (within 10 s).
+    pub fn active_call_id(&self, sip_call_id: &str) -> String {
+        self.wait_state(sip_call_id, "active", Duration::from_secs(10));
+        self.call(sip_call_id).expect("listed")["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    }
+
     /// The recording a call lists whose file name ends with `suffix` (`-in.wav`, `-out.wav`).
     pub fn recording(&self, call: &Value, suffix: &str) -> PathBuf {
         let id = call["id"].as_str().expect("call id");
@@ -1473,4 +1483,16 @@ impl Baton {
 /// with `hints` as its speech hints: what its callers are expected to say.
 pub fn listen_plan(hints: &str) -> String {
     format!("name = \"listen\"\nmatch = [\"listen\"]\nspeech_hints = \"{hints}\"\n\n[[step]]\necho = {{}}\n")
+}
+
+/// Starts a SIPp caller to the `listen` plan (see [`listen_plan`]) who says `audio` and
+/// hangs up 2.5 s after it ends.
+pub fn talk_to_listen(baton: &Baton, transport: Transport, audio: &CallerAudio) -> SippProcess {
+    let millis = ((audio.total_secs() + 2.5) * 1000.0) as u64;
+    Sipp::new(baton, "uac_audio.xml", transport)
+        .user("listen")
+        .var("AUDIO", audio.path.display())
+        .var("MILLIS", millis)
+        .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
+        .spawn()
 }
