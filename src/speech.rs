@@ -116,14 +116,21 @@ struct Said {
 struct EarlyFinals {
     /// Utterance → samples its newest early final was started with.
     started: HashMap<u32, usize>,
-    /// Utterance → samples it ended with and when, for utterances whose early final
-    /// stands in for the final.
-    ended: HashMap<u32, (usize, Instant)>,
-    /// Early results back before their utterance ended.
+    /// Utterance → when the detector ended it, for utterances whose early final stands in
+    /// for the final (they ended with the samples in `started`).
+    ended: HashMap<u32, Instant>,
+    /// Early results back before their utterance ended (of the samples in `started`: a
+    /// new pause clears them).
     back: HashMap<u32, Heard>,
 }
 
 impl EarlyFinals {
+    /// An early final of `utterance` starts with `len` samples; earlier ones are stale.
+    fn start(&mut self, utterance: u32, len: usize) {
+        self.started.insert(utterance, len);
+        self.back.remove(&utterance);
+    }
+
     /// The utterance ended with `len` samples: true if its early final covers exactly
     /// that (no new final needed), with the result if it is already back.
     fn ended(&mut self, utterance: u32, len: usize) -> (bool, Option<Heard>) {
@@ -131,9 +138,8 @@ impl EarlyFinals {
             self.forget(utterance);
             return (false, None);
         }
-        self.ended.insert(utterance, (len, Instant::now()));
-        let back = self.back.remove(&utterance).filter(|h| h.len == len);
-        (true, back)
+        self.ended.insert(utterance, Instant::now());
+        (true, self.back.remove(&utterance))
     }
 
     /// An early result came back: returned if it is the final now, kept if its
@@ -143,18 +149,16 @@ impl EarlyFinals {
         if self.started.get(&n) != Some(&heard.len) {
             return None;
         }
-        match self.ended.get(&n) {
-            Some(&(len, _)) if len == heard.len => Some(heard),
-            _ => {
-                self.back.insert(n, heard);
-                None
-            }
+        if self.ended.contains_key(&n) {
+            return Some(heard);
         }
+        self.back.insert(n, heard);
+        None
     }
 
     /// When the detector ended `utterance`, if its early final stands in for the final.
     fn end_time(&self, utterance: u32) -> Option<Instant> {
-        self.ended.get(&utterance).map(|&(_, at)| at)
+        self.ended.get(&utterance).copied()
     }
 
     fn forget(&mut self, utterance: u32) {
@@ -197,8 +201,7 @@ impl Listener {
                                 None
                             }
                             Some(VadEvent::Pause { first_frame, samples }) => {
-                                said.early.started.insert(utterance, samples.len());
-                                said.early.back.remove(&utterance);
+                                said.early.start(utterance, samples.len());
                                 Some(Clip { utterance, kind: JobKind::Final, early: true, start_frame: first_frame, samples })
                             }
                             Some(VadEvent::Utterance { first_frame, samples }) => {
@@ -473,7 +476,7 @@ mod tests {
     #[test]
     fn an_early_final_back_before_its_utterance_ends_is_published_at_the_end() {
         let mut e = EarlyFinals::default();
-        e.started.insert(1, 100);
+        e.start(1, 100);
         assert!(
             e.arrived(early(1, 100)).is_none(),
             "held until the utterance ends"
@@ -486,7 +489,7 @@ mod tests {
     #[test]
     fn an_early_final_back_after_its_utterance_ended_is_published_at_once() {
         let mut e = EarlyFinals::default();
-        e.started.insert(1, 100);
+        e.start(1, 100);
         assert!(e.ended(1, 100).0);
         assert!(e.end_time(1).is_some());
         assert_eq!(e.arrived(early(1, 100)).map(|h| h.len), Some(100));
@@ -495,7 +498,7 @@ mod tests {
     #[test]
     fn speech_after_the_pause_makes_the_early_final_stale() {
         let mut e = EarlyFinals::default();
-        e.started.insert(1, 100);
+        e.start(1, 100);
         assert!(e.arrived(early(1, 100)).is_none());
         // The caller went on: the utterance ended longer, and needs its own final.
         let (covered, back) = e.ended(1, 180);
@@ -505,8 +508,8 @@ mod tests {
             "a late stale result is dropped"
         );
         // A second pause's early final that does match still counts.
-        e.started.insert(2, 50);
-        e.started.insert(2, 90);
+        e.start(2, 50);
+        e.start(2, 90);
         assert!(
             e.arrived(early(2, 50)).is_none(),
             "the first pause's is stale"
