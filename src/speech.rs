@@ -432,24 +432,16 @@ impl Listener {
         );
         calls::lock(&self.info).vibe = Some(vibe.clone());
         self.remember(Change::Vibe {
-            label: tag(&vibe.label),
+            label: vibe.label.as_str().to_owned(),
             arousal: vibe.arousal.clamp(0.0, 1.0),
             valence: vibe.valence.clamp(-1.0, 1.0),
-            trend: tag(&vibe.trend),
+            trend: vibe.trend.as_str().to_owned(),
             evidence: vibe.evidence.iter().take(16).cloned().collect(),
             utterance: vibe.utterance,
         })
         .await;
         let _ = self.notices.send(CallNotice::Vibe(vibe));
     }
-}
-
-/// The snake_case name serde gives a label or trend, as the context stores it.
-fn tag(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

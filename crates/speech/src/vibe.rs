@@ -21,6 +21,20 @@ pub enum VibeLabel {
     Confused,
 }
 
+impl VibeLabel {
+    /// The label's name, as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VibeLabel::Calm => "calm",
+            VibeLabel::Neutral => "neutral",
+            VibeLabel::Anxious => "anxious",
+            VibeLabel::Frustrated => "frustrated",
+            VibeLabel::Angry => "angry",
+            VibeLabel::Confused => "confused",
+        }
+    }
+}
+
 /// Where the mood is heading over the last utterances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +42,17 @@ pub enum Trend {
     Steady,
     Improving,
     Deteriorating,
+}
+
+impl Trend {
+    /// The trend's name, as it is serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trend::Steady => "steady",
+            Trend::Improving => "improving",
+            Trend::Deteriorating => "deteriorating",
+        }
+    }
 }
 
 /// The mood after an utterance, with why.
@@ -359,6 +384,17 @@ fn average(ps: &[Prosody]) -> Norms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_variants_in_snake_case_as_serialized() {
+        use VibeLabel::*;
+        for l in [Calm, Neutral, Anxious, Frustrated, Angry, Confused] {
+            assert_eq!(l.as_str(), format!("{l:?}").to_lowercase());
+        }
+        for t in [Trend::Steady, Trend::Improving, Trend::Deteriorating] {
+            assert_eq!(t.as_str(), format!("{t:?}").to_lowercase());
+        }
+    }
 
     fn calm() -> Prosody {
         Prosody {
