@@ -7,6 +7,7 @@
 //! waiting, so under overload partials thin out and latency grows while finals still come.
 
 use std::collections::VecDeque;
+use std::ffi::{c_int, c_void};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+    WhisperSysContext, WhisperSysState, WhisperTokenData, WhisperTokenId,
 };
 
 use crate::SAMPLE_RATE;
@@ -496,6 +498,20 @@ pub fn transcribe(
     // bounds the time a decoding loop (see `drop_decoding_loop`) can waste.
     let budget = (secs * MAX_TOKENS_PER_SEC) as usize + MAX_TOKENS_SLACK;
     params.set_max_tokens(budget as i32);
+    // No temperature fallback: it decodes the clip again, up to five times, whenever the
+    // first pass looks repetitive or unsure, which made one final in ten take three times
+    // as long. Loops are stopped by `stop_decoding_loops` instead.
+    params.set_temperature_inc(0.0);
+    let guard = LoopGuard {
+        eot: model.ctx.token_eot(),
+        n_vocab: usize::try_from(model.ctx.n_vocab()).unwrap_or(0),
+    };
+    // SAFETY: `stop_decoding_loops` reads the user data as a `LoopGuard`, which lives on
+    // this stack frame until `full` below has returned.
+    unsafe {
+        params.set_filter_logits_callback(Some(stop_decoding_loops));
+        params.set_filter_logits_callback_user_data(&guard as *const LoopGuard as *mut c_void);
+    }
     if !prompt.is_empty() {
         params.set_initial_prompt(prompt);
     }
@@ -552,6 +568,74 @@ pub fn transcribe(
         probs.iter().sum::<f32>() / probs.len() as f32
     };
     Ok(t)
+}
+
+/// Length of a run of text tokens that, seen a second time in one clip, is taken for a
+/// decoding loop: a sentence or more. Short repeats ("thank you, thank you") are things
+/// people say and stay far below it.
+const LOOP_TOKENS: usize = 8;
+
+/// What the logits filter needs to end a decoding loop.
+struct LoopGuard {
+    eot: WhisperTokenId,
+    n_vocab: usize,
+}
+
+/// Whether the text tokens end with [`LOOP_TOKENS`] tokens that appeared, in the same
+/// order, earlier in the text: whisper has started over, whether on the whole clip or on
+/// its last sentence, and whether or not the first copy differed in its last words.
+fn ends_in_loop(tokens: &[WhisperTokenId]) -> bool {
+    let Some(start) = tokens.len().checked_sub(LOOP_TOKENS) else {
+        return false;
+    };
+    let tail = &tokens[start..];
+    // Every earlier start: the windows of all tokens but the last.
+    tokens[..tokens.len() - 1]
+        .windows(LOOP_TOKENS)
+        .any(|w| w == tail)
+}
+
+/// whisper.cpp's logits filter, called before each token is chosen: once the text has
+/// started over (see [`drop_decoding_loop`]), only the end of text may follow. A loop
+/// otherwise runs until the token budget is spent, which made the slowest finals several
+/// times slower than the rest.
+unsafe extern "C" fn stop_decoding_loops(
+    _ctx: *mut WhisperSysContext,
+    _state: *mut WhisperSysState,
+    tokens: *const WhisperTokenData,
+    n_tokens: c_int,
+    logits: *mut f32,
+    user_data: *mut c_void,
+) {
+    let Ok(n_tokens) = usize::try_from(n_tokens) else {
+        return;
+    };
+    if tokens.is_null() || logits.is_null() || user_data.is_null() || n_tokens == 0 {
+        return;
+    }
+    // SAFETY: whisper.cpp passes the decoder's `n_tokens` tokens and its logits, one per
+    // vocabulary entry; the user data is the `LoopGuard` that `transcribe` set.
+    let (guard, tokens) = unsafe {
+        (
+            &*(user_data as *const LoopGuard),
+            std::slice::from_raw_parts(tokens, n_tokens),
+        )
+    };
+    let text: Vec<WhisperTokenId> = tokens
+        .iter()
+        .map(|t| t.id)
+        .filter(|&id| id < guard.eot)
+        .collect();
+    if !ends_in_loop(&text) {
+        return;
+    }
+    // SAFETY: as above.
+    let logits = unsafe { std::slice::from_raw_parts_mut(logits, guard.n_vocab) };
+    for (id, logit) in logits.iter_mut().enumerate() {
+        if id != guard.eot as usize {
+            *logit = f32::NEG_INFINITY;
+        }
+    }
 }
 
 /// Shortest repeated run of words taken for a decoding loop; shorter repeats ("no, no",
@@ -641,6 +725,10 @@ mod tests {
             "I need a payment."
         );
         assert_eq!(
+            unloop("I want to speak to a human agent. Please. I want to speak to a human agent. Please."),
+            "I want to speak to a human agent. Please."
+        );
+        assert_eq!(
             unloop("Please block my card. It was stolen yesterday. It was stolen yesterday."),
             "Please block my card. It was stolen yesterday."
         );
@@ -656,6 +744,29 @@ mod tests {
             ),
             "Hello I am calling about my card."
         );
+    }
+
+    #[test]
+    fn decoding_stops_once_the_text_starts_over() {
+        // A sentence of ten tokens, said again from its start.
+        let sentence: Vec<i32> = (10..20).collect();
+        let mut tokens = sentence.clone();
+        for (i, &t) in sentence.iter().take(LOOP_TOKENS).enumerate() {
+            assert!(
+                !ends_in_loop(&tokens),
+                "stopped after {i} tokens of the repeat"
+            );
+            tokens.push(t);
+        }
+        assert!(ends_in_loop(&tokens));
+        // A short sentence repeated back to back: caught once a run of the loop's length recurs.
+        let short = [1, 2, 3, 4, 5];
+        let looped: Vec<i32> = short.iter().cycle().take(13).copied().collect();
+        assert!(ends_in_loop(&looped));
+        assert!(!ends_in_loop(&looped[..12]));
+        // Short repeats are speech: "thank you thank you thank you".
+        assert!(!ends_in_loop(&[1, 2, 1, 2, 1, 2, 1]));
+        assert!(!ends_in_loop(&[]));
     }
 
     #[test]

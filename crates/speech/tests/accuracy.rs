@@ -34,7 +34,10 @@ fn score(workers: &SpeechWorkers, clips: &[Vec<i16>], hints: &str, label: &str) 
         ran.push(done.ran);
         let heard = done.transcript.text;
         let e = word_errors(reference, &heard);
-        println!("{label}: {e} errors: {reference:?} -> {heard:?}");
+        println!(
+            "{label}: {e} errors in {:?}: {reference:?} -> {heard:?}",
+            done.ran
+        );
         errors += e;
         total += words(reference).len();
     }
