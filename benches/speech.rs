@@ -2,11 +2,11 @@
 //! while B other calls stream a tone, and the bench measures, per talker sentence, the time
 //! from the end of speech to the final transcript on the call's event stream.
 //!
-//! The bench is the caller. It places T calls to the shipped `bank` plan (welcome prompt,
-//! tone, then recording; it sets no speech hints) and B calls to the `echo` plan over its
+//! The bench is the caller. It places T calls to the shipped `record` plan (prompt, tone,
+//! then recording; it sets no speech hints) and B calls to the `echo` plan over its
 //! own SIP/UDP user agent, then sends one 20 ms PCMU packet per call every 20 ms from a few
 //! paced threads. Background calls carry a 400 Hz tone throughout. After a warm-up that
-//! covers the bank prompt, each talker says `BENCH_SPEECH_TURNS` of the twelve bank
+//! covers the plan's prompt, each talker says `BENCH_SPEECH_TURNS` of the twelve bank
 //! sentences (espeak-ng, `-v en-us -s 150`, encoded to 8 kHz µ-law by baton's own G.711
 //! encoder, leading and trailing silence cut), a different sentence each turn and talker,
 //! with `BENCH_SPEECH_GAP_MS` of digital silence between them; talkers are staggered evenly
@@ -27,7 +27,7 @@
 //! `1,5,10,15,20`), `BENCH_SPEECH_BACKGROUND` (B, default 100), `BENCH_SPEECH_TURNS`
 //! (sentences per talker, default 6), `BENCH_SPEECH_GAP_MS` (silence between sentences,
 //! default 1000), `BENCH_SPEECH_WARMUP_SECS` (streaming before the first sentence,
-//! default 9: the bank plan's 7.6 s prompt and its tone), `BENCH_SPEECH_WAIT_SECS` (the
+//! default 9: the record plan's 5.6 s prompt and its tone), `BENCH_SPEECH_WAIT_SECS` (the
 //! longest wait for finals after the last sentence, default 60), `BENCH_SPEECH_NOISE_DB`
 //! (white line noise at this level, dBFS RMS, instead of digital silence between
 //! sentences, e.g. `-65`). Needs `make model`, espeak-ng and sox.
@@ -509,7 +509,7 @@ fn run_step(dir: &Path, voice: &Arc<Voice>, talkers: usize, params: &Params) -> 
     let sockets: Vec<UdpSocket> = (0..SENDERS).map(|_| rtp_socket()).collect();
     let offers: Vec<Offer> = (0..n)
         .map(|i| Offer {
-            user: if i < talkers { "bank" } else { "echo" }.to_owned(),
+            user: if i < talkers { "record" } else { "echo" }.to_owned(),
             rtp_port: sockets[i % SENDERS].local_addr().map_or(0, |a| a.port()),
         })
         .collect();
@@ -664,7 +664,7 @@ fn run_step(dir: &Path, voice: &Arc<Voice>, talkers: usize, params: &Params) -> 
         .into_iter()
         .map(|p| format!("baton log: {p}"))
         .collect();
-    // The bank plan records every talker: megabytes a step that nothing reads.
+    // The record plan records every talker: megabytes a step that nothing reads.
     let _ = std::fs::remove_dir_all(dir.join("data").join("recordings"));
     step
 }

@@ -29,6 +29,9 @@ speak record-after-tone.wav \
   "Please leave your message after the tone. Press the hash key when you have finished."
 speak echo-welcome.wav \
   "This is the echo test. After the tone, everything you say will be played back to you."
+# What a caller hears when text to speech fails, instead of silence.
+speak tts-fallback.wav \
+  "One moment, please."
 
 # A 400 ms 1 kHz tone with 10 ms ramps, so it clicks neither in nor out.
 sox -n "${out[@]}" beep.wav synth 0.4 sine 1000 fade 0.01 0.4 0.01 vol 0.5
@@ -49,6 +52,6 @@ chord f 174.61 220.00 261.63 87.31
 chord g 196.00 246.94 293.66 98.00
 sox -D "$tmp/c.wav" "$tmp/am.wav" "$tmp/f.wav" "$tmp/g.wav" "${out[@]}" hold-music.wav
 
-for f in bank-welcome.wav record-after-tone.wav echo-welcome.wav beep.wav hold-music.wav; do
+for f in bank-welcome.wav record-after-tone.wav echo-welcome.wav tts-fallback.wav beep.wav hold-music.wav; do
   printf '%-22s %6.2f s %7d bytes\n' "$f" "$(soxi -D "$f")" "$(stat -c %s "$f")"
 done

@@ -399,6 +399,7 @@ fn store_error(e: &StoreError) -> Response {
         StoreError::Exists(_) | StoreError::Conflict { .. } => StatusCode::CONFLICT,
         StoreError::Gone { .. } => StatusCode::GONE,
         StoreError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     error(status, &e.to_string())
 }

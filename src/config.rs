@@ -29,6 +29,9 @@ pub struct Config {
     pub media: PathBuf,
     /// `data`: where baton writes; recordings go to `data/recordings/`.
     pub data: PathBuf,
+    /// `context_db`: the SQLite file that keeps ended calls' contexts; `None` for
+    /// `baton.sqlite` in `data` (see [`Config::context_db_path`]).
+    pub context_db: Option<PathBuf>,
     /// `public_ip`: the address put in SDP and Contact when listening on 0.0.0.0.
     pub public_ip: Option<IpAddr>,
     /// `rtp_inactivity_secs`: a call with no RTP received for this long is hung up.
@@ -48,7 +51,43 @@ pub struct Config {
     /// `[[api_token]]`: who may use the HTTP API; with none, the API listens on loopback
     /// only and asks for no token.
     pub api_tokens: Vec<ApiToken>,
+    /// `[tts]`: text to speech for `say` steps and the bot.
+    pub tts: TtsConfig,
 }
+
+/// How text is turned into speech: the espeak-ng program and its voice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtsConfig {
+    /// `tts.command`: the espeak-ng program, a name looked up in `PATH` or a path.
+    pub command: PathBuf,
+    /// `tts.voice`: an espeak-ng voice such as `en-gb` or `en-us+f3`.
+    pub voice: String,
+    /// `tts.speed`: words per minute.
+    pub speed: u32,
+    /// `tts.timeout_secs`: a render that takes longer is killed and the fallback played.
+    pub timeout: Duration,
+    /// `tts.cache_mb`: rendered audio kept in memory, in bytes; 0 keeps none.
+    pub cache_bytes: usize,
+}
+
+impl Default for TtsConfig {
+    fn default() -> Self {
+        TtsConfig {
+            command: PathBuf::from("espeak-ng"),
+            voice: "en-gb".to_owned(),
+            speed: 160,
+            timeout: Duration::from_secs(5),
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Speeds espeak-ng accepts, in words per minute.
+const TTS_SPEEDS: std::ops::RangeInclusive<u32> = 80..=450;
+/// Longest TTS timeout: a sentence renders in well under a second, so a minute is broken.
+const MAX_TTS_TIMEOUT_SECS: u64 = 60;
+/// Largest TTS cache: 4 GiB of audio is about 37 hours at 16 kHz.
+const MAX_TTS_CACHE_MB: u32 = 4096;
 
 /// A bearer token for the HTTP API and what it may do.
 #[derive(Clone, PartialEq)]
@@ -170,6 +209,7 @@ impl Default for Config {
             dialplans: PathBuf::from("dialplans"),
             media: PathBuf::from("media"),
             data: PathBuf::from("data"),
+            context_db: None,
             public_ip: None,
             rtp_inactivity: Duration::from_secs(30),
             invite_rate_limit: Some(DEFAULT_RATE_LIMIT),
@@ -179,6 +219,7 @@ impl Default for Config {
             speech_model: PathBuf::from("models/ggml-tiny.en.bin"),
             speech_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             api_tokens: Vec::new(),
+            tts: TtsConfig::default(),
         }
     }
 }
@@ -194,6 +235,7 @@ rtp_ports = "20000-30000"     # even ports carry RTP, the odd one above RTCP
 dialplans = "dialplans"       # dialplan files (*.toml)
 media = "media"               # prompts and hold music (WAV)
 data = "data"                 # recordings go to data/recordings/
+# context_db = "data/baton.sqlite"  # ended calls' contexts (SQLite); default: in data
 # public_ip = "203.0.113.10"  # address for SDP and Contact when sip is 0.0.0.0
 rtp_inactivity_secs = 30      # hang up a call that sends no RTP for this long
 shutdown_grace_secs = 30      # on shutdown, wait this long for calls to end
@@ -212,6 +254,13 @@ speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model insta
 [invite_rate_limit]           # per source address; per_source_per_sec = 0 disables
 per_source_per_sec = 200       # a carrier trunk is one source: size this to its peak
 burst = 400
+
+[tts]                         # text to speech for `say` steps and the bot
+command = "espeak-ng"         # the espeak-ng program; when it fails, media/tts-fallback.wav plays
+voice = "en-gb"               # an espeak-ng voice (espeak-ng --voices), e.g. "en-us"
+speed = 160                   # words per minute, 80 to 450
+timeout_secs = 5              # a render taking longer is killed (1 to 60)
+cache_mb = 64                 # rendered speech kept in memory (0 to 4096; 0: none)
 "#;
 
     /// Reads and checks a config file; keys it does not set keep their defaults.
@@ -262,6 +311,14 @@ burst = 400
     pub fn recordings_dir(&self) -> PathBuf {
         self.data.join("recordings")
     }
+
+    /// The SQLite file of ended calls' contexts: `context_db`, or `baton.sqlite` in the
+    /// data directory, so that `--data` moves it along with the recordings.
+    pub fn context_db_path(&self) -> PathBuf {
+        self.context_db
+            .clone()
+            .unwrap_or_else(|| self.data.join("baton.sqlite"))
+    }
 }
 
 impl FromStr for PortRange {
@@ -303,6 +360,7 @@ struct RawConfig {
     dialplans: Option<PathBuf>,
     media: Option<PathBuf>,
     data: Option<PathBuf>,
+    context_db: Option<PathBuf>,
     public_ip: Option<String>,
     rtp_inactivity_secs: Option<u64>,
     invite_rate_limit: Option<RawRateLimit>,
@@ -312,6 +370,17 @@ struct RawConfig {
     speech_model: Option<PathBuf>,
     speech_workers: Option<u32>,
     api_token: Option<Vec<RawApiToken>>,
+    tts: Option<RawTts>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTts {
+    command: Option<PathBuf>,
+    voice: Option<String>,
+    speed: Option<u32>,
+    timeout_secs: Option<u64>,
+    cache_mb: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -373,6 +442,15 @@ impl RawConfig {
         config.dialplans = self.dialplans.unwrap_or(config.dialplans);
         config.media = self.media.unwrap_or(config.media);
         config.data = self.data.unwrap_or(config.data);
+        if let Some(path) = self.context_db {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(
+                    &["context_db"],
+                    "expected the path of a file, got \"\"".to_owned(),
+                ));
+            }
+            config.context_db = Some(path);
+        }
         if let Some(ip) = self.public_ip {
             let parsed: IpAddr = ip.parse().map_err(|_| {
                 invalid(
@@ -483,6 +561,58 @@ impl RawConfig {
                 role,
             });
         }
+        if let Some(tts) = self.tts {
+            let key = |name: &'static str| ["tts", name];
+            if let Some(command) = tts.command {
+                if command.as_os_str().is_empty() {
+                    return Err(invalid(&key("command"), "is empty".to_owned()));
+                }
+                config.tts.command = command;
+            }
+            if let Some(voice) = tts.voice {
+                if !crate::tts::valid_voice(&voice) {
+                    return Err(invalid(
+                        &key("voice"),
+                        format!(
+                            "expected an espeak-ng voice name such as \"en-gb\" \
+                             (letters, digits, -, _ and +), got \"{voice}\""
+                        ),
+                    ));
+                }
+                config.tts.voice = voice;
+            }
+            if let Some(speed) = tts.speed {
+                if !TTS_SPEEDS.contains(&speed) {
+                    return Err(invalid(
+                        &key("speed"),
+                        format!(
+                            "expected {} to {} words per minute, got {speed}",
+                            TTS_SPEEDS.start(),
+                            TTS_SPEEDS.end()
+                        ),
+                    ));
+                }
+                config.tts.speed = speed;
+            }
+            if let Some(value) = tts.timeout_secs {
+                if !(1..=MAX_TTS_TIMEOUT_SECS).contains(&value) {
+                    return Err(invalid(
+                        &key("timeout_secs"),
+                        format!("expected 1 to {MAX_TTS_TIMEOUT_SECS} seconds, got {value}"),
+                    ));
+                }
+                config.tts.timeout = Duration::from_secs(value);
+            }
+            if let Some(mb) = tts.cache_mb {
+                if mb > MAX_TTS_CACHE_MB {
+                    return Err(invalid(
+                        &key("cache_mb"),
+                        format!("expected 0 to {MAX_TTS_CACHE_MB} MB, got {mb}"),
+                    ));
+                }
+                config.tts.cache_bytes = (mb as usize) << 20;
+            }
+        }
         Ok(config)
     }
 }
@@ -518,6 +648,7 @@ mod tests {
         assert_eq!(config.rtp_inactivity, Duration::from_secs(30));
         assert_eq!(config.max_calls, 4000);
         assert_eq!(config.recordings_dir(), Path::new("data/recordings"));
+        assert_eq!(config.context_db_path(), Path::new("data/baton.sqlite"));
         assert_eq!(
             config.invite_rate_limit,
             Some(RateLimit {
@@ -593,6 +724,7 @@ rtp_ports = "40000-40100"
 dialplans = "/etc/baton/dialplans"
 media = "/usr/share/baton/media"
 data = "/var/lib/baton"
+context_db = "/var/lib/baton-db/contexts.sqlite"
 public_ip = "203.0.113.10"
 rtp_inactivity_secs = 60
 shutdown_grace_secs = 5
@@ -617,6 +749,10 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
         assert_eq!(
             config.recordings_dir(),
             Path::new("/var/lib/baton/recordings")
+        );
+        assert_eq!(
+            config.context_db_path(),
+            Path::new("/var/lib/baton-db/contexts.sqlite")
         );
         assert_eq!(config.public_ip, Some("203.0.113.10".parse().unwrap()));
         assert_eq!(config.rtp_inactivity, Duration::from_secs(60));
@@ -668,6 +804,10 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
         assert_eq!(config.dialplans, Path::new("plans"));
         assert_eq!(config.media, Path::new("prompts"));
         assert_eq!(config.data, Path::new("/tmp/baton"));
+        assert_eq!(
+            config.context_db_path(),
+            Path::new("/tmp/baton/baton.sqlite")
+        );
     }
 
     #[test]
@@ -742,6 +882,8 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
         );
         assert!(error("public_ip = \"host\"\n").starts_with("config.toml:1:1: key \"public_ip\""));
         assert!(error("max_calls = 0\n").starts_with("config.toml:1:1: key \"max_calls\""));
+        assert!(error("context_db = \"\"\n")
+            .starts_with("config.toml:1:1: key \"context_db\": expected the path of a file"));
         assert!(error("rtp_inactivity_secs = 0\n")
             .starts_with("config.toml:1:1: key \"rtp_inactivity_secs\": expected 1 to"));
         assert!(error("log = \"baton=loud\"\n").starts_with("config.toml:1:1: key \"log\""));
@@ -758,6 +900,57 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
         );
         let header = error("[invite_rate_limit\nburst = 1\n");
         assert!(header.starts_with("config.toml:1:"), "{header}");
+    }
+
+    #[test]
+    fn tts_keys_are_read_and_bad_ones_name_their_key() {
+        let config = parse(
+            "[tts]\ncommand = \"/opt/espeak/bin/espeak-ng\"\nvoice = \"en-us+f3\"\n\
+             speed = 200\ntimeout_secs = 2\ncache_mb = 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.tts,
+            TtsConfig {
+                command: PathBuf::from("/opt/espeak/bin/espeak-ng"),
+                voice: "en-us+f3".to_owned(),
+                speed: 200,
+                timeout: Duration::from_secs(2),
+                cache_bytes: 0,
+            }
+        );
+        let partial = parse("tts = { voice = \"en-us\" }\n").unwrap();
+        assert_eq!(partial.tts.speed, 160, "unset keys keep their defaults");
+        assert_eq!(partial.tts.cache_bytes, 64 << 20);
+        let cases = [
+            ("command = \"\"", "key \"tts.command\": is empty"),
+            (
+                "voice = \"-m\"",
+                "key \"tts.voice\": expected an espeak-ng voice",
+            ),
+            (
+                "voice = \"en gb\"",
+                "key \"tts.voice\": expected an espeak-ng voice",
+            ),
+            (
+                "speed = 20",
+                "key \"tts.speed\": expected 80 to 450 words per minute, got 20",
+            ),
+            (
+                "timeout_secs = 0",
+                "key \"tts.timeout_secs\": expected 1 to 60 seconds",
+            ),
+            (
+                "cache_mb = 5000",
+                "key \"tts.cache_mb\": expected 0 to 4096 MB, got 5000",
+            ),
+            ("ssml = true", "key \"tts.ssml\": unknown key"),
+        ];
+        for (line, want) in cases {
+            let e = error(&format!("[tts]\n{line}\n"));
+            assert!(e.starts_with("config.toml:2:"), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

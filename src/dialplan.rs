@@ -14,6 +14,10 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use crate::config::location::{self, KeyPath, Location, SourceFile};
+use crate::dialog::customers::Customers;
+use crate::dialog::plan::DialogPlan;
+use crate::dialog::BuiltinDialog;
+use crate::tts;
 use step::{RawStep, ACTIONS};
 
 /// What one dialplan file says: the numbers it answers and the steps a call goes through.
@@ -34,6 +38,8 @@ pub struct Dialplan {
     /// `speech_hints`: words callers of this plan are expected to say, to bias speech
     /// recognition toward them (product names, "block", "card").
     pub speech_hints: String,
+    /// `[dialog]`: the built-in bot a `bot = "dialog"` step hands the call to.
+    pub dialog: Option<BuiltinDialog>,
 }
 
 /// One entry of `match`: an exact user/number, or a prefix written with a trailing `*`.
@@ -72,6 +78,8 @@ pub struct PlanSummary {
     pub matches: Vec<String>,
     /// How many steps it has.
     pub steps: usize,
+    /// How many nodes its built-in dialog has, if it has one.
+    pub dialog_nodes: Option<usize>,
 }
 
 /// A problem found while loading dialplans; each one names where it is.
@@ -273,6 +281,7 @@ impl Dialplans {
                     file: plan.file.clone(),
                     matches: plan.patterns.iter().map(Pattern::to_string).collect(),
                     steps: plan.steps.len(),
+                    dialog_nodes: plan.dialog.as_ref().map(|d| d.plan.nodes.len()),
                 })
                 .collect(),
         }
@@ -282,7 +291,7 @@ impl Dialplans {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for plan in &self.plans {
-            writeln!(
+            write!(
                 f,
                 "{}: \"{}\" answers {}; {} step{}",
                 plan.file.display(),
@@ -291,6 +300,10 @@ impl fmt::Display for Summary {
                 plan.steps,
                 if plan.steps == 1 { "" } else { "s" }
             )?;
+            if let Some(nodes) = plan.dialog_nodes {
+                write!(f, ", a dialog of {nodes} nodes")?;
+            }
+            writeln!(f)?;
         }
         let n = self.plans.len();
         write!(f, "{n} dialplan{} OK", if n == 1 { "" } else { "s" })
@@ -344,6 +357,7 @@ impl Dialplan {
         };
 
         let steps = parse_steps(&source, media, errors, header.is_some());
+        let dialog = parse_dialog(&source, file, &steps, errors);
 
         // Problems in the steps do not stop the name and match entries from being claimed,
         // so a clash with another file is reported in the same run.
@@ -416,6 +430,7 @@ impl Dialplan {
             ring_secs: u32::try_from(ring_secs).ok()?,
             steps,
             speech_hints,
+            dialog,
         };
         let name_at = source.at_key(&KeyPath::keys(&["name"]));
         Some((plan, name_at, match_at))
@@ -435,6 +450,84 @@ struct RawHeader {
     speech_hints: Option<String>,
     #[serde(rename = "step")]
     _step: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "dialog")]
+    _dialog: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads and checks `[dialog]` and its customer file, which must go together with a
+/// `bot = "dialog"` step.
+fn parse_dialog(
+    source: &SourceFile<'_>,
+    file: &Path,
+    steps: &[Step],
+    errors: &mut Vec<DialplanError>,
+) -> Option<BuiltinDialog> {
+    let invalid = |path: &KeyPath, message: String| DialplanError::Invalid {
+        at: source.at_key(path),
+        message,
+    };
+    let bot_step = steps.contains(&Step::Bot);
+    let table = match source.root().get("dialog") {
+        None => {
+            if bot_step {
+                errors.push(invalid(
+                    &KeyPath::keys(&["step"]),
+                    "a step hands the call to the bot, but there is no [dialog]".to_owned(),
+                ));
+            }
+            return None;
+        }
+        Some(toml_edit::Item::Table(table)) => table,
+        Some(_) => {
+            errors.push(invalid(
+                &KeyPath::keys(&["dialog"]),
+                "expected a [dialog] table".to_owned(),
+            ));
+            return None;
+        }
+    };
+    if !bot_step {
+        errors.push(invalid(
+            &KeyPath::keys(&["dialog"]),
+            "is never used: add a [[step]] with bot = \"dialog\"".to_owned(),
+        ));
+    }
+    let raw = match location::deserialize_table(table) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (at, message) = source.at_error(&e);
+            errors.push(DialplanError::Invalid { at, message });
+            return None;
+        }
+    };
+    let plan = match DialogPlan::check(raw) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            errors.extend(
+                problems
+                    .iter()
+                    .map(|(path, message)| invalid(path, message.clone())),
+            );
+            return None;
+        }
+    };
+    let customers = match &plan.customers {
+        None => Customers::default(),
+        Some(name) => {
+            let path = file.parent().unwrap_or(Path::new(".")).join(name);
+            match Customers::load(&path) {
+                Ok(customers) => customers,
+                Err(e) => {
+                    errors.push(invalid(
+                        &KeyPath::keys(&["dialog", "customers"]),
+                        format!("{}: {e}", path.display()),
+                    ));
+                    return None;
+                }
+            }
+        }
+    };
+    Some(BuiltinDialog::new(plan, customers))
 }
 
 /// Reads and checks every step, pushing each problem onto `errors`.
@@ -566,6 +659,45 @@ impl StepCheck<'_, '_> {
                 looped: play.looped,
             });
         }
+        if let Some(say) = raw.say {
+            let text_key = say.table.then_some("text");
+            let text = say.text.trim();
+            let chars = text.chars().count();
+            let text_ok = if text.is_empty() {
+                self.invalid(text_key, "is empty: write what to say".to_owned());
+                false
+            } else if chars > tts::MAX_TEXT_CHARS {
+                self.invalid(
+                    text_key,
+                    format!(
+                        "{chars} characters; at most {} (about a minute of speech)",
+                        tts::MAX_TEXT_CHARS
+                    ),
+                );
+                false
+            } else {
+                true
+            };
+            let voice_ok = match &say.voice {
+                Some(voice) if !tts::valid_voice(voice) => {
+                    self.invalid(
+                        Some("voice"),
+                        format!(
+                            "expected an espeak-ng voice name such as \"en-gb\" \
+                             (letters, digits, -, _ and +), got \"{voice}\""
+                        ),
+                    );
+                    false
+                }
+                _ => true,
+            };
+            // What the caller hears when speech cannot be rendered must be there.
+            self.media_file(None, tts::FALLBACK_PROMPT)?;
+            return (text_ok && voice_ok).then(|| Step::Say {
+                text: text.to_owned(),
+                voice: say.voice,
+            });
+        }
         if let Some(hold) = raw.hold {
             let secs_key = hold.table.then_some("secs");
             let secs = self.in_range(secs_key, hold.secs, 1, MAX_WAIT_SECS, "seconds");
@@ -580,6 +712,18 @@ impl StepCheck<'_, '_> {
         }
         if raw.echo.is_some() {
             return Some(Step::Echo);
+        }
+        if let Some(bot) = raw.bot {
+            if bot != "dialog" {
+                self.invalid(
+                    None,
+                    format!("expected \"dialog\" (the [dialog] of this file), got \"{bot}\""),
+                );
+                return None;
+            }
+            // The bot speaks with text to speech, which falls back to this prompt.
+            self.media_file(None, tts::FALLBACK_PROMPT)?;
+            return Some(Step::Bot);
         }
         if let Some(record) = raw.record {
             let stop_on_dtmf = match &record.stop_on_dtmf {
@@ -916,20 +1060,19 @@ mod tests {
         assert_eq!(
             bank.steps,
             [
-                Step::Play {
-                    file: media_file("bank-welcome.wav"),
-                    looped: false
-                },
-                Step::Play {
-                    file: media_file("beep.wav"),
-                    looped: false
-                },
-                Step::Record {
-                    stop_on_dtmf: Some('#'),
-                    max_secs: 300,
-                    beep: None,
+                Step::Bot,
+                Step::Hold {
+                    file: Some(media_file("hold-music.wav")),
+                    secs: 600
                 },
             ]
+        );
+        let dialog = bank.dialog.as_ref().expect("the bank bot's dialog");
+        assert_eq!(dialog.plan.start, "greet");
+        assert!(dialog.plan.intents.contains_key("block_card"));
+        assert!(
+            dialog.customers.get("C-1001").is_some(),
+            "the customer file is loaded"
         );
         let echo = plans.route("600").unwrap();
         assert_eq!(echo.steps.last(), Some(&Step::Echo));
@@ -951,7 +1094,8 @@ mod tests {
         let text = summary.to_string();
         assert!(
             text.contains(
-                "dialplans/bank.toml: \"bank\" answers bank, 1000, +441000000000; 3 steps"
+                "dialplans/bank.toml: \"bank\" answers bank, 1000, +441000000000; 2 steps, \
+                 a dialog of 16 nodes"
             ),
             "{text}"
         );
@@ -966,6 +1110,7 @@ mod tests {
             "echo-welcome.wav",
             "beep.wav",
             "hold-music.wav",
+            tts::FALLBACK_PROMPT,
         ] {
             let path = media_file(name);
             let reader = hound::WavReader::open(&path).unwrap();
@@ -1106,6 +1251,57 @@ play = { file = "hold-music.wav", loop = true }
     }
 
     #[test]
+    fn say_takes_a_bounded_text_and_a_voice() {
+        let plan = parse_ok(
+            "match = [\"x\"]\n[[step]]\nsay = \" Your balance is twelve pounds. \"\n\
+             [[step]]\nsay = { text = \"Goodbye.\", voice = \"en-us+f3\" }\n",
+        );
+        assert_eq!(
+            plan.steps,
+            [
+                Step::Say {
+                    text: "Your balance is twelve pounds.".into(),
+                    voice: None
+                },
+                Step::Say {
+                    text: "Goodbye.".into(),
+                    voice: Some("en-us+f3".into())
+                },
+            ]
+        );
+        assert_eq!(plan.media_files().count(), 0);
+        let long = "a".repeat(tts::MAX_TEXT_CHARS + 1);
+        assert_eq!(
+            parse_errors(&format!(
+                "match = [\"x\"]\n[[step]]\nsay = \"  \"\n[[step]]\nsay = {{ text = \"{long}\" }}\n\
+                 [[step]]\nsay = {{ text = \"Hi.\", voice = \"--help\" }}\n[[step]]\nsay = {{ voice = \"en\" }}\n"
+            )),
+            [
+                "dialplans/test.toml:3:1: step 1 key \"say\": is empty: write what to say".to_owned(),
+                "dialplans/test.toml:5:9: step 2 key \"say.text\": 1001 characters; at most 1000 (about a minute of speech)".to_owned(),
+                "dialplans/test.toml:7:23: step 3 key \"say.voice\": expected an espeak-ng voice name such as \"en-gb\" (letters, digits, -, _ and +), got \"--help\"".to_owned(),
+                "dialplans/test.toml:9:7: step 4 key \"say\": missing field `text`".to_owned(),
+            ]
+        );
+        let dir = PlanDir::new(&[("beep.wav", "")]);
+        std::fs::copy(media_file("beep.wav"), dir.0.join("beep.wav")).unwrap();
+        let errors = Dialplan::parse(
+            "match = [\"x\"]\n[[step]]\nsay = \"Hello.\"\n",
+            Path::new("dialplans/test.toml"),
+            &dir.0,
+        )
+        .unwrap_err();
+        assert_eq!(
+            messages(&errors),
+            [format!(
+                "dialplans/test.toml:3:1: step 1 key \"say\": media file \"tts-fallback.wav\" not found in {}/",
+                dir.0.display()
+            )],
+            "the fallback prompt must be there for when speech fails"
+        );
+    }
+
+    #[test]
     fn missing_media_names_file_line_and_step_key() {
         let text = "# Baton Bank\nname = \"bank\"\nmatch = [\"bank\"]\n\n[[step]]\npause = 1\n[[step]]\nplay = \"welcom.wav\"\n";
         assert_eq!(
@@ -1143,13 +1339,13 @@ play = { file = "hold-music.wav", loop = true }
         assert_eq!(
             parse_errors("match = [\"x\"]\n[[step]]\necho = {}\n[[step]]\nspeak = \"hello\"\n"),
             ["dialplans/test.toml:5:1: step 2 key \"speak\": unknown key `speak`, expected one of \
-              `play`, `hold`, `echo`, `record`, `collect_dtmf`, `send_dtmf`, `pause`, `hangup`"]
+              `play`, `say`, `bot`, `hold`, `echo`, `record`, `collect_dtmf`, `send_dtmf`, `pause`, `hangup`"]
         );
         assert_eq!(
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
             [
                 "dialplans/test.toml:2:3: key \"steps\": unknown key `steps`, expected one of \
-              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`"
+              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`"
             ]
         );
     }
@@ -1178,7 +1374,7 @@ pause = 0
             errors,
             [
                 "dialplans/test.toml:3:12: step 1 key \"record.stop_on_dtmf\": expected one DTMF digit (0-9, *, #, A-D), got \"##\"",
-                "dialplans/test.toml:4:1: step 2: has no action; give one of play, hold, echo, record, collect_dtmf, send_dtmf, pause, hangup",
+                "dialplans/test.toml:4:1: step 2: has no action; give one of play, say, bot, hold, echo, record, collect_dtmf, send_dtmf, pause, hangup",
                 "dialplans/test.toml:5:1: step 3: has play and pause; give one action per [[step]]",
                 "dialplans/test.toml:9:1: step 4 key \"hold\": expected 1 to 3600 seconds, got -3",
                 "dialplans/test.toml:11:18: step 5 key \"collect_dtmf.max_digits\": expected 1 to 64 digits, got 100",

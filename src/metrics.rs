@@ -30,6 +30,9 @@ impl Direction {
 const JITTER_BUCKETS_MS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0];
 /// Upper bounds (s) of the speech latency histogram buckets: the goal is under 1 s.
 const SPEECH_BUCKETS_S: [f64; 10] = [0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0];
+/// Upper bounds (s) of the text-to-speech render histogram: espeak-ng takes about 0.1 s a
+/// sentence, and a render is killed at its timeout (5 s by default).
+const TTS_BUCKETS_S: [f64; 9] = [0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0];
 
 /// A Prometheus histogram with fixed bucket bounds.
 struct Histogram<const N: usize> {
@@ -108,6 +111,9 @@ pub struct Metrics {
     speech_final: Histogram<{ SPEECH_BUCKETS_S.len() }>,
     speech_audio_micros: AtomicU64,
     speech_busy_micros: AtomicU64,
+    tts_renders: Mutex<BTreeMap<&'static str, u64>>,
+    tts_failures: Mutex<BTreeMap<&'static str, u64>>,
+    tts_render: Histogram<{ TTS_BUCKETS_S.len() }>,
 }
 
 impl Default for Metrics {
@@ -127,6 +133,9 @@ impl Default for Metrics {
             speech_final: Histogram::new(SPEECH_BUCKETS_S),
             speech_audio_micros: AtomicU64::new(0),
             speech_busy_micros: AtomicU64::new(0),
+            tts_renders: Mutex::default(),
+            tts_failures: Mutex::default(),
+            tts_render: Histogram::new(TTS_BUCKETS_S),
         }
     }
 }
@@ -203,6 +212,23 @@ impl Metrics {
             .fetch_add(audio.as_micros() as u64, Ordering::Relaxed);
         self.speech_busy_micros
             .fetch_add(busy.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a text-to-speech request by where its audio came from: `spoken`, `cached`
+    /// or `fallback`.
+    pub fn tts_rendered(&self, source: &'static str) {
+        *lock(&self.tts_renders).entry(source).or_default() += 1;
+    }
+
+    /// Counts a text-to-speech request answered with the fallback prompt, by why
+    /// (`missing`, `timeout`, `failed`, ...).
+    pub fn tts_failed(&self, reason: &'static str) {
+        *lock(&self.tts_failures).entry(reason).or_default() += 1;
+    }
+
+    /// Records how long one run of the speech synthesiser took, failed runs included.
+    pub fn observe_tts_render(&self, took: Duration) {
+        self.tts_render.observe(took.as_secs_f64());
     }
 
     /// Renders every metric in the Prometheus text exposition format.
@@ -326,6 +352,29 @@ impl Metrics {
             "baton_speech_busy_seconds_total {}",
             secs(&self.speech_busy_micros)
         );
+        header(
+            &mut out,
+            "baton_tts_renders_total",
+            "counter",
+            "Text-to-speech requests by where the audio came from (spoken, cached, fallback).",
+        );
+        for (source, n) in lock(&self.tts_renders).iter() {
+            let _ = writeln!(out, "baton_tts_renders_total{{source=\"{source}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "baton_tts_failures_total",
+            "counter",
+            "Text-to-speech requests answered with the fallback prompt, by reason.",
+        );
+        for (reason, n) in lock(&self.tts_failures).iter() {
+            let _ = writeln!(out, "baton_tts_failures_total{{reason=\"{reason}\"}} {n}");
+        }
+        self.tts_render.render(
+            &mut out,
+            "baton_tts_render_seconds",
+            "Time one run of the speech synthesiser took, failures included.",
+        );
         out
     }
 }
@@ -369,5 +418,13 @@ mod tests {
         assert!(text.contains("baton_speech_final_seconds_bucket{le=\"+Inf\"} 1"));
         assert!(text.contains("baton_speech_audio_seconds_total 3\n"));
         assert!(text.contains("baton_speech_busy_seconds_total 0.25\n"));
+        m.tts_rendered("cached");
+        m.tts_failed("timeout");
+        m.observe_tts_render(Duration::from_millis(120));
+        let text = m.render();
+        assert!(text.contains("baton_tts_renders_total{source=\"cached\"} 1\n"));
+        assert!(text.contains("baton_tts_failures_total{reason=\"timeout\"} 1\n"));
+        assert!(text.contains("baton_tts_render_seconds_bucket{le=\"0.1\"} 0"));
+        assert!(text.contains("baton_tts_render_seconds_bucket{le=\"0.2\"} 1"));
     }
 }

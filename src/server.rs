@@ -5,6 +5,7 @@ use crate::api::{self, ApiState};
 use crate::call::{self, script::Prompts};
 use crate::calls::Calls;
 use crate::config::Config;
+use crate::context::archive::{Archive, ArchiveError};
 use crate::context::{ContextStore, MemoryStore};
 use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
@@ -12,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::rtp_ports::PortPool;
 use crate::speech::Speech;
 use crate::transport::Transports;
+use crate::tts::Tts;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +40,9 @@ pub struct Shared {
     pub speech: Arc<Speech>,
     /// Every call's shared context.
     pub contexts: Arc<dyn ContextStore>,
+    /// Text to speech for what is decided during a call (the bot's replies); `say` steps
+    /// are rendered at start-up into `prompts`.
+    pub tts: Tts,
 }
 
 /// Why the server could not start.
@@ -49,6 +54,8 @@ pub enum StartError {
     Prompt(#[from] call::PromptError),
     #[error("{0}")]
     Speech(#[from] baton_speech::stt::ModelError),
+    #[error("{0}")]
+    Archive(#[from] ArchiveError),
     #[error("cannot listen for SIP on {addr}: {source}")]
     Sip {
         addr: std::net::SocketAddr,
@@ -90,12 +97,19 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 .join("\n"),
         )
     })?;
-    let prompts = call::load_prompts(&dialplans)?;
+    let metrics = Arc::new(Metrics::default());
+    let tts = Tts::new(
+        config.tts.clone(),
+        call::load_fallback(&config.media),
+        metrics.clone(),
+    );
+    let prompts = call::load_prompts(&dialplans, &tts).await?;
+    // Before the speech model, whose load takes a while: a bad database fails at once.
+    let archive = Archive::open(&config.context_db_path()).await?;
     // Loading takes a moment of blocking IO; nothing else runs yet.
     let speech = Speech::start(&config.speech_model, config.speech_workers)?;
-    let metrics = Arc::new(Metrics::default());
     let calls = Arc::new(Calls::default());
-    let contexts: Arc<dyn ContextStore> = Arc::new(MemoryStore::new());
+    let contexts: Arc<dyn ContextStore> = Arc::new(MemoryStore::with_archive(archive.clone()));
     let draining = Arc::new(AtomicBool::new(false));
 
     let http_addr = api_address(&config);
@@ -130,6 +144,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         recordings: config.data.join("recordings"),
         speech: Arc::new(speech),
         contexts: contexts.clone(),
+        tts,
     });
     let (rate, burst) = config
         .invite_rate_limit
@@ -194,6 +209,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     }
     transports.drain(BYE_GRACE).await;
+    // The last calls' contexts may still be on their way to disk.
+    if let Err(e) = archive.flush().await {
+        warn!(error = %e, "context archive not flushed");
+    }
     let _ = http_stop_tx.send(true);
     info!("stopped");
     Ok(())

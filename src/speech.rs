@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
 
 /// Frames between partial transcripts while the caller speaks (50 = 1 s).
@@ -61,8 +61,9 @@ pub struct Listener {
     pub info: CallHandle,
     pub audio: broadcast::Receiver<LegFrame>,
     pub notices: broadcast::Sender<CallNotice>,
-    /// Words that bias recognition: what the dialplan expects callers to say.
-    pub hints: String,
+    /// Words that bias recognition: what the dialplan, and the dialog's current question,
+    /// expect the caller to say.
+    pub hints: watch::Receiver<String>,
     /// Counts the caller's speech onsets; the call task watches it to stop a prompt the
     /// caller talks over (barge-in) on its next frame.
     pub onsets: Arc<AtomicU32>,
@@ -325,7 +326,7 @@ impl Listener {
             stream,
             kind,
             samples,
-            prompt: self.hints.clone(),
+            prompt: self.hints.borrow().clone(),
             reply: Box::new(move |result| {
                 let _ = heard.send(Heard {
                     utterance,

@@ -1,5 +1,5 @@
 //! A carrier call with a real caller's voice: SIPp streams espeak-ng speech as G.711 µ-law
-//! into the shipped `record`, `bank` and `echo` dialplans over UDP and TCP, hangs up, and
+//! into the shipped `record` and `echo` dialplans over UDP and TCP, hangs up, and
 //! the test checks what baton reports (`/v1/calls`, `/metrics`) and what it recorded.
 
 mod common;
@@ -91,23 +91,6 @@ fn record_plan_keeps_what_the_caller_said(transport: Transport) {
         "baton counts the caller's RTP packets (50 per second):\n{}",
         baton.metrics()
     );
-}
-
-#[test]
-fn record_plan_keeps_what_the_caller_said_udp() {
-    record_plan_keeps_what_the_caller_said(Transport::Udp);
-}
-
-#[test]
-fn record_plan_keeps_what_the_caller_said_tcp() {
-    record_plan_keeps_what_the_caller_said(Transport::Tcp);
-}
-
-fn bank_plan_records_the_callers_request(transport: Transport) {
-    let baton = Baton::start(&format!("bank-{}", transport.name()));
-    let wait = prompt_secs("bank-welcome.wav") + prompt_secs("beep.wav") + 0.5;
-    let (call, audio) = talk_and_hang_up(&baton, "bank", transport, wait);
-    assert_caller_recorded(&baton, &call, &audio);
     let metrics = baton.metrics();
     assert!(
         common::metric_value(&metrics, "baton_calls_total{result=\"caller_bye\"}")
@@ -122,13 +105,13 @@ fn bank_plan_records_the_callers_request(transport: Transport) {
 }
 
 #[test]
-fn bank_plan_records_the_callers_request_udp() {
-    bank_plan_records_the_callers_request(Transport::Udp);
+fn record_plan_keeps_what_the_caller_said_udp() {
+    record_plan_keeps_what_the_caller_said(Transport::Udp);
 }
 
 #[test]
-fn bank_plan_records_the_callers_request_tcp() {
-    bank_plan_records_the_callers_request(Transport::Tcp);
+fn record_plan_keeps_what_the_caller_said_tcp() {
+    record_plan_keeps_what_the_caller_said(Transport::Tcp);
 }
 
 /// The echo plan plays its explanation and a tone, then sends the caller's voice back. The

@@ -184,17 +184,19 @@ fn context_follows_the_call_live_and_takes_versioned_writes() {
     };
     let (status, made) = request(&baton, "PATCH", &path, None, &intent(version, 0.9));
     assert_eq!(status, 200, "{made}");
-    assert_eq!(made["version"], version + 2);
+    // The two changes, then baton's summary rewritten from them.
+    let written = version + 3;
+    assert_eq!(made["version"], written);
     let (status, conflict) = request(&baton, "PATCH", &path, None, &intent(version, 0.9));
     assert_eq!(status, 409, "a stale expected version: {conflict}");
     assert!(
         conflict["error"]
             .as_str()
             .unwrap()
-            .contains(&format!("at {}", version + 2)),
+            .contains(&format!("at {written}")),
         "{conflict}"
     );
-    let (status, bad) = request(&baton, "PATCH", &path, None, &intent(version + 2, 1.7));
+    let (status, bad) = request(&baton, "PATCH", &path, None, &intent(written, 1.7));
     assert_eq!(status, 422, "{bad}");
     assert!(
         bad["error"].as_str().unwrap().contains("confidence"),
@@ -217,8 +219,13 @@ fn context_follows_the_call_live_and_takes_versioned_writes() {
     );
     assert_eq!(status, 404);
     let (_, doc) = request(&baton, "GET", &path, None, "");
-    assert_eq!(doc["version"], version + 2);
+    assert_eq!(doc["version"], written);
     assert_eq!(doc["intent"]["name"], "block_card");
+    let summary = doc["summary"]["text"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("block card"),
+        "the summary follows: {summary}"
+    );
     assert_eq!(doc["intent"]["confidence"], 0.9);
     assert_eq!(doc["slots"]["card_last4"], "4821");
 

@@ -2,15 +2,18 @@
 //! script on a 20 ms clock, records, and publishes every leg's audio frames. The SIP
 //! endpoint owns the dialog and talks to the task through [`CallEvent`] and [`Command`].
 
+mod bot;
 mod prompt;
 mod record;
 pub mod script;
 mod socket;
 
-pub use prompt::{load_prompts, PromptError};
+pub use prompt::{load_fallback, load_prompts, PromptError};
 
 use crate::calls::{self, CallHandle, CallState};
-use crate::context::{Author, Change, Context};
+use crate::context::document::Caller;
+use crate::context::{Change, Context};
+use crate::dialog::engine::Ending;
 use crate::dialplan::Dialplan;
 use crate::rtp_ports::{PortLease, PortPool};
 use crate::server::Shared;
@@ -20,14 +23,15 @@ use baton_media::rtp::{RtpConfig, RtpEvent, RtpSession};
 use baton_media::stats::LegStats;
 use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
 use baton_sdp::{Codec, Negotiated};
+use bot::{Bot, BotCommand, BotEvent};
 use record::Recorder;
-use script::Script;
+use script::{BotEnding, Script};
 use socket::{MediaSocket, TickTime};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -208,6 +212,30 @@ struct Call {
     /// script has been told of.
     onsets: Arc<AtomicU32>,
     onsets_seen: u32,
+    /// The calling number, for the bot to find the customer by.
+    caller_number: Option<String>,
+    /// The recogniser's hints for this call, which the bot updates question by question.
+    hints: watch::Sender<String>,
+    /// The bot, while a `bot` step has the call.
+    bot: Option<BotLink>,
+}
+
+/// The call's end of the channels to its bot.
+struct BotLink {
+    events: mpsc::Sender<BotEvent>,
+    commands: mpsc::Receiver<BotCommand>,
+}
+
+/// Bot commands and events in flight: a few sentences and key presses. The media path
+/// never waits on the bot: a full channel drops the event (logged).
+const BOT_CHANNEL: usize = 64;
+
+impl BotLink {
+    fn send(&self, event: BotEvent) {
+        if self.events.try_send(event).is_err() {
+            debug!(?event, "the bot is not keeping up: event dropped");
+        }
+    }
 }
 
 async fn run(setup: CallSetup) {
@@ -236,7 +264,9 @@ async fn run(setup: CallSetup) {
         }
     };
     let _lease = sockets.lease;
+    let caller_number = caller.clone();
     open_context(&shared, &id, caller).await;
+    let (hints, hints_rx) = watch::channel(plan.speech_hints.clone());
     let tap = shared.calls.open_audio_tap(&id);
     let onsets = Arc::new(AtomicU32::new(0));
     speech::listen(Listener {
@@ -247,7 +277,7 @@ async fn run(setup: CallSetup) {
         info: info.clone(),
         audio: tap.subscribe(),
         notices: shared.calls.open_notices(&id),
-        hints: plan.speech_hints.clone(),
+        hints: hints_rx,
         onsets: onsets.clone(),
     });
     let mut call = Call {
@@ -267,6 +297,9 @@ async fn run(setup: CallSetup) {
         result: None,
         onsets,
         onsets_seen: 0,
+        caller_number,
+        hints,
+        bot: None,
     };
     if let Some(n) = media {
         call.set_media(&n);
@@ -370,7 +403,9 @@ impl Call {
                 }
             }
             CallEvent::Media(n) => self.media_changed(&n),
-            CallEvent::Dtmf(digit) => feed_digits(&mut self.script, &self.info, &[digit]),
+            CallEvent::Dtmf(digit) => {
+                feed_digits(&mut self.script, self.bot.as_ref(), &self.info, &[digit]);
+            }
             CallEvent::Bye => self.result = Some("caller_bye"),
             CallEvent::Cancelled => self.result = Some("cancelled"),
             CallEvent::Gone(why) => self.result = Some(why),
@@ -470,16 +505,49 @@ impl Call {
         };
         let mut out = None;
         let mut hangup = false;
-        feed_digits(&mut self.script, &self.info, &digits);
+        feed_digits(&mut self.script, self.bot.as_ref(), &self.info, &digits);
         let onsets = self.onsets.load(Ordering::Acquire);
         if onsets != self.onsets_seen {
             self.onsets_seen = onsets;
-            if self.script.as_mut().is_some_and(Script::barge_in) {
+            let cut = self.script.as_mut().map_or(0, Script::barge_in);
+            if cut > 0 {
                 info!("the caller spoke over a prompt: prompt stopped");
+                if let Some(bot) = &self.bot {
+                    (0..cut).for_each(|_| bot.send(BotEvent::Played));
+                }
             }
         }
         if let Some(script) = &mut self.script {
+            if script.in_bot() {
+                if self.bot.is_none() {
+                    self.bot = start_bot(
+                        &self.shared,
+                        &self.plan,
+                        &self.id,
+                        self.caller_number.as_deref(),
+                        &self.hints,
+                        &self.info,
+                    );
+                }
+                if let Some(bot) = &mut self.bot {
+                    while let Ok(cmd) = bot.commands.try_recv() {
+                        match cmd {
+                            BotCommand::Play(samples) => script.bot_play(samples),
+                            BotCommand::End(ending) => {
+                                info!(?ending, "the bot is done");
+                                script.bot_end(match ending {
+                                    Ending::Hangup => BotEnding::Hangup,
+                                    Ending::Escalate(_) => BotEnding::NextStep,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
             let turn = script.turn(input.samples());
+            if let Some(bot) = &self.bot {
+                (0..turn.bot_played).for_each(|_| bot.send(BotEvent::Played));
+            }
             let frame = AudioFrame::new(turn.out);
             if turn.record {
                 let rec = self.recorder.get_or_insert_with(|| {
@@ -550,9 +618,14 @@ impl Drop for Call {
     }
 }
 
-/// Key presses from either path (RFC 4733 in the media, INFO in SIP): to the script, and to
-/// the call's record in the order they came.
-fn feed_digits(script: &mut Option<Script>, info: &CallHandle, digits: &[char]) {
+/// Key presses from either path (RFC 4733 in the media, INFO in SIP): to the script and the
+/// bot, and to the call's record in the order they came.
+fn feed_digits(
+    script: &mut Option<Script>,
+    bot: Option<&BotLink>,
+    info: &CallHandle,
+    digits: &[char],
+) {
     if digits.is_empty() {
         return;
     }
@@ -560,6 +633,9 @@ fn feed_digits(script: &mut Option<Script>, info: &CallHandle, digits: &[char]) 
         for d in digits {
             script.dtmf(*d);
         }
+    }
+    if let Some(bot) = bot {
+        digits.iter().for_each(|d| bot.send(BotEvent::Key(*d)));
     }
     let mut info = calls::lock(info);
     info.dtmf.extend(digits);
@@ -602,7 +678,8 @@ fn finish(
     shared.metrics.call_ended(result);
     shared.calls.finish(id);
     let (contexts, id) = (shared.contexts.clone(), id.to_owned());
-    // Called from Drop, which cannot wait; closing only marks the context ended.
+    // Called from Drop, which cannot wait; the close, and the final snapshot's way to
+    // disk, goes on in its own task.
     tokio::spawn(async move {
         if let Err(e) = contexts.close(&id).await {
             warn!(error = %e, "context not closed");
@@ -611,25 +688,61 @@ fn finish(
     info!(result, "call ended");
 }
 
-/// Starts the call's shared context with what the network says about the caller.
+/// Starts the bot of a `bot` step: the dialplan's built-in dialog.
+fn start_bot(
+    shared: &Arc<Shared>,
+    plan: &Dialplan,
+    call_id: &str,
+    caller_number: Option<&str>,
+    hints: &watch::Sender<String>,
+    info: &CallHandle,
+) -> Option<BotLink> {
+    let Some(dialog) = &plan.dialog else {
+        warn!("a bot step without a dialog");
+        return None;
+    };
+    let (events_tx, events) = mpsc::channel(BOT_CHANNEL);
+    let (commands, commands_rx) = mpsc::channel(BOT_CHANNEL);
+    bot::spawn(Bot {
+        dialog: dialog.start(caller_number),
+        call_id: call_id.to_owned(),
+        contexts: shared.contexts.clone(),
+        tts: shared.tts.clone(),
+        hints: hints.clone(),
+        plan_hints: plan.speech_hints.clone(),
+        commands,
+        events,
+        call_started: calls::lock(info).started_at,
+    });
+    Some(BotLink {
+        events: events_tx,
+        commands: commands_rx,
+    })
+}
+
+/// Starts the call's shared context with what the network says about the caller. The
+/// number is in the first version, so that the store can start it with the caller's
+/// memory of earlier calls.
 async fn open_context(shared: &Shared, id: &str, caller: Option<String>) {
+    let number = caller.filter(|number| {
+        let change = Change::Caller {
+            number: number.clone(),
+        };
+        // A From user the context refuses (too long) is no reason to fail the call.
+        change
+            .validate()
+            .map_err(|e| warn!(error = %e, "caller number not recorded"))
+            .is_ok()
+    });
     let doc = Context {
         call_id: id.to_owned(),
+        caller: Caller {
+            number,
+            memory: None,
+        },
         ..Context::default()
     };
     if let Err(e) = shared.contexts.create(doc).await {
         warn!(error = %e, "no context for this call");
-        return;
-    }
-    if let Some(number) = caller {
-        let change = Change::Caller { number };
-        if let Err(e) = shared
-            .contexts
-            .write(id, Author::System, None, vec![change])
-            .await
-        {
-            // A From user the context refuses (too long) is no reason to fail the call.
-            warn!(error = %e, "caller number not recorded");
-        }
     }
 }

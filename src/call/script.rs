@@ -5,8 +5,8 @@
 //! the call starts, so nothing here touches the disk.
 
 use crate::dialplan::Step;
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Samples in one frame of the internal audio format (16 kHz, 20 ms).
@@ -20,8 +20,36 @@ const SLOT_FRAMES: u32 = DTMF_SLOT.as_millis() as u32 / 20;
 /// How long each sent digit sounds.
 pub const DTMF_TONE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Decoded prompts by path, 16 kHz mono.
-pub type Prompts = HashMap<PathBuf, Arc<[i16]>>;
+/// What the dialplans play, ready before any call starts, 16 kHz mono: WAV files by path
+/// and the texts of `say` steps by voice and text.
+#[derive(Debug, Default)]
+pub struct Prompts {
+    files: HashMap<PathBuf, Arc<[i16]>>,
+    spoken: HashMap<(Option<String>, String), Arc<[i16]>>,
+}
+
+impl Prompts {
+    /// The decoded WAV file at `path`, if it was loaded.
+    pub fn file(&self, path: &Path) -> Option<&Arc<[i16]>> {
+        self.files.get(path)
+    }
+
+    /// The rendered speech of a `say` step (`voice` as the step gives it).
+    pub fn spoken(&self, voice: Option<&str>, text: &str) -> Option<&Arc<[i16]>> {
+        self.spoken
+            .get(&(voice.map(str::to_owned), text.to_owned()))
+    }
+
+    /// Keeps the decoded WAV file at `path`.
+    pub fn insert_file(&mut self, path: PathBuf, samples: Arc<[i16]>) {
+        self.files.insert(path, samples);
+    }
+
+    /// Keeps the speech of a `say` step.
+    pub fn insert_spoken(&mut self, voice: Option<String>, text: String, samples: Arc<[i16]>) {
+        self.spoken.insert((voice, text), samples);
+    }
+}
 
 /// What the script wants for one frame.
 pub struct Turn {
@@ -33,6 +61,8 @@ pub struct Turn {
     pub hangup: bool,
     /// A DTMF digit to start sending to the caller now (RFC 4733).
     pub send_dtmf: Option<char>,
+    /// Bot prompts that finished playing, or were cut short, during this frame.
+    pub bot_played: usize,
 }
 
 /// The position in a dialplan and the state of the current step.
@@ -75,10 +105,26 @@ enum Current {
     },
     /// Digits still to send (the next first), one every [`DTMF_SLOT`].
     SendingDtmf {
-        digits: std::collections::VecDeque<char>,
+        digits: VecDeque<char>,
         frames_left: u32,
     },
+    /// The bot has the call: what it says is queued here and played in order.
+    Bot {
+        queue: VecDeque<Arc<[i16]>>,
+        pos: usize,
+        /// Set when the dialog is over: what follows the last queued prompt.
+        ending: Option<BotEnding>,
+    },
     Done,
+}
+
+/// What the script does once the bot's last words have played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotEnding {
+    /// End the call.
+    Hangup,
+    /// Go on with the dialplan's next step.
+    NextStep,
 }
 
 impl Script {
@@ -102,6 +148,7 @@ impl Script {
         let mut record = false;
         let mut finished = false;
         let mut send_dtmf = None;
+        let mut bot_played = 0;
         match &mut self.current {
             Current::Playing {
                 samples,
@@ -146,6 +193,22 @@ impl Script {
                 }
                 finished = count_down(frames_left);
             }
+            Current::Bot { queue, pos, ending } => {
+                if let Some(samples) = queue.front() {
+                    if copy_prompt(samples, pos, false, &mut out) {
+                        queue.pop_front();
+                        *pos = 0;
+                        bot_played += 1;
+                    }
+                }
+                if queue.is_empty() {
+                    match ending {
+                        Some(BotEnding::NextStep) => finished = true,
+                        Some(BotEnding::Hangup) => self.current = Current::Done,
+                        None => {}
+                    }
+                }
+            }
             Current::Starting | Current::Done => {}
         }
         if finished {
@@ -156,6 +219,29 @@ impl Script {
             record,
             hangup: matches!(self.current, Current::Done),
             send_dtmf,
+            bot_played,
+        }
+    }
+
+    /// Whether the bot has the call.
+    pub fn in_bot(&self) -> bool {
+        matches!(self.current, Current::Bot { .. })
+    }
+
+    /// Queues the bot's words after what it already said; ignored once the bot's step is
+    /// over.
+    pub fn bot_play(&mut self, samples: Arc<[i16]>) {
+        if let Current::Bot { queue, .. } = &mut self.current {
+            if !samples.is_empty() {
+                queue.push_back(samples);
+            }
+        }
+    }
+
+    /// The bot is done: once its queued words have played, the script does `ending`.
+    pub fn bot_end(&mut self, ending: BotEnding) {
+        if let Current::Bot { ending: e, .. } = &mut self.current {
+            *e = Some(ending);
         }
     }
 
@@ -185,14 +271,20 @@ impl Script {
     }
 
     /// The caller started speaking: a prompt playing (not looped music or hold) stops and
-    /// the script goes on, so a caller who knows what to say need not wait. True if a
-    /// prompt was cut.
-    pub fn barge_in(&mut self) -> bool {
-        if matches!(self.current, Current::Playing { looped: false, .. }) {
-            self.advance();
-            true
-        } else {
-            false
+    /// the script goes on, so a caller who knows what to say need not wait; whatever the
+    /// bot had queued is dropped too, as the caller is answering already. Returns how many
+    /// prompts were cut.
+    pub fn barge_in(&mut self) -> usize {
+        match &mut self.current {
+            Current::Playing { looped: false, .. } => {
+                self.advance();
+                1
+            }
+            Current::Bot { queue, pos, .. } if !queue.is_empty() => {
+                *pos = 0;
+                std::mem::take(queue).len()
+            }
+            _ => 0,
         }
     }
 
@@ -219,12 +311,21 @@ impl Script {
         let secs = |s: f32| (s.max(0.0) * FPS as f32).round() as u32;
         Some(match step {
             Step::Play { file, looped } => Current::Playing {
-                samples: self.prompts.get(&file).filter(|s| !s.is_empty())?.clone(),
+                samples: self.prompts.file(&file).filter(|s| !s.is_empty())?.clone(),
                 pos: 0,
                 looped,
             },
+            Step::Say { text, voice } => Current::Playing {
+                samples: self
+                    .prompts
+                    .spoken(voice.as_deref(), &text)
+                    .filter(|s| !s.is_empty())?
+                    .clone(),
+                pos: 0,
+                looped: false,
+            },
             Step::Hold { file, secs: s } => Current::Holding {
-                samples: file.and_then(|f| self.prompts.get(&f).cloned()),
+                samples: file.and_then(|f| self.prompts.file(&f).cloned()),
                 pos: 0,
                 frames_left: s * FPS,
             },
@@ -237,7 +338,7 @@ impl Script {
                 stop_on: stop_on_dtmf,
                 frames_left: max_secs * FPS,
                 beep: beep
-                    .and_then(|f| self.prompts.get(&f).cloned())
+                    .and_then(|f| self.prompts.file(&f).cloned())
                     .map(|s| (s, 0)),
             },
             Step::CollectDtmf {
@@ -256,6 +357,11 @@ impl Script {
             Step::SendDtmf { digits } => Current::SendingDtmf {
                 frames_left: digits.chars().count() as u32 * SLOT_FRAMES,
                 digits: digits.chars().collect(),
+            },
+            Step::Bot => Current::Bot {
+                queue: VecDeque::new(),
+                pos: 0,
+                ending: None,
             },
             Step::Hangup => Current::Done,
         })
@@ -288,12 +394,11 @@ mod tests {
     use super::*;
 
     fn prompts(entries: &[(&str, usize, i16)]) -> Arc<Prompts> {
-        Arc::new(
-            entries
-                .iter()
-                .map(|(name, len, value)| (PathBuf::from(name), vec![*value; *len].into()))
-                .collect(),
-        )
+        let mut prompts = Prompts::default();
+        for (name, len, value) in entries {
+            prompts.insert_file(PathBuf::from(name), vec![*value; *len].into());
+        }
+        Arc::new(prompts)
     }
 
     fn play(name: &str, looped: bool) -> Step {
@@ -413,15 +518,38 @@ mod tests {
     }
 
     #[test]
+    fn say_plays_its_speech_and_barge_in_cuts_it() {
+        let mut prompts = Prompts::default();
+        prompts.insert_spoken(None, "Hello.".into(), vec![5i16; 3 * FRAME].into());
+        prompts.insert_spoken(
+            Some("en-us".into()),
+            "Hello.".into(),
+            vec![6i16; FRAME].into(),
+        );
+        let say = |voice: Option<&str>| Step::Say {
+            text: "Hello.".into(),
+            voice: voice.map(Into::into),
+        };
+        let mut script = Script::new(
+            vec![say(Some("en-us")), say(None), Step::Hangup],
+            Arc::new(prompts),
+        );
+        assert_eq!(script.turn(&SILENT).out[0], 6, "the step's own voice");
+        assert_eq!(script.turn(&SILENT).out[0], 5);
+        assert_eq!(script.barge_in(), 1, "speech is cut like a prompt");
+        assert!(script.turn(&SILENT).hangup);
+    }
+
+    #[test]
     fn speech_cuts_a_prompt_but_not_music_or_hold() {
         let mut script = Script::new(
             vec![play("welcome", false), play("music", true)],
             prompts(&[("welcome", 3 * FRAME, 100), ("music", FRAME, 7)]),
         );
         assert_eq!(script.turn(&[0; FRAME]).out[0], 100);
-        assert!(script.barge_in(), "the prompt stops");
+        assert_eq!(script.barge_in(), 1, "the prompt stops");
         assert_eq!(script.turn(&[0; FRAME]).out[0], 7, "the next step at once");
-        assert!(!script.barge_in(), "looped music goes on");
+        assert_eq!(script.barge_in(), 0, "looped music goes on");
         assert_eq!(script.turn(&[0; FRAME]).out[0], 7);
     }
 }

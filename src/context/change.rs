@@ -2,7 +2,9 @@
 //! document, so a bad write (from a bot over the wire, say) is refused whole with a reason
 //! and the document stays as it was.
 
-use super::document::{Action, Context, IntentGuess, TranscriptLine, VibeReading, VIBE_HISTORY};
+use super::document::{
+    Action, Context, IntentGuess, Summary, TranscriptLine, VibeReading, VIBE_HISTORY,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -69,8 +71,9 @@ pub enum Change {
     Running { who: String },
     /// An agent joined (`joined` true) or left the call.
     Agent { id: String, joined: bool },
-    /// The summary, rewritten.
-    Summary { text: String },
+    /// The summary, rewritten. baton writes it itself after every other change (see
+    /// [`super::summary`]); one written by a client stands until the next change.
+    Summary(Summary),
 }
 
 /// Who wrote a change.
@@ -272,7 +275,22 @@ impl Change {
                 }
             }
             Change::Agent { id, .. } => name("id", id),
-            Change::Summary { text: t } => text("text", t),
+            Change::Summary(summary) => {
+                text("text", &summary.text)?;
+                for part in [
+                    &summary.situation,
+                    &summary.actions,
+                    &summary.progress,
+                    &summary.next_step,
+                    &summary.sentiment,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    text("summary part", part)?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -379,7 +397,7 @@ impl Change {
                     agents.push(id);
                 }
             }
-            Change::Summary { text } => doc.summary.text = text,
+            Change::Summary(summary) => doc.summary = summary,
         }
     }
 }

@@ -185,7 +185,23 @@ impl Default for Participants {
 /// The state of the call in a few sentences, readable by an agent at a glance.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
+    /// The parts below joined, at most [`crate::context::summary::MAX_CHARS`] characters.
     pub text: String,
+    /// Who is calling, whether and how they were verified, what they want.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub situation: Option<String>,
+    /// What was done for the caller, and by whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<String>,
+    /// Where things stand: what the bot tried, where it got stuck, who runs the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// What should happen next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
+    /// The caller's mood and its trend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment: Option<String>,
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@
 //! [`document`] is the document and its JSON shape, [`change`] the typed writes and how they
 //! apply, [`store`] the store trait and the in-memory store.
 
+pub mod archive;
 pub mod change;
 pub mod document;
 pub mod store;
+pub mod summary;
 
 pub use change::{Author, Change, Event};
 pub use document::Context;

@@ -1,14 +1,18 @@
 //! Where contexts live: the [`ContextStore`] trait, and [`MemoryStore`], the embedded
-//! default that keeps each call's document and a bounded log of its events in this process.
+//! default that keeps each call's document and a bounded log of its events in this process,
+//! and with an [`Archive`] each ended call's final document for good.
 
+use super::archive::Archive;
 use super::change::{Author, Change, ChangeError, Event};
 use super::document::Context;
+use super::summary::summarize;
 use crate::calls::lock;
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use tokio::sync::broadcast;
+use tracing::warn;
 
 /// Events kept per call for readers that catch up from a version; older ones are dropped
 /// (the document itself always holds everything).
@@ -29,6 +33,9 @@ pub enum StoreError {
     Gone { oldest: u64 },
     #[error("change {index}: {error}")]
     Invalid { index: usize, error: ChangeError },
+    /// The durable store failed (disk full, file gone); the request may be retried.
+    #[error("context storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What a reader subscribing from a version gets: the events it missed, then a live feed.
@@ -43,7 +50,8 @@ pub struct Subscription {
 /// lets several nodes serve the same calls.
 #[async_trait]
 pub trait ContextStore: Send + Sync {
-    /// Starts the context of a new call.
+    /// Starts the context of a new call. A store that keeps ended calls fills in
+    /// `caller.memory` when it knows the caller's number from earlier calls.
     async fn create(&self, doc: Context) -> Result<(), StoreError>;
     /// The document as it is now.
     async fn get(&self, call_id: &str) -> Result<Context, StoreError>;
@@ -60,7 +68,8 @@ pub trait ContextStore: Send + Sync {
     async fn events(&self, call_id: &str, since: u64) -> Result<Vec<Event>, StoreError>;
     /// The events after version `since`, then every new one.
     async fn subscribe(&self, call_id: &str, since: u64) -> Result<Subscription, StoreError>;
-    /// The call ended: its context stays readable, among the most recent ended calls.
+    /// The call ended: its context stays readable, among the most recent ended calls, and
+    /// a durable store has it on disk before this returns.
     async fn close(&self, call_id: &str) -> Result<(), StoreError>;
 }
 
@@ -69,6 +78,8 @@ struct Live {
     doc: Context,
     log: VecDeque<Event>,
     feed: broadcast::Sender<Arc<Event>>,
+    /// When the call ended (ms since the Unix epoch); `None` while it goes on.
+    ended_ms: Option<u64>,
 }
 
 impl Live {
@@ -77,6 +88,7 @@ impl Live {
             doc,
             log: VecDeque::new(),
             feed: broadcast::channel(SUBSCRIBER_DEPTH).0,
+            ended_ms: None,
         }
     }
 
@@ -100,26 +112,40 @@ impl Live {
                 .validate()
                 .map_err(|error| StoreError::Invalid { index, error })?;
         }
-        let mut made = Vec::with_capacity(changes.len());
-        for change in changes {
-            change.apply(&mut self.doc, &author, at_ms);
-            self.doc.version += 1;
-            self.doc.updated_ms = at_ms;
-            let event = Event {
-                version: self.doc.version,
-                author: author.clone(),
-                at_ms,
-                change,
-            };
-            if self.log.len() == EVENT_HISTORY {
-                self.log.pop_front();
+        let mut made: Vec<Event> = changes
+            .into_iter()
+            .map(|change| self.append(author.clone(), change, at_ms))
+            .collect();
+        // The summary follows the document: rewritten by baton after any change but a
+        // summary written on purpose, as its own event so live readers see it.
+        if !made.iter().any(|e| matches!(e.change, Change::Summary(_))) {
+            let summary = summarize(&self.doc);
+            if summary != self.doc.summary {
+                let change = Change::Summary(summary);
+                made.push(self.append(Author::System, change, at_ms));
             }
-            self.log.push_back(event.clone());
-            // Nobody listening is fine: readers catch up from the log.
-            let _ = self.feed.send(Arc::new(event.clone()));
-            made.push(event);
         }
         Ok(made)
+    }
+
+    /// Applies one checked change as the next version, logs it and tells live readers.
+    fn append(&mut self, author: Author, change: Change, at_ms: u64) -> Event {
+        change.apply(&mut self.doc, &author, at_ms);
+        self.doc.version += 1;
+        self.doc.updated_ms = at_ms;
+        let event = Event {
+            version: self.doc.version,
+            author,
+            at_ms,
+            change,
+        };
+        if self.log.len() == EVENT_HISTORY {
+            self.log.pop_front();
+        }
+        self.log.push_back(event.clone());
+        // Nobody listening is fine: readers catch up from the log.
+        let _ = self.feed.send(Arc::new(event.clone()));
+        event
     }
 
     fn events(&self, since: u64) -> Result<Vec<Event>, StoreError> {
@@ -140,10 +166,16 @@ impl Live {
 /// keeps them).
 pub const ENDED_KEPT: usize = 1000;
 
-/// Contexts in this process's memory.
+/// Contexts in this process's memory; with an archive, ended ones on disk as well.
+///
+/// The archive sits inside the memory store rather than wrapping any store: only the
+/// store that holds a call knows when a write lands after the call ended (the last
+/// transcript, the summary), and such a write must reach the archived copy too.
 #[derive(Default)]
 pub struct MemoryStore {
     calls: Mutex<Calls>,
+    /// Where ended calls are kept for good; `None` keeps them in memory only.
+    archive: Option<Archive>,
 }
 
 #[derive(Default)]
@@ -157,6 +189,27 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// An empty store that keeps every ended call in `archive`, reads the calls it no
+    /// longer holds from there, and starts a returning caller's context with their memory.
+    pub fn with_archive(archive: Archive) -> MemoryStore {
+        MemoryStore {
+            archive: Some(archive),
+            ..MemoryStore::default()
+        }
+    }
+
+    /// The archived final context of a call this process no longer holds.
+    async fn archived(&self, call_id: &str) -> Result<Context, StoreError> {
+        let Some(archive) = &self.archive else {
+            return Err(StoreError::NotFound(call_id.to_owned()));
+        };
+        archive
+            .load(call_id)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .ok_or_else(|| StoreError::NotFound(call_id.to_owned()))
     }
 
     fn with<T>(
@@ -180,9 +233,29 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Events of an archived context, which keeps none: nothing after its last version, and
+/// [`StoreError::Gone`] for anything before.
+fn archived_events(doc: &Context, since: u64) -> Result<(), StoreError> {
+    if since < doc.version {
+        return Err(StoreError::Gone {
+            oldest: doc.version + 1,
+        });
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ContextStore for MemoryStore {
-    async fn create(&self, doc: Context) -> Result<(), StoreError> {
+    async fn create(&self, mut doc: Context) -> Result<(), StoreError> {
+        if let (Some(archive), Some(number), None) =
+            (&self.archive, &doc.caller.number, &doc.caller.memory)
+        {
+            // Memory helps a call; a call starts without it rather than not at all.
+            match archive.memory(number).await {
+                Ok(memory) => doc.caller.memory = memory,
+                Err(e) => warn!(error = %e, "customer memory not loaded"),
+            }
+        }
         let mut calls = lock(&self.calls);
         if calls.live.contains_key(&doc.call_id) {
             return Err(StoreError::Exists(doc.call_id));
@@ -192,7 +265,10 @@ impl ContextStore for MemoryStore {
     }
 
     async fn get(&self, call_id: &str) -> Result<Context, StoreError> {
-        self.with(call_id, |live| Ok(live.doc.clone()))
+        match self.with(call_id, |live| Ok(live.doc.clone())) {
+            Err(StoreError::NotFound(_)) => self.archived(call_id).await,
+            found => found,
+        }
     }
 
     async fn write(
@@ -202,39 +278,86 @@ impl ContextStore for MemoryStore {
         expected: Option<u64>,
         changes: Vec<Change>,
     ) -> Result<Vec<Event>, StoreError> {
-        self.with(call_id, |live| {
-            live.write(author, expected, changes, now_ms())
-        })
+        let (made, late) = self.with(call_id, |live| {
+            let made = live.write(author, expected, changes, now_ms())?;
+            // A write after the call ended (the last transcript, the summary) must reach
+            // the archived copy, or the archive would keep a stale final state.
+            let late = match (&self.archive, live.ended_ms) {
+                (Some(_), Some(ended_ms)) => Some((live.doc.clone(), ended_ms)),
+                _ => None,
+            };
+            Ok((made, late))
+        })?;
+        if let (Some(archive), Some((doc, ended_ms))) = (&self.archive, late) {
+            // The write is applied and its events are out: failing it now would invite a
+            // retry that applies it twice.
+            if let Err(e) = archive.save(doc, ended_ms).await {
+                warn!(call_id, error = %e, "a write after the call ended was not archived");
+            }
+        }
+        Ok(made)
     }
 
     async fn events(&self, call_id: &str, since: u64) -> Result<Vec<Event>, StoreError> {
-        self.with(call_id, |live| live.events(since))
+        match self.with(call_id, |live| live.events(since)) {
+            Err(StoreError::NotFound(_)) => {
+                archived_events(&self.archived(call_id).await?, since)?;
+                Ok(Vec::new())
+            }
+            found => found,
+        }
     }
 
     async fn subscribe(&self, call_id: &str, since: u64) -> Result<Subscription, StoreError> {
         // Under the lock, so that no event falls between the backlog and the feed.
-        self.with(call_id, |live| {
+        let held = self.with(call_id, |live| {
             Ok(Subscription {
                 backlog: live.events(since)?,
                 live: live.feed.subscribe(),
             })
-        })
+        });
+        match held {
+            Err(StoreError::NotFound(_)) => {
+                archived_events(&self.archived(call_id).await?, since)?;
+                // An archived context never changes again: its feed is closed at once.
+                Ok(Subscription {
+                    backlog: Vec::new(),
+                    live: broadcast::channel(1).0.subscribe(),
+                })
+            }
+            found => found,
+        }
     }
 
     async fn close(&self, call_id: &str) -> Result<(), StoreError> {
-        let mut calls = lock(&self.calls);
-        if !calls.live.contains_key(call_id) {
-            return Err(StoreError::NotFound(call_id.to_owned()));
-        }
-        if calls.ended.iter().any(|id| id == call_id) {
-            return Ok(());
-        }
-        if calls.ended.len() == ENDED_KEPT {
-            if let Some(oldest) = calls.ended.pop_front() {
-                calls.live.remove(&oldest);
+        let (doc, ended_ms) = {
+            let mut calls = lock(&self.calls);
+            let live = calls
+                .live
+                .get_mut(call_id)
+                .ok_or_else(|| StoreError::NotFound(call_id.to_owned()))?;
+            let first = live.ended_ms.is_none();
+            let ended_ms = *live.ended_ms.get_or_insert_with(now_ms);
+            // Taken after marking the call ended, so that any later write saves again.
+            let doc = self.archive.as_ref().map(|_| live.doc.clone());
+            if first {
+                if calls.ended.len() == ENDED_KEPT {
+                    if let Some(oldest) = calls.ended.pop_front() {
+                        calls.live.remove(&oldest);
+                    }
+                }
+                calls.ended.push_back(call_id.to_owned());
             }
+            (doc, ended_ms)
+        };
+        // Saved on every close, not only the first: a close retried after a failed save
+        // must reach the disk.
+        if let (Some(archive), Some(doc)) = (&self.archive, doc) {
+            archive
+                .save(doc, ended_ms)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         }
-        calls.ended.push_back(call_id.to_owned());
         Ok(())
     }
 }
@@ -242,7 +365,7 @@ impl ContextStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::document::TranscriptLine;
+    use crate::context::document::{Summary, TranscriptLine};
     use serde_json::json;
 
     fn doc(id: &str) -> Context {
@@ -286,16 +409,28 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(made.iter().map(|e| e.version).collect::<Vec<_>>(), [1, 2]);
-        assert!(made.iter().all(|e| e.author == Author::Bot && e.at_ms > 0));
+        assert_eq!(
+            made.iter().map(|e| e.version).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(made[..2]
+            .iter()
+            .all(|e| e.author == Author::Bot && e.at_ms > 0));
+        // baton rewrites the summary after the bot's changes, as an event of its own.
+        assert_eq!(made[2].author, Author::System);
+        let Change::Summary(summary) = &made[2].change else {
+            panic!("{made:?}");
+        };
+        assert!(summary.text.contains("verified"), "{summary:?}");
         let now = store.get("c1").await.unwrap();
-        assert_eq!(now.version, 2);
+        assert_eq!(now.version, 3);
+        assert_eq!(&now.summary, summary);
         assert_eq!(now.intent.name.as_deref(), Some("block_card"));
         assert!(now.identity.verified);
         let json = serde_json::to_value(&now).unwrap();
         assert_eq!(json["intent"]["name"], "block_card");
         assert_eq!(json["identity"]["verified"], true);
-        assert_eq!(json["version"], 2);
+        assert_eq!(json["version"], 3);
     }
 
     #[tokio::test]
@@ -318,7 +453,7 @@ mod tests {
             err,
             StoreError::Conflict {
                 expected: 0,
-                actual: 1
+                actual: 2
             }
         );
         assert_eq!(
@@ -360,18 +495,23 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let mut sub = store.subscribe("c1", 3).await.unwrap();
+        let now = store.get("c1").await.unwrap().version;
+        let mut sub = store.subscribe("c1", now - 2).await.unwrap();
         assert_eq!(
             sub.backlog.iter().map(|e| e.version).collect::<Vec<_>>(),
-            [4, 5]
+            [now - 1, now]
         );
         store
             .write("c1", Author::Bot, None, vec![Change::BotReprompt])
             .await
             .unwrap();
-        assert_eq!(sub.live.recv().await.unwrap().version, 6);
-        assert_eq!(store.events("c1", 5).await.unwrap().len(), 1);
-        assert!(store.events("c1", 6).await.unwrap().is_empty());
+        assert_eq!(sub.live.recv().await.unwrap().version, now + 1);
+        let after = store.get("c1").await.unwrap().version;
+        assert_eq!(
+            store.events("c1", now).await.unwrap().len() as u64,
+            after - now
+        );
+        assert!(store.events("c1", after).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -400,8 +540,9 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(live.log.len(), EVENT_HISTORY);
-        assert_eq!(live.events(0), Err(StoreError::Gone { oldest: 11 }));
-        assert_eq!(live.events(10).unwrap().len(), EVENT_HISTORY);
+        let oldest = live.doc.version - EVENT_HISTORY as u64 + 1;
+        assert_eq!(live.events(0), Err(StoreError::Gone { oldest }));
+        assert_eq!(live.events(oldest - 1).unwrap().len(), EVENT_HISTORY);
         assert_eq!(live.doc.bot.reprompts as usize, EVENT_HISTORY + 10);
     }
 
@@ -485,4 +626,74 @@ mod tests {
     }
 
     const MAX_VALUE_TEST: usize = crate::context::change::MAX_VALUE + 1;
+
+    #[tokio::test]
+    async fn an_archived_context_outlives_the_process_and_becomes_memory() {
+        let dir = std::env::temp_dir().join(format!(
+            "baton-store-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let path = dir.join("baton.sqlite");
+        let caller = |id: &str, number: &str| Context {
+            call_id: id.into(),
+            caller: crate::context::document::Caller {
+                number: Some(number.into()),
+                memory: None,
+            },
+            ..Context::default()
+        };
+        let store = MemoryStore::with_archive(Archive::open(&path).await.unwrap());
+        store.create(caller("c1", "+4411")).await.unwrap();
+        store
+            .write("c1", Author::Bot, None, vec![intent("block_card", 0.9)])
+            .await
+            .unwrap();
+        store.close("c1").await.unwrap();
+        // The summary comes after the call ended: the archive must follow.
+        let summary = Change::Summary(Summary {
+            text: "Card blocked.".into(),
+            ..Summary::default()
+        });
+        store
+            .write("c1", Author::System, None, vec![summary])
+            .await
+            .unwrap();
+        drop(store);
+
+        let store = MemoryStore::with_archive(Archive::open(&path).await.unwrap());
+        let doc = store.get("c1").await.unwrap();
+        // The intent, baton's summary of it, then the summary written after the end.
+        assert_eq!(doc.version, 3);
+        assert_eq!(doc.intent.name.as_deref(), Some("block_card"));
+        assert_eq!(doc.summary.text, "Card blocked.");
+        assert_eq!(
+            store.events("c1", 0).await,
+            Err(StoreError::Gone { oldest: 4 })
+        );
+        assert_eq!(store.events("c1", 3).await, Ok(vec![]));
+        let mut sub = store.subscribe("c1", 3).await.unwrap();
+        assert!(sub.backlog.is_empty());
+        assert!(
+            sub.live.recv().await.is_err(),
+            "an archived context is final"
+        );
+        assert!(matches!(
+            store.get("nope").await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        store.create(caller("c2", "+4411")).await.unwrap();
+        let memory = store.get("c2").await.unwrap().caller.memory.unwrap();
+        assert_eq!(memory.previous_calls.len(), 1);
+        assert_eq!(memory.previous_calls[0].call_id, "c1");
+        assert_eq!(
+            memory.previous_calls[0].intent.as_deref(),
+            Some("block_card")
+        );
+        assert_eq!(memory.previous_calls[0].summary, "Card blocked.");
+        store.create(caller("c3", "+4499")).await.unwrap();
+        assert_eq!(store.get("c3").await.unwrap().caller.memory, None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -17,6 +17,14 @@ pub enum Step {
         /// Start again from the beginning at the end of the file.
         looped: bool,
     },
+    /// Speak a text to the caller (rendered once at start-up); barge-in cuts it like a
+    /// prompt.
+    Say {
+        /// What to say, as written.
+        text: String,
+        /// An espeak-ng voice for this text; the configured one when `None`.
+        voice: Option<String>,
+    },
     /// Loop hold music for a fixed time.
     Hold {
         /// Absolute path of the music (`hold-music.wav` unless the step names other music).
@@ -26,6 +34,9 @@ pub enum Step {
     },
     /// Send the caller's own audio back until the call ends.
     Echo,
+    /// Hand the call to the dialplan's built-in dialog (`[dialog]`) until it hangs up or
+    /// hands over; the next step runs after a handover.
+    Bot,
     /// Record the caller into `data/recordings/`.
     Record {
         /// A DTMF digit that ends the recording.
@@ -79,8 +90,10 @@ impl Step {
 }
 
 /// The names of the actions a step may take, in the order the docs list them.
-pub(crate) const ACTIONS: [&str; 8] = [
+pub(crate) const ACTIONS: [&str; 10] = [
     "play",
+    "say",
+    "bot",
     "hold",
     "echo",
     "record",
@@ -95,6 +108,8 @@ pub(crate) const ACTIONS: [&str; 8] = [
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStep {
     pub(crate) play: Option<PlayArg>,
+    pub(crate) say: Option<SayArg>,
+    pub(crate) bot: Option<String>,
     pub(crate) hold: Option<HoldArg>,
     pub(crate) echo: Option<NoOptions>,
     pub(crate) record: Option<RecordArgs>,
@@ -109,6 +124,8 @@ impl RawStep {
     pub(crate) fn actions(&self) -> Vec<&'static str> {
         let set = [
             self.play.is_some(),
+            self.say.is_some(),
+            self.bot.is_some(),
             self.hold.is_some(),
             self.echo.is_some(),
             self.record.is_some(),
@@ -140,6 +157,22 @@ struct PlayTable {
     file: String,
     #[serde(default, rename = "loop")]
     looped: bool,
+}
+
+/// `say = "Hello."` or `say = { text = "Hello.", voice = "en-us" }`.
+#[derive(Debug)]
+pub(crate) struct SayArg {
+    pub(crate) text: String,
+    pub(crate) voice: Option<String>,
+    /// Written as a table, so problems with the text point at its `text` key.
+    pub(crate) table: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SayTable {
+    text: String,
+    voice: Option<String>,
 }
 
 /// `hold = 30` or `hold = { secs = 30, music = "other.wav" }`.
@@ -206,6 +239,34 @@ impl<'de> Deserialize<'de> for PlayArg {
             }
         }
         deserializer.deserialize_any(PlayVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for SayArg {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SayVisitor;
+        impl<'de> Visitor<'de> for SayVisitor {
+            type Value = SayArg;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a text, or a table like { text = \"Hello.\", voice = \"en-us\" }")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<SayArg, E> {
+                Ok(SayArg {
+                    text: text.to_owned(),
+                    voice: None,
+                    table: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<SayArg, A::Error> {
+                let table = SayTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(SayArg {
+                    text: table.text,
+                    voice: table.voice,
+                    table: true,
+                })
+            }
+        }
+        deserializer.deserialize_any(SayVisitor)
     }
 }
 

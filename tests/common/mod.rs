@@ -174,7 +174,8 @@ impl BatonBuilder {
             fs::create_dir_all(&own).expect("create dialplans dir");
             for entry in fs::read_dir(repo_path("dialplans")).expect("read shipped dialplans") {
                 let path = entry.expect("dialplans entry").path();
-                if path.extension().is_some_and(|e| e == "toml") {
+                // Dialplans and the data files they name (the bank's customers).
+                if path.is_file() {
                     let to = own.join(path.file_name().expect("file name"));
                     fs::copy(&path, &to).expect("copy shipped dialplan");
                 }

@@ -679,6 +679,21 @@ fn drop_decoding_loop(words: &mut Vec<Word>, cut_off: bool) {
             return;
         }
     }
+    // A shorter run said three times over ("Yes. Clean. Yes. Clean. Yes. Clean.") has
+    // looped too; said twice ("thank you, thank you") it is speech.
+    for period in 2..MIN_LOOP_WORDS {
+        if n < 3 * period {
+            continue;
+        }
+        let mut first = n - period;
+        while first >= period && norm[first - period..first] == norm[first..first + period] {
+            first -= period;
+        }
+        if (n - first) / period >= 3 {
+            words.truncate(first + period);
+            return;
+        }
+    }
 }
 
 fn close_word(words: &mut [Word], probs: &mut Vec<f32>) {
@@ -723,6 +738,12 @@ mod tests {
         assert_eq!(
             unloop("I need a payment. I need a payment. I need a"),
             "I need a payment."
+        );
+        assert_eq!(unloop("4 8 2 1 4 8 2 1"), "4 8 2 1");
+        assert_eq!(unloop("Yes. Clean. Yes. Clean. Yes. Clean."), "Yes. Clean.");
+        assert_eq!(
+            unloop("Well, yes please, yes please, yes please"),
+            "Well, yes please,"
         );
         assert_eq!(
             unloop("I want to speak to a human agent. Please. I want to speak to a human agent. Please."),

@@ -1,0 +1,614 @@
+//! The durable record of ended calls: each call's final context in one SQLite file, so it
+//! can be read after the call and after a restart, and so that a returning caller's next
+//! call starts with what the earlier ones left behind ([`CustomerMemory`]).
+//!
+//! SQLite blocks, so one dedicated thread owns the connection and the async side sends it
+//! jobs over a channel: no tokio worker ever waits on the disk, and writes are serialised
+//! without a lock.
+
+use super::document::{Context, CustomerMemory, PreviousCall};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+/// Earlier calls carried into a returning caller's memory, newest first.
+pub const PREVIOUS_CALLS: usize = 10;
+/// Open follow-ups carried into a returning caller's memory.
+pub const FOLLOW_UPS: usize = 10;
+
+/// Marks the file as baton's (`PRAGMA application_id`, "batn"), so that a database of
+/// some other program is refused rather than written into.
+const APPLICATION_ID: i32 = 0x6261_746e;
+
+/// How long a statement waits for a lock another process holds (a backup, a second
+/// baton pointed at the same file by mistake) before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one step per version: step `i` takes a database from version `i` to
+/// `i + 1` (`PRAGMA user_version`). A new version appends a step; released steps never
+/// change, so any older file can be brought up to date.
+const MIGRATIONS: &[&str] = &["CREATE TABLE ended_calls (
+        call_id TEXT PRIMARY KEY NOT NULL,
+        caller_number TEXT,
+        customer_id TEXT,
+        ended_ms INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        intent TEXT,
+        outcome TEXT,
+        summary TEXT NOT NULL,
+        context TEXT NOT NULL
+    );
+    CREATE INDEX ended_calls_by_number ON ended_calls (caller_number, ended_ms);
+    CREATE INDEX ended_calls_by_customer ON ended_calls (customer_id, ended_ms);"];
+
+/// Why the archive could not be opened or used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ArchiveError {
+    /// The file's directory could not be created.
+    #[error("{}: cannot create the directory of the context database: {source}", path.display())]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// SQLite could not open or set up the file (unreadable, not a database at all).
+    #[error("{}: cannot open the context database: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// The file is an SQLite database, but some other program's.
+    #[error("{}: not a baton context database (it holds other tables); set context_db to another file", path.display())]
+    Foreign { path: PathBuf },
+    /// The file was written by a newer baton whose schema this one does not know.
+    #[error("{}: context database schema version {found} is newer than this baton's ({known})", path.display())]
+    Newer {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    /// The archive's thread could not be started.
+    #[error("cannot start the context database thread: {0}")]
+    Thread(std::io::Error),
+    /// A statement failed.
+    #[error("context database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A context could not be turned into JSON.
+    #[error("context not encoded: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The archive's thread is gone.
+    #[error("the context database thread has stopped")]
+    Stopped,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle to the archive; clones share its one thread and connection, which end when
+/// the last handle is dropped.
+#[derive(Clone)]
+pub struct Archive {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Archive {
+    /// Opens the archive at `path`, creating the file and its directory if need be, and
+    /// brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Archive, ArchiveError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready_tx, ready) = oneshot::channel();
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("context-archive".into())
+            .spawn(move || {
+                let mut conn = match open_connection(&path) {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                if ready_tx.send(Ok(())).is_ok() {
+                    for job in queue {
+                        job(&mut conn);
+                    }
+                }
+            })
+            .map_err(ArchiveError::Thread)?;
+        ready.await.map_err(|_| ArchiveError::Stopped)??;
+        Ok(Archive { jobs })
+    }
+
+    /// Runs `job` on the archive's thread and waits for its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> Result<T, ArchiveError> + Send + 'static,
+    ) -> Result<T, ArchiveError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = tx.send(job(conn));
+            }))
+            .map_err(|_| ArchiveError::Stopped)?;
+        rx.await.map_err(|_| ArchiveError::Stopped)?
+    }
+
+    /// Keeps `doc` as its call's final state, committed before this returns. A call saved
+    /// again (a write after it ended) keeps its first `ended_ms`, and an older version never
+    /// replaces a newer one, whatever order the saves arrive in.
+    pub async fn save(&self, doc: Context, ended_ms: u64) -> Result<(), ArchiveError> {
+        self.run(move |conn| {
+            let json = serde_json::to_string(&doc)?;
+            conn.execute(
+                "INSERT INTO ended_calls (call_id, caller_number, customer_id, ended_ms, version,
+                                          intent, outcome, summary, context)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (call_id) DO UPDATE SET
+                     caller_number = excluded.caller_number,
+                     customer_id = excluded.customer_id,
+                     version = excluded.version,
+                     intent = excluded.intent,
+                     outcome = excluded.outcome,
+                     summary = excluded.summary,
+                     context = excluded.context
+                 WHERE excluded.version >= ended_calls.version",
+                params![
+                    doc.call_id,
+                    doc.caller.number,
+                    doc.identity.customer_id,
+                    to_sql_int(ended_ms),
+                    to_sql_int(doc.version),
+                    doc.intent.name,
+                    outcome(&doc),
+                    doc.summary.text,
+                    json,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The final context of an ended call; `None` when it was never archived or its row
+    /// no longer parses (that is logged).
+    pub async fn load(&self, call_id: &str) -> Result<Option<Context>, ArchiveError> {
+        let call_id = call_id.to_owned();
+        self.run(move |conn| {
+            let json: Option<String> = conn
+                .query_row(
+                    "SELECT context FROM ended_calls WHERE call_id = ?1",
+                    [&call_id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(json.and_then(|json| parse_row(&call_id, &json)))
+        })
+        .await
+    }
+
+    /// What the earlier calls from `number` left behind, joined by those of the customer
+    /// they were last verified as; `None` for a caller with no readable earlier call.
+    pub async fn memory(&self, number: &str) -> Result<Option<CustomerMemory>, ArchiveError> {
+        let number = number.to_owned();
+        self.run(move |conn| {
+            let mut calls = previous(conn, "caller_number", &number)?;
+            let customer_id = calls
+                .iter()
+                .find_map(|c| c.doc.identity.customer_id.clone());
+            if let Some(id) = &customer_id {
+                let seen: HashSet<String> = calls.iter().map(|c| c.doc.call_id.clone()).collect();
+                calls.extend(
+                    previous(conn, "customer_id", id)?
+                        .into_iter()
+                        .filter(|c| !seen.contains(&c.doc.call_id)),
+                );
+                calls.sort_by_key(|c| std::cmp::Reverse((c.ended_ms, c.rowid)));
+                calls.truncate(PREVIOUS_CALLS);
+            }
+            Ok(memory(customer_id, &calls))
+        })
+        .await
+    }
+
+    /// Waits until every job sent before this one is done, so that nothing queued is lost
+    /// when the process exits.
+    pub async fn flush(&self) -> Result<(), ArchiveError> {
+        self.run(|_| Ok(())).await
+    }
+}
+
+/// Opens the file and brings it to the current schema, refusing files that are not
+/// baton's.
+fn open_connection(path: &Path) -> Result<Connection, ArchiveError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ArchiveError::Directory {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    let open = |source| ArchiveError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
+    // SQLite reads the header lazily: a file that is not a database fails here.
+    let application_id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(open)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(open)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(open)?;
+    let fresh = application_id == 0 && version == 0 && tables == 0;
+    if !fresh && application_id != APPLICATION_ID {
+        return Err(ArchiveError::Foreign {
+            path: path.to_owned(),
+        });
+    }
+    if version > MIGRATIONS.len() as i64 {
+        return Err(ArchiveError::Newer {
+            path: path.to_owned(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    // WAL: readers (the API) never wait for the writer; FULL: a commit is on disk before
+    // a close reports success.
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+        .map_err(open)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open)?;
+    migrate(&mut conn).map_err(open)?;
+    Ok(conn)
+}
+
+/// Applies the steps the file lacks, all in one transaction that holds the write lock,
+/// so that two processes opening a new file cannot both create the schema.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    for step in MIGRATIONS.iter().skip(done) {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()
+}
+
+/// SQLite integers are signed; times and versions stay far below `i64::MAX`.
+fn to_sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// One archived call, as memory is built from it.
+struct Archived {
+    rowid: i64,
+    ended_ms: u64,
+    doc: Context,
+}
+
+/// The newest calls whose `column` (an indexed one) is `value`, unreadable rows skipped.
+fn previous(conn: &Connection, column: &str, value: &str) -> Result<Vec<Archived>, ArchiveError> {
+    let sql = format!(
+        "SELECT rowid, call_id, ended_ms, context FROM ended_calls WHERE {column} = ?1
+         ORDER BY ended_ms DESC, rowid DESC LIMIT ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![value, PREVIOUS_CALLS as i64], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, String>(3),
+        ))
+    })?;
+    let mut calls = Vec::new();
+    for row in rows {
+        let (rowid, call_id, ended_ms, json) = row?;
+        let json = match json {
+            Ok(json) => json,
+            Err(e) => {
+                warn!(call_id, error = %e, "archived context unreadable: skipped");
+                continue;
+            }
+        };
+        if let Some(doc) = parse_row(&call_id, &json) {
+            calls.push(Archived {
+                rowid,
+                ended_ms: u64::try_from(ended_ms).unwrap_or(0),
+                doc,
+            });
+        }
+    }
+    Ok(calls)
+}
+
+/// A row's context, or `None` (logged) when it does not parse: one damaged row must not
+/// take the others, or baton, down with it.
+fn parse_row(call_id: &str, json: &str) -> Option<Context> {
+    match serde_json::from_str(json) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            warn!(call_id, error = %e, "archived context is not valid JSON: skipped");
+            None
+        }
+    }
+}
+
+/// The memory built from earlier calls, newest first.
+fn memory(customer_id: Option<String>, calls: &[Archived]) -> Option<CustomerMemory> {
+    if calls.is_empty() {
+        return None;
+    }
+    let mut open_follow_ups: Vec<String> = Vec::new();
+    for text in calls.iter().flat_map(|c| follow_ups(&c.doc)) {
+        if open_follow_ups.len() < FOLLOW_UPS && !open_follow_ups.contains(&text) {
+            open_follow_ups.push(text);
+        }
+    }
+    Some(CustomerMemory {
+        customer_id,
+        previous_calls: calls
+            .iter()
+            .map(|c| PreviousCall {
+                call_id: c.doc.call_id.clone(),
+                ended_ms: c.ended_ms,
+                intent: c.doc.intent.name.clone(),
+                outcome: Some(outcome(&c.doc)),
+                summary: c.doc.summary.text.clone(),
+            })
+            .collect(),
+        open_follow_ups,
+    })
+}
+
+/// How a call ended, in a few words, from what its context records: the last action
+/// taken and by whom (`card_blocked by agent:a7`); failing that, where the bot got stuck
+/// (`bot stuck: CRM timeout`); failing that, `no action recorded`. Who hung up is not in
+/// the context, so it is not claimed.
+fn outcome(doc: &Context) -> String {
+    if let Some(action) = doc.actions.last() {
+        format!("{} by {}", action.name, action.by)
+    } else if let Some(reason) = &doc.bot.stuck {
+        format!("bot stuck: {reason}")
+    } else {
+        "no action recorded".to_owned()
+    }
+}
+
+/// The follow-ups a call promised. Until follow-ups are tasks of their own, they are the
+/// call's actions named `follow_up`, whose text is their `detail` when that is a string,
+/// or `detail.text`; every one counts as open.
+fn follow_ups(doc: &Context) -> impl Iterator<Item = String> + '_ {
+    doc.actions
+        .iter()
+        .filter(|a| a.name == "follow_up")
+        .filter_map(|a| match &a.detail {
+            Value::String(text) => Some(text.clone()),
+            detail => detail["text"].as_str().map(str::to_owned),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::document::{Action, Caller};
+    use serde_json::json;
+
+    /// A fresh directory for one test's database.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "baton-archive-{name}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn call(id: &str, number: &str, intent: &str, actions: &[(&str, Value)]) -> Context {
+        let mut doc = Context {
+            call_id: id.into(),
+            version: 3,
+            caller: Caller {
+                number: Some(number.into()),
+                memory: None,
+            },
+            ..Context::default()
+        };
+        doc.intent.name = Some(intent.into());
+        doc.summary.text = format!("{intent} call");
+        doc.actions = actions
+            .iter()
+            .map(|(name, detail)| Action {
+                name: (*name).into(),
+                detail: detail.clone(),
+                by: "bot".into(),
+                at_ms: 1,
+            })
+            .collect();
+        doc
+    }
+
+    #[tokio::test]
+    async fn a_saved_call_is_read_back_after_reopening_the_file() {
+        let dir = temp_dir("reopen");
+        let path = dir.join("nested").join("baton.sqlite");
+        let doc = call(
+            "c1",
+            "+4411",
+            "block_card",
+            &[("card_blocked", json!("4821"))],
+        );
+        let archive = Archive::open(&path).await.unwrap();
+        archive.save(doc.clone(), 1000).await.unwrap();
+        let mut older = doc.clone();
+        older.version = 2;
+        older.intent.name = Some("stale".into());
+        archive.save(older, 2000).await.unwrap();
+        drop(archive);
+
+        let archive = Archive::open(&path).await.unwrap();
+        assert_eq!(archive.load("c1").await.unwrap(), Some(doc));
+        assert_eq!(archive.load("c2").await.unwrap(), None);
+        let memory = archive.memory("+4411").await.unwrap().unwrap();
+        assert_eq!(memory.previous_calls[0].ended_ms, 1000, "first end kept");
+        let conn = Connection::open(&path).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_returning_caller_gets_earlier_calls_newest_first_with_follow_ups() {
+        let dir = temp_dir("memory");
+        let archive = Archive::open(&dir.join("baton.sqlite")).await.unwrap();
+        let mut first = call(
+            "c1",
+            "+4411",
+            "lost_card",
+            &[("follow_up", json!("send a new card"))],
+        );
+        first.identity.customer_id = Some("cust-7".into());
+        archive.save(first, 1000).await.unwrap();
+        let mut stuck = call("c2", "+4411", "dispute", &[]);
+        stuck.bot.stuck = Some("CRM timeout".into());
+        archive.save(stuck, 2000).await.unwrap();
+        let third = call(
+            "c3",
+            "+4411",
+            "block_card",
+            &[
+                ("follow_up", json!({"text": "callback in 48 h"})),
+                ("follow_up", json!("send a new card")),
+                ("card_blocked", json!({"card": "4821"})),
+            ],
+        );
+        archive.save(third, 3000).await.unwrap();
+        // The same customer, verified on another phone.
+        let mut other_phone = call("c4", "+4422", "balance", &[]);
+        other_phone.identity.customer_id = Some("cust-7".into());
+        archive.save(other_phone, 1500).await.unwrap();
+
+        let memory = archive.memory("+4411").await.unwrap().unwrap();
+        assert_eq!(memory.customer_id.as_deref(), Some("cust-7"));
+        let briefs: Vec<(&str, Option<&str>, Option<&str>)> = memory
+            .previous_calls
+            .iter()
+            .map(|c| {
+                (
+                    c.call_id.as_str(),
+                    c.intent.as_deref(),
+                    c.outcome.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            briefs,
+            [
+                ("c3", Some("block_card"), Some("card_blocked by bot")),
+                ("c2", Some("dispute"), Some("bot stuck: CRM timeout")),
+                ("c4", Some("balance"), Some("no action recorded")),
+                ("c1", Some("lost_card"), Some("follow_up by bot")),
+            ]
+        );
+        assert_eq!(memory.previous_calls[0].summary, "block_card call");
+        assert_eq!(
+            memory.open_follow_ups,
+            ["callback in 48 h", "send a new card"]
+        );
+        assert_eq!(archive.memory("+4499").await.unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_to_the_newest_calls() {
+        let dir = temp_dir("bounded");
+        let archive = Archive::open(&dir.join("baton.sqlite")).await.unwrap();
+        for i in 0..PREVIOUS_CALLS as u64 + 5 {
+            let doc = call(&format!("c{i}"), "+4411", "balance", &[]);
+            archive.save(doc, 1000 + i).await.unwrap();
+        }
+        let memory = archive.memory("+4411").await.unwrap().unwrap();
+        assert_eq!(memory.previous_calls.len(), PREVIOUS_CALLS);
+        assert_eq!(memory.previous_calls[0].call_id, "c14");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_row_is_skipped_and_the_others_still_count() {
+        let dir = temp_dir("corrupt");
+        let path = dir.join("baton.sqlite");
+        let archive = Archive::open(&path).await.unwrap();
+        for (id, ended) in [("good", 1000), ("bad", 2000)] {
+            let doc = call(id, "+4411", id, &[]);
+            archive.save(doc, ended).await.unwrap();
+        }
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE ended_calls SET context = '{\"call_id\": ' WHERE call_id = 'bad'",
+            [],
+        )
+        .unwrap();
+        assert_eq!(archive.load("bad").await.unwrap(), None);
+        let memory = archive.memory("+4411").await.unwrap().unwrap();
+        let ids: Vec<&str> = memory
+            .previous_calls
+            .iter()
+            .map(|c| c.call_id.as_str())
+            .collect();
+        assert_eq!(ids, ["good"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_that_are_not_baton_databases_are_refused_naming_them() {
+        let dir = temp_dir("foreign");
+        let text = dir.join("notes.sqlite");
+        std::fs::write(
+            &text,
+            "these are not the tables you are looking for".repeat(40),
+        )
+        .unwrap();
+        let other = dir.join("other.sqlite");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE songs (title TEXT)")
+            .unwrap();
+        let newer = dir.join("newer.sqlite");
+        drop(Archive::open(&newer).await.unwrap());
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+
+        for (path, want) in [
+            (&text, "cannot open the context database"),
+            (&other, "not a baton context database"),
+            (&newer, "schema version 99 is newer"),
+        ] {
+            let err = match Archive::open(path).await {
+                Ok(_) => panic!("{} was accepted", path.display()),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.starts_with(&path.display().to_string()), "{err}");
+            assert!(err.contains(want), "{err}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,921 @@
+//! The built-in bot walking a [`DialogPlan`] for one call. Sans-IO: the call feeds what the
+//! caller said or keyed and when they said nothing; the dialog answers with what to say,
+//! what to listen for, what to write to the shared context and when it is done. Rendering
+//! speech, timing the silence and reaching the context are the caller's.
+
+use super::customers::{parse_iso_date, Customer, Customers};
+use super::entities::{self, Date, DateOrder};
+use super::intent::IntentModel;
+use super::plan::{template_parts, DialogPlan, Expect, Node, Part};
+use crate::context::document::Intent;
+use crate::context::Change;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Nodes a dialog may pass through without hearing from the caller: more means the plan
+/// loops on itself, and the call goes to a person rather than round in circles.
+const MAX_SILENT_HOPS: u32 = 32;
+/// Name similarity at or above which a spoken name is taken to be the customer's.
+const NAME_MATCH: f32 = 0.75;
+/// Confidence an intent of `anytime` needs while the node listens for something else.
+const ANYTIME_CONFIDENCE: f32 = 0.6;
+/// Longest answer kept as a slot or an unmatched phrase, in bytes.
+const MAX_ANSWER: usize = 500;
+
+/// What the dialog wants done next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Say this to the caller.
+    Say(String),
+    /// Listen for an answer: after everything said so far has been played, wait `timeout`
+    /// for the caller to start; `max_digits` key presses (or `#`) end a keyed answer.
+    Listen {
+        hints: String,
+        timeout: Duration,
+        max_digits: usize,
+    },
+    /// Write this to the call's context.
+    Write(Change),
+    /// The dialog is over.
+    End(Ending),
+}
+
+/// How a dialog ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Hang up (after what was said has been played).
+    Hangup,
+    /// Hand the call to a person, for this reason.
+    Escalate(String),
+}
+
+/// What the caller did while the dialog listened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A final transcript of what they said.
+    Heard(&'a str),
+    /// Keys they pressed (without the `#` that ended them).
+    Keys(&'a str),
+    /// Nothing before the listening timed out.
+    Silence,
+}
+
+/// One call's dialog.
+pub struct Dialog {
+    plan: Arc<DialogPlan>,
+    intents: Arc<IntentModel>,
+    customers: Arc<Customers>,
+    /// The customer the calling number belongs to, before verification.
+    caller: Option<Customer>,
+    /// The customer the caller proved to be.
+    verified: Option<Customer>,
+    slots: BTreeMap<String, Value>,
+    node: String,
+    failures: u32,
+    hops: u32,
+    listening: bool,
+    done: bool,
+    out: VecDeque<Output>,
+}
+
+impl Dialog {
+    /// Starts a dialog for a call from `caller_number`, at the plan's start node.
+    pub fn new(
+        plan: Arc<DialogPlan>,
+        intents: Arc<IntentModel>,
+        customers: Arc<Customers>,
+        caller_number: Option<&str>,
+    ) -> Dialog {
+        let caller = caller_number.and_then(|n| customers.by_phone(n)).cloned();
+        let start = plan.start.clone();
+        let mut dialog = Dialog {
+            plan,
+            intents,
+            customers,
+            caller,
+            verified: None,
+            slots: BTreeMap::new(),
+            node: String::new(),
+            failures: 0,
+            hops: 0,
+            listening: false,
+            done: false,
+            out: VecDeque::new(),
+        };
+        dialog.enter(&start);
+        dialog
+    }
+
+    /// The next thing to do, in order; `None` until the caller does something.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Whether the dialog has ended.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The node the dialog is at.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// What the caller did; ignored unless the dialog is listening.
+    pub fn handle(&mut self, input: Input<'_>) {
+        if !self.listening || self.done {
+            return;
+        }
+        self.listening = false;
+        self.hops = 0;
+        let node = self.current();
+        let outcome = match input {
+            Input::Keys(keys) => self.keys(&node, keys),
+            Input::Heard(text) => self.heard(&node, text),
+            Input::Silence => Outcome::Retry(None),
+        };
+        match outcome {
+            Outcome::Go(target) => self.enter(&target),
+            Outcome::Retry(phrase) => self.retry(&node, phrase),
+        }
+    }
+
+    fn current(&self) -> Node {
+        self.plan.nodes.get(&self.node).cloned().unwrap_or_default()
+    }
+
+    fn write(&mut self, change: Change) {
+        self.out.push_back(Output::Write(change));
+    }
+
+    /// Runs a node: says its text, does its work, then listens or moves on.
+    fn enter(&mut self, name: &str) {
+        self.hops += 1;
+        if self.hops > MAX_SILENT_HOPS {
+            self.write(Change::BotStuck {
+                reason: format!("the dialog went round without listening, last at {name}"),
+            });
+            return self.end(Ending::Escalate("dialog_loop".into()));
+        }
+        let Some(node) = self.plan.nodes.get(name).cloned() else {
+            return self.end(Ending::Escalate("dialog_error".into()));
+        };
+        self.node = name.to_owned();
+        self.failures = 0;
+        self.write(Change::BotStep {
+            step: name.to_owned(),
+        });
+        if let Some(field) = &node.fetch {
+            self.fetch(field);
+        }
+        if let Some(action) = &node.action {
+            let detail: Map<String, Value> = action
+                .detail
+                .iter()
+                .map(|(k, t)| (k.clone(), Value::String(self.render(t, Spoken::AsData))))
+                .collect();
+            self.write(Change::Action {
+                name: action.name.clone(),
+                detail: Value::Object(detail),
+            });
+            self.write(Change::BotAttempt {
+                attempt: format!("{}: done", action.name),
+            });
+        }
+        if let Some(text) = &node.say {
+            self.say(text);
+        }
+        if let Some(verify) = &node.verify {
+            let target = if self.verify(&verify.name, &verify.secret) {
+                node.next.clone()
+            } else {
+                node.on_fail.clone()
+            };
+            return self.enter(&target.unwrap_or_else(|| self.plan.fallback.clone()));
+        }
+        if let Some(reason) = &node.escalate {
+            self.write(Change::Action {
+                name: "escalation_requested".into(),
+                detail: serde_json::json!({ "reason": reason }),
+            });
+            return self.end(Ending::Escalate(reason.clone()));
+        }
+        if node.hangup {
+            return self.end(Ending::Hangup);
+        }
+        if let Some(expect) = node.expect {
+            return self.listen(&node, expect);
+        }
+        match &node.next {
+            Some(next) => self.enter(next),
+            None => self.end(Ending::Hangup),
+        }
+    }
+
+    fn end(&mut self, ending: Ending) {
+        self.done = true;
+        self.listening = false;
+        self.out.push_back(Output::End(ending));
+    }
+
+    fn say(&mut self, template: &str) {
+        let text = self.render(template, Spoken::AsSpeech);
+        if !text.trim().is_empty() {
+            self.out.push_back(Output::Say(text));
+        }
+    }
+
+    fn listen(&mut self, node: &Node, expect: Expect) {
+        self.listening = true;
+        let max_digits = match expect {
+            Expect::Digits => node.digits.map_or(16, |n| n as usize),
+            Expect::Date | Expect::DateOrDigits => 8,
+            _ => 1,
+        };
+        self.out.push_back(Output::Listen {
+            hints: self.hints(node, expect),
+            timeout: node
+                .timeout_secs
+                .map_or(self.plan.timeout, |s| Duration::from_secs(u64::from(s))),
+            max_digits,
+        });
+    }
+
+    /// Words the recogniser should expect: the node's own, then what the answer implies.
+    fn hints(&self, node: &Node, expect: Expect) -> String {
+        let implied = match expect {
+            Expect::Intent => node
+                .routes
+                .keys()
+                .filter_map(|i| self.plan.intents.get(i))
+                .filter_map(|spec| spec.examples.first().cloned())
+                .collect::<Vec<_>>()
+                .join(". "),
+            Expect::YesNo => "Yes. No.".into(),
+            Expect::Name => self
+                .caller
+                .as_ref()
+                .map(|c| format!("My name is {}.", c.name))
+                .unwrap_or_default(),
+            Expect::Date | Expect::DateOrDigits => "The 5th of March 1980. 4 8 2 1.".into(),
+            Expect::Digits => "4 8 2 1.".into(),
+            Expect::Amount | Expect::Text => String::new(),
+        };
+        [node.hints.clone().unwrap_or_default(), implied]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// An answer not understood, or none: ask again, or give up on the question.
+    fn retry(&mut self, node: &Node, phrase: Option<String>) {
+        if let Some(phrase) = phrase {
+            self.write(Change::BotUnmatched { phrase });
+        }
+        self.failures += 1;
+        let attempts = node.attempts.unwrap_or(self.plan.attempts);
+        if self.failures >= attempts {
+            self.write(Change::BotStuck {
+                reason: format!(
+                    "no usable answer at {} after {} attempts",
+                    self.node, self.failures
+                ),
+            });
+            let target = node
+                .on_fail
+                .clone()
+                .unwrap_or_else(|| self.plan.fallback.clone());
+            return self.enter(&target);
+        }
+        self.write(Change::BotReprompt);
+        let again = node
+            .reprompt
+            .clone()
+            .or_else(|| node.say.clone())
+            .unwrap_or_default();
+        self.say(&again);
+        if let Some(expect) = node.expect {
+            self.listen(node, expect);
+        }
+    }
+
+    fn keys(&mut self, node: &Node, keys: &str) -> Outcome {
+        if let Some(target) = node.keys.get(keys) {
+            return Outcome::Go(target.clone());
+        }
+        let value = match node.expect {
+            Some(Expect::YesNo) => {
+                return match keys {
+                    "1" => yes_no(node, true),
+                    "2" => yes_no(node, false),
+                    _ => Outcome::Retry(None),
+                }
+            }
+            Some(Expect::Digits) => digits_of(node, keys),
+            Some(Expect::DateOrDigits) => {
+                digits_of(node, keys).or_else(|| keyed_date(keys).map(date_value))
+            }
+            Some(Expect::Date) => keyed_date(keys).map(date_value),
+            _ => None,
+        };
+        self.filled(node, value, None)
+    }
+
+    fn heard(&mut self, node: &Node, text: &str) -> Outcome {
+        let text = clip(text);
+        let Some(expect) = node.expect else {
+            return Outcome::Retry(None);
+        };
+        let classified = self.intents.classify(&text);
+        if expect == Expect::Intent {
+            let intent = Intent::from(&classified);
+            let routed = classified
+                .best
+                .as_ref()
+                .filter(|b| b.confidence >= self.plan.intent_threshold)
+                .and_then(|b| {
+                    node.routes
+                        .get(&b.name)
+                        .or_else(|| self.plan.anytime.get(&b.name))
+                });
+            if let (Some(target), Some(name)) = (routed.cloned(), intent.name.clone()) {
+                self.write(Change::Intent {
+                    name,
+                    confidence: intent.confidence,
+                    alternatives: intent.alternatives,
+                });
+                return Outcome::Go(target);
+            }
+            return match &node.next {
+                Some(next) => Outcome::Go(next.clone()),
+                None => Outcome::Retry(Some(text)),
+            };
+        }
+        // "I want a human" is heard whatever the question was.
+        if let Some(best) = &classified.best {
+            if best.confidence >= ANYTIME_CONFIDENCE.max(self.plan.intent_threshold) {
+                if let Some(target) = self.plan.anytime.get(&best.name).cloned() {
+                    let intent = Intent::from(&classified);
+                    self.write(Change::Intent {
+                        name: best.name.clone(),
+                        confidence: best.confidence,
+                        alternatives: intent.alternatives,
+                    });
+                    return Outcome::Go(target);
+                }
+            }
+        }
+        let value = match expect {
+            Expect::YesNo => {
+                return match entities::yes_no(&text) {
+                    Some(answer) => yes_no(node, answer),
+                    None => Outcome::Retry(Some(text)),
+                }
+            }
+            Expect::Name => spoken_name(&text).map(Value::String),
+            Expect::Date => entities::date(&text, DateOrder::DayMonth).map(date_value),
+            Expect::Digits => digits_of(node, &text),
+            Expect::DateOrDigits => entities::date(&text, DateOrder::DayMonth)
+                .map(date_value)
+                .or_else(|| digits_of(node, &text)),
+            Expect::Amount => entities::money(&text).map(Value::from),
+            Expect::Text => Some(Value::String(text.clone())),
+            Expect::Intent => None,
+        };
+        self.filled(node, value, Some(text))
+    }
+
+    /// Keeps an answer in its slot and moves on, or asks again.
+    fn filled(&mut self, node: &Node, value: Option<Value>, phrase: Option<String>) -> Outcome {
+        match (value, &node.slot, &node.next) {
+            (Some(value), Some(slot), Some(next)) => {
+                self.slots.insert(slot.clone(), value.clone());
+                self.write(Change::Slot {
+                    name: slot.clone(),
+                    value,
+                });
+                Outcome::Go(next.clone())
+            }
+            _ => Outcome::Retry(phrase),
+        }
+    }
+
+    /// Checks the name and secret slots against the customer file: the calling number's
+    /// customer first, else whoever the name matches best.
+    fn verify(&mut self, name_slot: &str, secret_slot: &str) -> bool {
+        let name = self
+            .slots
+            .get(name_slot)
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let secret = self.slots.get(secret_slot).cloned().unwrap_or(Value::Null);
+        let (method, customer) = {
+            let customer = self
+                .caller
+                .as_ref()
+                .filter(|c| entities::name_match(name, &c.name) >= NAME_MATCH)
+                .or_else(|| {
+                    self.customers
+                        .iter()
+                        .map(|c| (c, entities::name_match(name, &c.name)))
+                        .filter(|(_, score)| *score >= NAME_MATCH)
+                        .max_by(|a, b| a.1.total_cmp(&b.1))
+                        .map(|(c, _)| c)
+                });
+            match (secret.as_str(), customer) {
+                (Some(s), Some(c)) if s.contains('-') => (
+                    "date_of_birth",
+                    c.date_of_birth
+                        .is_some_and(|(year, month, day)| {
+                            date_value(Date { year, month, day }).as_str() == Some(s)
+                        })
+                        .then(|| c.clone()),
+                ),
+                (Some(s), Some(c)) => (
+                    "card_digits",
+                    c.card_last4.iter().any(|d| d == s).then(|| c.clone()),
+                ),
+                _ => ("name", None),
+            }
+        };
+        let verified = customer.is_some();
+        self.write(Change::Identity {
+            verified,
+            method: Some(method.into()),
+            customer_id: customer.as_ref().map(|c| c.id.clone()),
+        });
+        if let Some(c) = &customer {
+            let mut data = Map::new();
+            data.insert("name".into(), Value::String(c.name.clone()));
+            self.write(Change::CustomerData { data });
+        } else {
+            self.write(Change::BotAttempt {
+                attempt: format!("verify identity by {method}: failed"),
+            });
+        }
+        self.verified = customer;
+        verified
+    }
+
+    /// Copies a field of the verified customer's record into the context.
+    fn fetch(&mut self, field: &str) {
+        let value = self
+            .verified
+            .as_ref()
+            .and_then(|c| c.record.get(field))
+            .cloned();
+        match value {
+            Some(value) => {
+                let mut data = Map::new();
+                data.insert(field.to_owned(), value);
+                self.write(Change::CustomerData { data });
+            }
+            None => self.write(Change::BotAttempt {
+                attempt: format!("fetch {field}: not available for this caller"),
+            }),
+        }
+    }
+
+    /// Fills a template's values from the slots and the verified customer's record.
+    fn render(&self, template: &str, how: Spoken) -> String {
+        let Ok(parts) = template_parts(template) else {
+            return template.to_owned();
+        };
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Value(path) => {
+                    let mut keys = path.split('.');
+                    let root = keys.next().unwrap_or_default();
+                    let mut value = match root {
+                        "slot" => keys.next().and_then(|k| self.slots.get(k)),
+                        "customer" => self.verified.as_ref().map(|c| &c.record),
+                        _ => None,
+                    };
+                    for key in keys.by_ref() {
+                        value = value.and_then(|v| match key.parse::<usize>() {
+                            Ok(i) => v.get(i),
+                            Err(_) => v.get(key),
+                        });
+                    }
+                    out.push_str(&text_of(value, how));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Where an answer leads.
+enum Outcome {
+    Go(String),
+    /// Not understood (the phrase, when something was said).
+    Retry(Option<String>),
+}
+
+fn yes_no(node: &Node, answer: bool) -> Outcome {
+    let target = if answer { &node.yes } else { &node.no };
+    target.clone().map_or(Outcome::Retry(None), Outcome::Go)
+}
+
+/// Digits from speech or keys. With the node's `digits = n`, a longer run counts by its
+/// last n digits: a caller asked for a card's last four who reads the whole number ends
+/// with them.
+fn digits_of(node: &Node, text: &str) -> Option<Value> {
+    let digits = entities::digits(text)?;
+    let kept = match node.digits.map(|n| n as usize) {
+        Some(n) if digits.len() >= n => &digits[digits.len() - n..],
+        Some(_) => return None,
+        None => digits.as_str(),
+    };
+    (!kept.is_empty()).then(|| Value::String(kept.to_owned()))
+}
+
+/// A date as a slot holds it: `YYYY-MM-DD`.
+fn date_value(d: Date) -> Value {
+    Value::String(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
+}
+
+/// A date keyed as eight digits, day first (`05031980`).
+fn keyed_date(keys: &str) -> Option<Date> {
+    if keys.len() != 8 || !keys.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let iso = format!("{}-{}-{}", &keys[4..], &keys[2..4], &keys[..2]);
+    let (year, month, day) = parse_iso_date(&iso)?;
+    Some(Date { year, month, day })
+}
+
+/// Lead-ins callers put before their name.
+const NAME_LEAD_INS: [&str; 6] = [
+    "my name is",
+    "my name's",
+    "the name is",
+    "this is",
+    "it's",
+    "it is",
+];
+
+/// The name in an answer to "what is your name": lead-ins and punctuation dropped, at
+/// most five words.
+fn spoken_name(text: &str) -> Option<String> {
+    let mut rest = text.trim();
+    if let Some(lead) = NAME_LEAD_INS.iter().find(|lead| {
+        rest.get(..lead.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(lead))
+    }) {
+        rest = rest[lead.len()..].trim();
+    }
+    let words: Vec<String> = rest
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!words.is_empty() && words.len() <= 5).then(|| words.join(" "))
+}
+
+/// Who a rendered template is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Spoken {
+    /// The caller's ears: digit strings one digit at a time, so that "4821" is not read
+    /// as a number in the thousands.
+    AsSpeech,
+    /// The context, as the values are.
+    AsData,
+}
+
+fn text_of(value: Option<&Value>, how: Spoken) -> String {
+    match value {
+        Some(Value::String(s))
+            if how == Spoken::AsSpeech
+                && !s.is_empty()
+                && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            s.chars().map(String::from).collect::<Vec<_>>().join(" ")
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => if *b { "yes" } else { "no" }.into(),
+        _ => String::new(),
+    }
+}
+
+/// An answer bounded for the context.
+fn clip(text: &str) -> String {
+    let mut end = text.len().min(MAX_ANSWER);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialog::plan::RawDialog;
+
+    const PLAN: &str = r#"
+        start = "greet"
+        fallback = "handover"
+        [anytime]
+        speak_to_agent = "agent"
+        [intents.block_card]
+        examples = ["please block my card", "my card was stolen", "I lost my card"]
+        [intents.balance]
+        examples = ["what is my balance", "how much money do I have"]
+        [intents.speak_to_agent]
+        examples = ["I want to speak to a real person", "let me talk to an agent"]
+        [node.greet]
+        say = "Welcome."
+        next = "ask_name"
+        [node.ask_name]
+        say = "Your name, please."
+        expect = "name"
+        slot = "name"
+        next = "ask_secret"
+        [node.ask_secret]
+        say = "Your date of birth or card digits?"
+        expect = "date_or_digits"
+        slot = "secret"
+        next = "verify"
+        [node.verify]
+        verify = { name = "name", secret = "secret" }
+        next = "menu"
+        on_fail = "handover"
+        [node.menu]
+        say = "Hello {customer.first_name}. How can I help?"
+        expect = "intent"
+        keys = { "0" = "agent" }
+        routes = { block_card = "block_which", balance = "balance" }
+        [node.block_which]
+        say = "Which card?"
+        expect = "digits"
+        digits = 4
+        slot = "card"
+        next = "confirm"
+        [node.confirm]
+        say = "Block the card ending {slot.card}?"
+        expect = "yes_no"
+        yes = "blocked"
+        no = "goodbye"
+        [node.blocked]
+        action = { name = "card_blocked", detail = { card = "{slot.card}" } }
+        say = "Your card ending {slot.card} is blocked."
+        next = "goodbye"
+        [node.balance]
+        fetch = "accounts"
+        say = "Your balance is {customer.accounts.0.balance} pounds."
+        next = "goodbye"
+        [node.goodbye]
+        say = "Goodbye."
+        hangup = true
+        [node.agent]
+        say = "Bringing in a colleague."
+        escalate = "caller_request"
+        [node.handover]
+        escalate = "not_understood"
+    "#;
+
+    const CUSTOMERS: &str = r#"{"customers": [
+        {"id": "C-1", "name": "Alice Johnson", "first_name": "Alice",
+         "phones": ["+447700900123"], "date_of_birth": "1980-03-05",
+         "cards": [{"last4": "4821"}], "accounts": [{"balance": 412.5}]}
+    ]}"#;
+
+    fn dialog(caller: Option<&str>) -> Dialog {
+        let raw: RawDialog = toml::from_str(PLAN).unwrap();
+        let plan = Arc::new(DialogPlan::check(raw).unwrap());
+        let intents = Arc::new(IntentModel::new(&plan.intent_examples()));
+        let customers = Arc::new(Customers::parse(CUSTOMERS).unwrap());
+        Dialog::new(plan, intents, customers, caller)
+    }
+
+    /// Everything the dialog put out since the last call.
+    fn drain(d: &mut Dialog) -> Vec<Output> {
+        std::iter::from_fn(|| d.poll()).collect()
+    }
+
+    fn said(out: &[Output]) -> Vec<&str> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Say(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn writes(out: &[Output]) -> Vec<&Change> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Write(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ending(out: &[Output]) -> Option<&Ending> {
+        out.iter().find_map(|o| match o {
+            Output::End(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_caller_verifies_and_blocks_a_card() {
+        let mut d = dialog(Some("+447700900123"));
+        let out = drain(&mut d);
+        assert_eq!(said(&out), ["Welcome.", "Your name, please."]);
+        let Some(Output::Listen { hints, .. }) = out.last() else {
+            panic!("listens for the name: {out:?}");
+        };
+        assert!(
+            hints.contains("Alice Johnson"),
+            "the caller's name biases speech: {hints}"
+        );
+
+        d.handle(Input::Heard("My name is Alice Johnson."));
+        assert_eq!(said(&drain(&mut d)), ["Your date of birth or card digits?"]);
+
+        d.handle(Input::Heard("The fifth of March, nineteen eighty."));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::Identity {
+            verified: true,
+            method: Some("date_of_birth".into()),
+            customer_id: Some("C-1".into()),
+        }));
+        assert_eq!(said(&out), ["Hello Alice. How can I help?"]);
+
+        d.handle(Input::Heard(
+            "Please block my credit card, it was stolen yesterday.",
+        ));
+        let out = drain(&mut d);
+        assert!(
+            writes(&out)
+                .iter()
+                .any(|c| matches!(c, Change::Intent { name, .. } if name == "block_card")),
+            "{out:?}"
+        );
+        d.handle(Input::Heard("It's 4 8 2 1 4 8 2 1."));
+        assert_eq!(said(&drain(&mut d)), ["Block the card ending 4 8 2 1?"]);
+        d.handle(Input::Heard("Yes, please."));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::Action {
+            name: "card_blocked".into(),
+            detail: serde_json::json!({ "card": "4821" }),
+        }));
+        assert_eq!(
+            said(&out),
+            ["Your card ending 4 8 2 1 is blocked.", "Goodbye."]
+        );
+        assert_eq!(ending(&out), Some(&Ending::Hangup));
+        assert!(d.is_done());
+    }
+
+    #[test]
+    fn card_digits_verify_too_and_customer_data_is_read_only_after() {
+        let mut d = dialog(None);
+        drain(&mut d);
+        d.handle(Input::Heard("It's Alice Jonson."));
+        drain(&mut d);
+        d.handle(Input::Keys("4821"));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::Identity {
+            verified: true,
+            method: Some("card_digits".into()),
+            customer_id: Some("C-1".into()),
+        }));
+        d.handle(Input::Heard("How much money do I have?"));
+        let out = drain(&mut d);
+        assert_eq!(said(&out), ["Your balance is 412.5 pounds.", "Goodbye."]);
+    }
+
+    #[test]
+    fn a_wrong_secret_fails_verification() {
+        let mut d = dialog(Some("+447700900123"));
+        drain(&mut d);
+        d.handle(Input::Heard("Alice Johnson"));
+        drain(&mut d);
+        d.handle(Input::Heard("one two three four"));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::Identity {
+            verified: false,
+            method: Some("card_digits".into()),
+            customer_id: None,
+        }));
+        assert_eq!(
+            ending(&out),
+            Some(&Ending::Escalate("not_understood".into()))
+        );
+    }
+
+    #[test]
+    fn silence_is_asked_again_then_handed_over() {
+        let mut d = dialog(None);
+        drain(&mut d);
+        d.handle(Input::Silence);
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::BotReprompt));
+        assert_eq!(said(&out), ["Your name, please."]);
+        d.handle(Input::Silence);
+        let out = drain(&mut d);
+        assert!(writes(&out)
+            .iter()
+            .any(|c| matches!(c, Change::BotStuck { reason } if reason.contains("ask_name"))));
+        assert_eq!(
+            ending(&out),
+            Some(&Ending::Escalate("not_understood".into()))
+        );
+    }
+
+    #[test]
+    fn asking_for_a_person_works_whatever_the_question() {
+        let mut d = dialog(None);
+        drain(&mut d);
+        d.handle(Input::Heard("I want to speak to a real person."));
+        let out = drain(&mut d);
+        assert_eq!(said(&out), ["Bringing in a colleague."]);
+        assert_eq!(
+            ending(&out),
+            Some(&Ending::Escalate("caller_request".into()))
+        );
+    }
+
+    #[test]
+    fn what_is_not_understood_is_recorded_and_asked_again() {
+        let mut d = dialog(Some("+447700900123"));
+        drain(&mut d);
+        d.handle(Input::Heard("Alice Johnson"));
+        drain(&mut d);
+        d.handle(Input::Heard("4821"));
+        drain(&mut d);
+        d.handle(Input::Heard("What's the weather like on Mars?"));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::BotUnmatched {
+            phrase: "What's the weather like on Mars?".into()
+        }));
+        assert_eq!(said(&out), ["Hello Alice. How can I help?"]);
+        d.handle(Input::Keys("0"));
+        assert_eq!(
+            ending(&drain(&mut d)),
+            Some(&Ending::Escalate("caller_request".into()))
+        );
+    }
+
+    #[test]
+    fn input_while_not_listening_is_ignored_and_a_loop_is_caught() {
+        let mut d = dialog(None);
+        d.handle(Input::Heard("Let me talk to an agent."));
+        assert!(d.is_done());
+        drain(&mut d);
+        d.handle(Input::Heard("Alice Johnson"));
+        assert_eq!(drain(&mut d), []);
+
+        let raw: RawDialog = toml::from_str(
+            r#"
+            start = "a"
+            [node.a]
+            next = "b"
+            [node.b]
+            next = "a"
+        "#,
+        )
+        .unwrap();
+        let plan = Arc::new(DialogPlan::check(raw).unwrap());
+        let mut d = Dialog::new(
+            plan,
+            Arc::new(IntentModel::new(&[])),
+            Arc::new(Customers::default()),
+            None,
+        );
+        let out = drain(&mut d);
+        assert_eq!(ending(&out), Some(&Ending::Escalate("dialog_loop".into())));
+    }
+
+    #[test]
+    fn names_lose_their_lead_in() {
+        assert_eq!(
+            spoken_name("My name is Alice Johnson.").as_deref(),
+            Some("Alice Johnson")
+        );
+        assert_eq!(spoken_name("it's bob").as_deref(), Some("bob"));
+        assert_eq!(spoken_name("").as_deref(), None);
+        assert_eq!(
+            spoken_name("\u{212a}\u{212a}\u{212a} x").as_deref(),
+            Some("\u{212a}\u{212a}\u{212a} x")
+        );
+        assert_eq!(
+            keyed_date("05031980"),
+            Some(Date {
+                year: 1980,
+                month: 3,
+                day: 5
+            })
+        );
+        assert_eq!(keyed_date("31021980"), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! The built-in dialog engine: understands what the caller said (intents with a confidence,
+//! spoken digits, dates and names) and walks a dialplan's dialog toward a resolution.
+
+pub mod customers;
+pub mod engine;
+pub mod entities;
+pub mod intent;
+pub mod plan;
+
+use std::sync::Arc;
+
+/// A dialplan's built-in dialog, ready for calls: the checked plan, the intent classifier
+/// learnt from its examples, and its customer data.
+#[derive(Debug, Clone)]
+pub struct BuiltinDialog {
+    pub plan: Arc<plan::DialogPlan>,
+    pub intents: Arc<intent::IntentModel>,
+    pub customers: Arc<customers::Customers>,
+}
+
+impl BuiltinDialog {
+    /// Learns the plan's intents.
+    pub fn new(plan: plan::DialogPlan, customers: customers::Customers) -> BuiltinDialog {
+        let intents = intent::IntentModel::new(&plan.intent_examples());
+        BuiltinDialog {
+            plan: Arc::new(plan),
+            intents: Arc::new(intents),
+            customers: Arc::new(customers),
+        }
+    }
+
+    /// A fresh dialog for one call from `caller_number`.
+    pub fn start(&self, caller_number: Option<&str>) -> engine::Dialog {
+        engine::Dialog::new(
+            self.plan.clone(),
+            self.intents.clone(),
+            self.customers.clone(),
+            caller_number,
+        )
+    }
+}
+
+/// The classifier follows from the plan, so two dialogs are the same when their plans and
+/// customers are.
+impl PartialEq for BuiltinDialog {
+    fn eq(&self, other: &Self) -> bool {
+        self.plan == other.plan && self.customers == other.customers
+    }
+}
