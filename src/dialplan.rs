@@ -1335,6 +1335,44 @@ play = { file = "hold-music.wav", loop = true }
     }
 
     #[test]
+    fn dialog_problems_name_their_line_and_key() {
+        let head = "match = [\"x\"]\n[[step]]\nbot = \"dialog\"\n";
+        assert_eq!(
+            parse_errors(head),
+            ["dialplans/test.toml:2:3: key \"step\": a step hands the call to the bot, but there is no [dialog]"]
+        );
+        assert_eq!(
+            parse_errors("match = [\"x\"]\n[[step]]\nbot = \"robot\"\n"),
+            ["dialplans/test.toml:3:1: step 1 key \"bot\": expected \"dialog\" (the [dialog] of this file), got \"robot\""]
+        );
+        let errors = parse_errors(&format!(
+            "{head}[dialog]\nstart = \"hello\"\ncustomers = \"missing.json\"\n\
+             [dialog.node.hello]\nsay = \"Hi {{caller.name}}\"\nnext = \"nowhere\"\n"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "dialplans/test.toml:8:1: key \"dialog.node.hello.say\": \"{caller.name}\" is not a value the bot has: write {slot.NAME} or {customer.FIELD}",
+                "dialplans/test.toml:9:1: key \"dialog.node.hello.next\": names node \"nowhere\", which does not exist",
+            ]
+        );
+        let errors = parse_errors(&format!(
+            "{head}[dialog]\nstart = \"hello\"\ncustomers = \"missing.json\"\n\
+             [dialog.node.hello]\nhangup = true\n"
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("dialplans/test.toml:6:1: key \"dialog.customers\": dialplans/missing.json:"),
+            "{errors:?}"
+        );
+        let errors = parse_errors("match = [\"x\"]\n[[step]]\necho = {}\n[dialog]\nstart = \"a\"\n");
+        assert!(
+            errors.iter().any(|e| e.contains("key \"dialog\": is never used")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn unknown_step_names_the_key_and_the_choices() {
         assert_eq!(
             parse_errors("match = [\"x\"]\n[[step]]\necho = {}\n[[step]]\nspeak = \"hello\"\n"),
