@@ -33,7 +33,7 @@ lint:
 
 # Lint first, so that the test runner's summary is the last line of the output.
 test: deps model model-base lint
-	$(CARGO) build --release --locked --bin baton
+	$(CARGO) build --release --locked --bin baton --examples
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --locked --cargo-profile release --no-fail-fast; \
 	else \
@@ -42,5 +42,5 @@ test: deps model model-base lint
 
 bench: model
 	@scripts/install-deps.sh --bench
-	$(CARGO) build --release --locked --bin baton
+	$(CARGO) build --release --locked --bin baton --examples
 	@scripts/bench.sh

@@ -37,14 +37,15 @@ mod common;
 mod rtp;
 #[path = "../crates/speech/tests/common/mod.rs"]
 mod spoken;
+#[path = "common/talk.rs"]
+mod talk;
 #[path = "common/uac.rs"]
 mod uac;
 
-use baton_media::{AudioFrame, CodecKind, Encoder, FRAME_SAMPLES};
-use baton_speech::vad::{level_db, VadConfig};
+use baton_speech::vad::VadConfig;
 use baton_speech::wer::{word_errors, words};
 use common::{cpu_secs, env_list, env_or, http_get, metric, print_table, rss_kib, Baton};
-use rtp::{pace, rtp_socket, tone, udp_drops, ulaw_decode, ulaw_encode, Paced, PTIME, SAMPLES};
+use rtp::{pace, rtp_socket, tone, udp_drops, ulaw_encode, Paced, PTIME, SAMPLES};
 use spoken::{speak, BANK_SENTENCES, EN_US};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
@@ -54,16 +55,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
-use uac::{Dialog, Offer, Uac};
+use talk::{api_ids, pcmu_packets, pool_times, ULAW_SILENCE};
+use uac::{Offer, Uac};
 
 /// Threads that send RTP, each with one socket (and a thread draining what baton sends).
 const SENDERS: usize = 2;
 /// Where baton takes RTP ports (as in the media bench, above the ephemeral range).
 const SERVER_PORTS: (u16, u16) = (61000, 65498);
-/// A packet quieter than this holds no speech: where a sentence's audio starts and ends.
-const SPEECH_FLOOR_DB: f32 = -60.0;
-/// µ-law of a zero sample: digital silence.
-const ULAW_SILENCE: u8 = 0xFF;
 /// The latency a sentence must stay under, at the 95th percentile, for T to count.
 const GOAL: Duration = Duration::from_secs(1);
 /// Finals have stopped coming when none arrived for this long after the last sentence.
@@ -209,37 +207,9 @@ fn sentences(dir: &Path) -> Vec<Clip> {
         .enumerate()
         .map(|(i, &text)| {
             let samples = speak(dir, &format!("sentence-{i}"), EN_US, text);
-            let mut enc = Encoder::new(CodecKind::Pcmu).expect("PCMU encoder");
-            let mut payload = Vec::new();
-            let mut packets = Vec::new();
-            // A frame of silence after the speech flushes the encoder's resampler.
-            for chunk in samples
-                .chunks(FRAME_SAMPLES)
-                .chain([[0i16; FRAME_SAMPLES].as_slice()])
-            {
-                let mut frame = [0i16; FRAME_SAMPLES];
-                frame[..chunk.len()].copy_from_slice(chunk);
-                enc.encode(&AudioFrame::new(frame), &mut payload)
-                    .expect("encode PCMU");
-                packets.push(
-                    payload
-                        .as_slice()
-                        .try_into()
-                        .expect("a 20 ms PCMU frame is 160 bytes"),
-                );
-            }
-            let loud = |p: &[u8; SAMPLES as usize]| {
-                let pcm: Vec<i16> = p.iter().map(|&b| ulaw_decode(b)).collect();
-                level_db(&pcm) > SPEECH_FLOOR_DB
-            };
-            let first = packets
-                .iter()
-                .position(loud)
-                .expect("espeak-ng said nothing");
-            let last = packets.iter().rposition(loud).expect("a loud packet");
             Clip {
                 text,
-                packets: packets[first..=last].to_vec(),
+                packets: pcmu_packets(&samples),
             }
         })
         .collect()
@@ -829,27 +799,6 @@ fn drain(sock: &UdpSocket, stop: &AtomicBool) {
     }
 }
 
-/// Baton's API ids of the calls, by their SIP Call-IDs (`None` for a call not set up).
-fn api_ids(http: SocketAddr, calls: &[Option<Dialog>]) -> Vec<Option<String>> {
-    let list: serde_json::Value = http_get(http, "/v1/calls")
-        .ok()
-        .and_then(|b| serde_json::from_str(&b).ok())
-        .unwrap_or_default();
-    let by_sip: BTreeMap<&str, &str> = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| Some((c["sip_call_id"].as_str()?, c["id"].as_str()?)))
-        .collect();
-    calls
-        .iter()
-        .map(|c| {
-            let c = c.as_ref()?;
-            by_sip.get(c.call_id.as_str()).map(|id| id.to_string())
-        })
-        .collect()
-}
-
 /// Follows one call's event stream until the call ends or `stop` is set, sending each
 /// `speech_started` and final transcript, stamped on arrival, to `heard`.
 fn follow_events(
@@ -984,43 +933,6 @@ fn pick(sorted: &[u64], q: f64) -> String {
         return "–".to_owned();
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize].to_string()
-}
-
-/// Each final's time waiting for a pool thread and time transcribing, in ms, from the
-/// `caller said` lines of baton's log.
-fn pool_times(log: &str) -> (Vec<u64>, Vec<u64>) {
-    let (mut queued, mut ran) = (Vec::new(), Vec::new());
-    for line in log.lines().filter(|l| l.contains("caller said")) {
-        let plain = strip_ansi(line);
-        let field = |name: &str| {
-            let (_, rest) = plain.split_once(name)?;
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse::<u64>()
-                .ok()
-        };
-        if let (Some(q), Some(r)) = (field(" queued_ms="), field(" ran_ms=")) {
-            queued.push(q);
-            ran.push(r);
-        }
-    }
-    queued.sort_unstable();
-    ran.sort_unstable();
-    (queued, ran)
-}
-
-/// A log line without its terminal colour codes (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// CPU time of baton's transcription threads (`stt-N`, one whisper job at a time each), in

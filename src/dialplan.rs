@@ -5,7 +5,7 @@
 
 mod step;
 
-pub use step::Step;
+pub use step::{BotSpec, Step};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -466,7 +466,12 @@ fn parse_dialog(
         at: source.at_key(path),
         message,
     };
-    let bot_step = steps.contains(&Step::Bot);
+    let needs_dialog = |s: &Step| match s {
+        Step::Bot(BotSpec::Dialog) => true,
+        Step::Bot(BotSpec::Remote { fallback, .. }) => fallback.is_some(),
+        _ => false,
+    };
+    let bot_step = steps.iter().any(needs_dialog);
     let table = match source.root().get("dialog") {
         None => {
             if bot_step {
@@ -489,7 +494,9 @@ fn parse_dialog(
     if !bot_step {
         errors.push(invalid(
             &KeyPath::keys(&["dialog"]),
-            "is never used: add a [[step]] with bot = \"dialog\"".to_owned(),
+            "is never used: add a [[step]] with bot = \"dialog\", or name one of its nodes \
+             as an external bot's fallback"
+                .to_owned(),
         ));
     }
     let raw = match location::deserialize_table(table) {
@@ -511,6 +518,20 @@ fn parse_dialog(
             return None;
         }
     };
+    for (i, step) in steps.iter().enumerate() {
+        if let Step::Bot(BotSpec::Remote {
+            fallback: Some(node),
+            ..
+        }) = step
+        {
+            if !plan.nodes.contains_key(node) {
+                errors.push(invalid(
+                    &KeyPath::keys(&["step"]).index(i).key("bot").key("fallback"),
+                    format!("names node \"{node}\", which [dialog] does not have"),
+                ));
+            }
+        }
+    }
     let customers = match &plan.customers {
         None => Customers::default(),
         Some(name) => {
@@ -528,6 +549,25 @@ fn parse_dialog(
         }
     };
     Some(BuiltinDialog::new(plan, customers))
+}
+
+/// An external bot's address: plain WebSocket on a host and port baton can reach.
+fn check_bot_url(url: &str) -> Result<(), String> {
+    let rest = match url.split_once("://") {
+        Some(("ws", rest)) => rest,
+        Some(("wss", _)) => {
+            return Err("wss:// is not supported yet; run the bot beside baton on ws://".into())
+        }
+        _ => return Err(format!("expected ws://host:port/path, got \"{url}\"")),
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty()
+        || url.len() > 512
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("expected ws://host:port/path, got \"{url}\""));
+    }
+    Ok(())
 }
 
 /// Reads and checks every step, pushing each problem onto `errors`.
@@ -714,16 +754,30 @@ impl StepCheck<'_, '_> {
             return Some(Step::Echo);
         }
         if let Some(bot) = raw.bot {
-            if bot != "dialog" {
-                self.invalid(
-                    None,
-                    format!("expected \"dialog\" (the [dialog] of this file), got \"{bot}\""),
-                );
-                return None;
-            }
+            let spec = match (bot.name, bot.remote) {
+                (Some(name), _) if name == "dialog" => BotSpec::Dialog,
+                (Some(name), _) => {
+                    self.invalid(
+                        None,
+                        format!("expected \"dialog\" (the [dialog] of this file), or a table with the url of an external bot, got \"{name}\""),
+                    );
+                    return None;
+                }
+                (None, Some(remote)) => {
+                    if let Err(problem) = check_bot_url(&remote.url) {
+                        self.invalid(Some("url"), problem);
+                        return None;
+                    }
+                    BotSpec::Remote {
+                        url: remote.url,
+                        fallback: remote.fallback,
+                    }
+                }
+                (None, None) => return None,
+            };
             // The bot speaks with text to speech, which falls back to this prompt.
             self.media_file(None, tts::FALLBACK_PROMPT)?;
-            return Some(Step::Bot);
+            return Some(Step::Bot(spec));
         }
         if let Some(record) = raw.record {
             let stop_on_dtmf = match &record.stop_on_dtmf {
@@ -1060,7 +1114,7 @@ mod tests {
         assert_eq!(
             bank.steps,
             [
-                Step::Bot,
+                Step::Bot(BotSpec::Dialog),
                 Step::Hold {
                     file: Some(media_file("hold-music.wav")),
                     secs: 600
@@ -1343,7 +1397,7 @@ play = { file = "hold-music.wav", loop = true }
         );
         assert_eq!(
             parse_errors("match = [\"x\"]\n[[step]]\nbot = \"robot\"\n"),
-            ["dialplans/test.toml:3:1: step 1 key \"bot\": expected \"dialog\" (the [dialog] of this file), got \"robot\""]
+            ["dialplans/test.toml:3:1: step 1 key \"bot\": expected \"dialog\" (the [dialog] of this file), or a table with the url of an external bot, got \"robot\""]
         );
         let errors = parse_errors(&format!(
             "{head}[dialog]\nstart = \"hello\"\ncustomers = \"missing.json\"\n\
@@ -1362,12 +1416,28 @@ play = { file = "hold-music.wav", loop = true }
         ));
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
-            errors[0].starts_with("dialplans/test.toml:6:1: key \"dialog.customers\": dialplans/missing.json:"),
+            errors[0].starts_with(
+                "dialplans/test.toml:6:1: key \"dialog.customers\": dialplans/missing.json:"
+            ),
             "{errors:?}"
         );
-        let errors = parse_errors("match = [\"x\"]\n[[step]]\necho = {}\n[dialog]\nstart = \"a\"\n");
+        assert_eq!(
+            parse_errors("match = [\"x\"]\n[[step]]\nbot = { url = \"wss://bot.example/\" }\n"),
+            ["dialplans/test.toml:3:9: step 1 key \"bot.url\": wss:// is not supported yet; run the bot beside baton on ws://"]
+        );
+        assert_eq!(
+            parse_errors(
+                "match = [\"x\"]\n[[step]]\nbot = { url = \"ws://127.0.0.1:9000/\", fallback = \"b\" }\n\
+                 [dialog]\nstart = \"a\"\n[dialog.node.a]\nhangup = true\n"
+            ),
+            ["dialplans/test.toml:3:39: step 1 key \"bot.fallback\": names node \"b\", which [dialog] does not have"]
+        );
+        let errors =
+            parse_errors("match = [\"x\"]\n[[step]]\necho = {}\n[dialog]\nstart = \"a\"\n");
         assert!(
-            errors.iter().any(|e| e.contains("key \"dialog\": is never used")),
+            errors
+                .iter()
+                .any(|e| e.contains("key \"dialog\": is never used")),
             "{errors:?}"
         );
     }

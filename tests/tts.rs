@@ -6,20 +6,13 @@
 mod common;
 
 use baton_speech::stt::{Job, JobKind, Model, SpeechWorkers};
-use common::{model_path, repo_path, rtp_packet, run_tool, ulaw_decode, Baton, SipCaller};
-use std::net::UdpSocket;
+use common::{model_path, repo_path, run_tool, Baton, Heard};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What the dialplan says.
 const BALANCE: &str = "Your balance is four hundred and twelve pounds.";
-/// µ-law silence.
-const SILENCE: u8 = 0xff;
-/// Quieter than this (RMS, full scale 1.0; about −46 dBFS) a 20 ms packet is silence.
-const QUIET: f64 = 0.005;
 /// RMS above which heard audio holds speech; espeak-ng through G.711 measures about 0.1.
 const SPEECH_RMS: f64 = 0.02;
 /// The bank dialog's context, as the speech tests give it to whisper: tiny.en mis-hears
@@ -28,128 +21,15 @@ const BANK_HINTS: &str = "Please block my card. My card was stolen. Check my bal
 /// The longest a call of this plan may take, from the answer to baton's BYE.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
 
+fn listen_until_bye(baton: &Baton, user: &str) -> Heard {
+    common::listen_until_bye(baton, user, CALL_LIMIT)
+}
+
 fn balance_plan() -> String {
     format!(
         "name = \"balance\"\nmatch = [\"balance\"]\n\n[[step]]\nsay = \"{BALANCE}\"\n\n\
          [[step]]\nhangup = {{}}\n"
     )
-}
-
-/// What the caller heard: 20 ms µ-law payloads, in order of arrival.
-struct Heard(Vec<Vec<u8>>);
-
-impl Heard {
-    /// As 16 kHz samples, the rate the recogniser takes.
-    fn samples_16k(&self) -> Vec<i16> {
-        let narrow: Vec<i16> = self
-            .0
-            .iter()
-            .flatten()
-            .map(|&b| (ulaw_decode(b) * 32_768.0).clamp(-32_768.0, 32_767.0) as i16)
-            .collect();
-        baton_media::convert_rate(&narrow, 8000, 16000).expect("8 to 16 kHz")
-    }
-
-    /// From the first loud packet to the last, in seconds.
-    fn loud_secs(&self) -> f64 {
-        let loud: Vec<usize> = (0..self.0.len())
-            .filter(|&i| rms(&self.0[i]) > QUIET)
-            .collect();
-        match (loud.first(), loud.last()) {
-            (Some(first), Some(last)) => (last - first + 1) as f64 * 0.02,
-            _ => 0.0,
-        }
-    }
-
-    /// RMS over the loud stretch.
-    fn loud_rms(&self) -> f64 {
-        let loud: Vec<&Vec<u8>> = self.0.iter().filter(|p| rms(p) > QUIET).collect();
-        let n: usize = loud.iter().map(|p| p.len()).sum();
-        let energy: f64 = loud
-            .iter()
-            .flat_map(|p| p.iter())
-            .map(|&b| ulaw_decode(b).powi(2))
-            .sum();
-        (energy / n.max(1) as f64).sqrt()
-    }
-}
-
-fn rms(payload: &[u8]) -> f64 {
-    (payload.iter().map(|&b| ulaw_decode(b).powi(2)).sum::<f64>() / payload.len().max(1) as f64)
-        .sqrt()
-}
-
-/// Calls `user` as a phone would (sending silence every 20 ms), keeps every RTP payload
-/// baton sends until baton hangs up, and answers its BYE.
-fn listen_until_bye(baton: &Baton, user: &str) -> Heard {
-    let rtp = UdpSocket::bind("127.0.0.1:0").expect("caller RTP socket");
-    rtp.set_read_timeout(Some(Duration::from_millis(5)))
-        .expect("RTP read timeout");
-    let caller = SipCaller::bind("127.0.0.1", baton);
-    let call = caller.call(user, rtp.local_addr().expect("RTP address").port());
-    let stop = Arc::new(AtomicBool::new(false));
-    let media = {
-        let stop = stop.clone();
-        let to = call.media;
-        thread::spawn(move || {
-            let started = Instant::now();
-            let mut heard = Vec::new();
-            let mut buf = [0u8; 2048];
-            let mut sent = 0u32;
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < CALL_LIMIT {
-                let due = Duration::from_millis(20 * u64::from(sent));
-                if started.elapsed() >= due {
-                    let packet = rtp_packet(
-                        0,
-                        sent == 0,
-                        sent as u16,
-                        160 * sent,
-                        0x7755,
-                        &[SILENCE; 160],
-                    );
-                    let _ = rtp.send_to(&packet, to);
-                    sent += 1;
-                }
-                if let Ok((n, _)) = rtp.recv_from(&mut buf) {
-                    // Audio only: PCMU is payload type 0.
-                    if n > 12 && buf[1] & 0x7f == 0 {
-                        heard.push(buf[12..n].to_vec());
-                    }
-                }
-            }
-            heard
-        })
-    };
-    let deadline = Instant::now() + CALL_LIMIT;
-    let bye = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "baton did not hang up within {CALL_LIMIT:?}"
-        );
-        if let Some(msg) = caller.recv(left) {
-            if msg.method() == Some("BYE") && msg.header("Call-ID") == Some(&call.call_id) {
-                break msg;
-            }
-        }
-    };
-    let header = |name: &str| bye.header(name).unwrap_or_default().to_owned();
-    caller.send(
-        format!(
-            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
-             Content-Length: 0\r\n\r\n",
-            header("Via"),
-            header("From"),
-            header("To"),
-            header("Call-ID"),
-            header("CSeq"),
-        )
-        .as_bytes(),
-    );
-    // The last packets may still be on their way.
-    thread::sleep(Duration::from_millis(200));
-    stop.store(true, Ordering::Relaxed);
-    Heard(media.join().expect("RTP thread"))
 }
 
 /// What whisper (the model the tests install) hears in 16 kHz `samples` with the bank
@@ -198,7 +78,7 @@ fn a_say_step_reaches_the_caller_as_speech() {
     let loud = heard.loud_secs();
     println!(
         "heard {:.2} s of audio, {loud:.2} s of it loud (RMS {:.3}); espeak-ng alone takes {expected:.2} s",
-        heard.0.len() as f64 * 0.02,
+        heard.packets.len() as f64 * 0.02,
         heard.loud_rms()
     );
     assert!(

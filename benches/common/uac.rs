@@ -37,6 +37,10 @@ pub struct Uac {
     pub errors: Vec<String>,
     /// BYEs the server sent: calls it hung up on.
     pub hangups: u64,
+    /// The SIP Call-IDs of the calls the server hung up on.
+    pub hung_up: Vec<String>,
+    /// The user part of the From URI: the calling number the server sees.
+    pub from_user: String,
     acks: HashMap<String, Vec<u8>>,
     buf: Vec<u8>,
 }
@@ -55,6 +59,8 @@ impl Uac {
             local,
             errors: Vec::new(),
             hangups: 0,
+            hung_up: Vec::new(),
+            from_user: "bench".to_owned(),
             acks: HashMap::new(),
             buf: vec![0; 65536],
         }
@@ -257,10 +263,9 @@ impl Uac {
         }
         if method == "BYE" {
             self.hangups += 1;
-            self.errors.push(format!(
-                "baton hung up call {}",
-                msg.header("call-id", "i").unwrap_or("?")
-            ));
+            let call_id = msg.header("call-id", "i").unwrap_or("?").to_owned();
+            self.errors.push(format!("baton hung up call {call_id}"));
+            self.hung_up.push(call_id);
         }
         let mut out = String::from("SIP/2.0 200 OK\r\n");
         for line in msg.head_lines() {
@@ -282,7 +287,7 @@ impl Uac {
 
     fn invite(&self, call_id: &str, idx: usize, offer: &Offer) -> Vec<u8> {
         let sdp = pcmu_sdp(offer.rtp_port, idx);
-        let from = format!("<sip:bench@127.0.0.1>;tag=b{idx}");
+        let from = format!("<sip:{}@127.0.0.1>;tag=b{idx}", self.from_user);
         let to = format!("<sip:{}@127.0.0.1>", offer.user);
         let target = format!("sip:{}@{}", offer.user, self.server);
         self.request("INVITE", &target, call_id, &from, &to, 1, &sdp, true)

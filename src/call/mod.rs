@@ -14,7 +14,7 @@ use crate::calls::{self, CallHandle, CallState};
 use crate::context::document::Caller;
 use crate::context::{Change, Context};
 use crate::dialog::engine::Ending;
-use crate::dialplan::Dialplan;
+use crate::dialplan::{BotSpec, Dialplan};
 use crate::rtp_ports::{PortLease, PortPool};
 use crate::server::Shared;
 use crate::speech::{self, Listener};
@@ -232,7 +232,8 @@ const BOT_CHANNEL: usize = 64;
 
 impl BotLink {
     fn send(&self, event: BotEvent) {
-        if self.events.try_send(event).is_err() {
+        // A bot that has finished has nothing to be told.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(event) {
             debug!(?event, "the bot is not keeping up: event dropped");
         }
     }
@@ -513,21 +514,22 @@ impl Call {
             if cut > 0 {
                 info!("the caller spoke over a prompt: prompt stopped");
                 if let Some(bot) = &self.bot {
-                    (0..cut).for_each(|_| bot.send(BotEvent::Played));
+                    (0..cut).for_each(|_| bot.send(BotEvent::Cut));
                 }
             }
         }
         if let Some(script) = &mut self.script {
-            if script.in_bot() {
+            if let Some(spec) = script.bot() {
                 if self.bot.is_none() {
-                    self.bot = start_bot(
+                    self.bot = Some(start_bot(
                         &self.shared,
                         &self.plan,
+                        spec.clone(),
                         &self.id,
                         self.caller_number.as_deref(),
                         &self.hints,
                         &self.info,
-                    );
+                    ));
                 }
                 if let Some(bot) = &mut self.bot {
                     while let Ok(cmd) = bot.commands.try_recv() {
@@ -692,32 +694,36 @@ fn finish(
 fn start_bot(
     shared: &Arc<Shared>,
     plan: &Dialplan,
+    spec: BotSpec,
     call_id: &str,
     caller_number: Option<&str>,
     hints: &watch::Sender<String>,
     info: &CallHandle,
-) -> Option<BotLink> {
-    let Some(dialog) = &plan.dialog else {
-        warn!("a bot step without a dialog");
-        return None;
-    };
+) -> BotLink {
     let (events_tx, events) = mpsc::channel(BOT_CHANNEL);
     let (commands, commands_rx) = mpsc::channel(BOT_CHANNEL);
+    let (called, call_started) = {
+        let info = calls::lock(info);
+        (info.to.clone(), info.started_at)
+    };
     bot::spawn(Bot {
-        dialog: dialog.start(caller_number),
+        spec,
+        dialog: plan.dialog.clone(),
         call_id: call_id.to_owned(),
+        caller_number: caller_number.map(str::to_owned),
+        called,
         contexts: shared.contexts.clone(),
         tts: shared.tts.clone(),
         hints: hints.clone(),
         plan_hints: plan.speech_hints.clone(),
         commands,
         events,
-        call_started: calls::lock(info).started_at,
+        call_started,
     });
-    Some(BotLink {
+    BotLink {
         events: events_tx,
         commands: commands_rx,
-    })
+    }
 }
 
 /// Starts the call's shared context with what the network says about the caller. The

@@ -4,7 +4,7 @@
 //! to send back, whether to record, and when the call should end. Prompts are decoded before
 //! the call starts, so nothing here touches the disk.
 
-use crate::dialplan::Step;
+use crate::dialplan::{BotSpec, Step};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,6 +110,7 @@ enum Current {
     },
     /// The bot has the call: what it says is queued here and played in order.
     Bot {
+        spec: BotSpec,
         queue: VecDeque<Arc<[i16]>>,
         pos: usize,
         /// Set when the dialog is over: what follows the last queued prompt.
@@ -193,7 +194,9 @@ impl Script {
                 }
                 finished = count_down(frames_left);
             }
-            Current::Bot { queue, pos, ending } => {
+            Current::Bot {
+                queue, pos, ending, ..
+            } => {
                 if let Some(samples) = queue.front() {
                     if copy_prompt(samples, pos, false, &mut out) {
                         queue.pop_front();
@@ -223,9 +226,12 @@ impl Script {
         }
     }
 
-    /// Whether the bot has the call.
-    pub fn in_bot(&self) -> bool {
-        matches!(self.current, Current::Bot { .. })
+    /// The bot that has the call, if one has.
+    pub fn bot(&self) -> Option<&BotSpec> {
+        match &self.current {
+            Current::Bot { spec, .. } => Some(spec),
+            _ => None,
+        }
     }
 
     /// Queues the bot's words after what it already said; ignored once the bot's step is
@@ -358,7 +364,8 @@ impl Script {
                 frames_left: digits.chars().count() as u32 * SLOT_FRAMES,
                 digits: digits.chars().collect(),
             },
-            Step::Bot => Current::Bot {
+            Step::Bot(spec) => Current::Bot {
+                spec,
                 queue: VecDeque::new(),
                 pos: 0,
                 ending: None,

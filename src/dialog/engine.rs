@@ -30,11 +30,13 @@ pub enum Output {
     /// Say this to the caller.
     Say(String),
     /// Listen for an answer: after everything said so far has been played, wait `timeout`
-    /// for the caller to start; `max_digits` key presses (or `#`) end a keyed answer.
+    /// for the caller to start; `max_digits` key presses (or `#`) end a keyed answer (none
+    /// are taken at 0), and a final transcript is the answer when `speech` is set.
     Listen {
         hints: String,
         timeout: Duration,
         max_digits: usize,
+        speech: bool,
     },
     /// Write this to the call's context.
     Write(Change),
@@ -81,15 +83,15 @@ pub struct Dialog {
 }
 
 impl Dialog {
-    /// Starts a dialog for a call from `caller_number`, at the plan's start node.
+    /// Starts a dialog for a call from `caller_number`, at node `start`.
     pub fn new(
         plan: Arc<DialogPlan>,
         intents: Arc<IntentModel>,
         customers: Arc<Customers>,
         caller_number: Option<&str>,
+        start: &str,
     ) -> Dialog {
         let caller = caller_number.and_then(|n| customers.by_phone(n)).cloned();
-        let start = plan.start.clone();
         let mut dialog = Dialog {
             plan,
             intents,
@@ -104,7 +106,7 @@ impl Dialog {
             done: false,
             out: VecDeque::new(),
         };
-        dialog.enter(&start);
+        dialog.enter(start);
         dialog
     }
 
@@ -240,6 +242,7 @@ impl Dialog {
                 .timeout_secs
                 .map_or(self.plan.timeout, |s| Duration::from_secs(u64::from(s))),
             max_digits,
+            speech: true,
         });
     }
 
@@ -692,7 +695,8 @@ mod tests {
         let plan = Arc::new(DialogPlan::check(raw).unwrap());
         let intents = Arc::new(IntentModel::new(&plan.intent_examples()));
         let customers = Arc::new(Customers::parse(CUSTOMERS).unwrap());
-        Dialog::new(plan, intents, customers, caller)
+        let start = plan.start.clone();
+        Dialog::new(plan, intents, customers, caller, &start)
     }
 
     /// Everything the dialog put out since the last call.
@@ -891,6 +895,7 @@ mod tests {
             Arc::new(IntentModel::new(&[])),
             Arc::new(Customers::default()),
             None,
+            "a",
         );
         let out = drain(&mut d);
         assert_eq!(ending(&out), Some(&Ending::Escalate("dialog_loop".into())));

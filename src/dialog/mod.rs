@@ -1,11 +1,14 @@
-//! The built-in dialog engine: understands what the caller said (intents with a confidence,
-//! spoken digits, dates and names) and walks a dialplan's dialog toward a resolution.
+//! The bots that run calls: the built-in dialog engine, which understands what the caller
+//! said (intents with a confidence, spoken digits, dates and names) and walks a dialplan's
+//! dialog toward a resolution, and the protocol through which an external bot does the
+//! same over a WebSocket.
 
 pub mod customers;
 pub mod engine;
 pub mod entities;
 pub mod intent;
 pub mod plan;
+pub mod protocol;
 
 use std::sync::Arc;
 
@@ -29,13 +32,15 @@ impl BuiltinDialog {
         }
     }
 
-    /// A fresh dialog for one call from `caller_number`.
-    pub fn start(&self, caller_number: Option<&str>) -> engine::Dialog {
+    /// A fresh dialog for one call from `caller_number`, at the plan's start node or at
+    /// `node` (where it takes over from an external bot).
+    pub fn start(&self, caller_number: Option<&str>, node: Option<&str>) -> engine::Dialog {
         engine::Dialog::new(
             self.plan.clone(),
             self.intents.clone(),
             self.customers.clone(),
             caller_number,
+            node.unwrap_or(&self.plan.start),
         )
     }
 }

@@ -34,9 +34,9 @@ pub enum Step {
     },
     /// Send the caller's own audio back until the call ends.
     Echo,
-    /// Hand the call to the dialplan's built-in dialog (`[dialog]`) until it hangs up or
-    /// hands over; the next step runs after a handover.
-    Bot,
+    /// Hand the call to a bot until it hangs up or hands over; the next step runs after a
+    /// handover.
+    Bot(BotSpec),
     /// Record the caller into `data/recordings/`.
     Record {
         /// A DTMF digit that ends the recording.
@@ -109,7 +109,7 @@ pub(crate) const ACTIONS: [&str; 10] = [
 pub(crate) struct RawStep {
     pub(crate) play: Option<PlayArg>,
     pub(crate) say: Option<SayArg>,
-    pub(crate) bot: Option<String>,
+    pub(crate) bot: Option<BotArg>,
     pub(crate) hold: Option<HoldArg>,
     pub(crate) echo: Option<NoOptions>,
     pub(crate) record: Option<RecordArgs>,
@@ -173,6 +173,65 @@ pub(crate) struct SayArg {
 struct SayTable {
     text: String,
     voice: Option<String>,
+}
+
+/// Which bot a `bot` step hands the call to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotSpec {
+    /// The dialplan's built-in dialog, `[dialog]`.
+    Dialog,
+    /// An external bot speaking the bot protocol over a WebSocket.
+    Remote {
+        /// `ws://host:port/path`.
+        url: String,
+        /// The `[dialog]` node that takes the call over when the bot cannot be reached or
+        /// goes away mid-call; without one, the call goes on to the next step.
+        fallback: Option<String>,
+    },
+}
+
+/// `bot = "dialog"` or `bot = { url = "ws://...", fallback = "takeover" }`.
+#[derive(Debug)]
+pub(crate) struct BotArg {
+    /// `None` for the built-in dialog.
+    pub(crate) remote: Option<BotTable>,
+    /// The string form, checked to be `dialog`.
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BotTable {
+    pub(crate) url: String,
+    pub(crate) fallback: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for BotArg {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BotVisitor;
+        impl<'de> Visitor<'de> for BotVisitor {
+            type Value = BotArg;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "\"dialog\", or a table like { url = \"ws://bot:9000/\", fallback = \"node\" }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<BotArg, E> {
+                Ok(BotArg {
+                    remote: None,
+                    name: Some(name.to_owned()),
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BotArg, A::Error> {
+                let table = BotTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(BotArg {
+                    remote: Some(table),
+                    name: None,
+                })
+            }
+        }
+        deserializer.deserialize_any(BotVisitor)
+    }
 }
 
 /// `hold = 30` or `hold = { secs = 30, music = "other.wav" }`.

@@ -14,7 +14,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -1496,4 +1497,134 @@ pub fn talk_to_listen(baton: &Baton, transport: Transport, audio: &CallerAudio) 
         .var("MILLIS", millis)
         .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
         .spawn()
+}
+
+/// µ-law silence.
+const ULAW_SILENCE: u8 = 0xff;
+/// Quieter than this (RMS, full scale 1.0; about −46 dBFS) a 20 ms packet is silence.
+pub const QUIET: f64 = 0.005;
+
+/// What a caller heard: baton's 20 ms µ-law payloads, in order of arrival, with the time
+/// each arrived.
+pub struct Heard {
+    pub packets: Vec<(Instant, Vec<u8>)>,
+}
+
+impl Heard {
+    /// As 16 kHz samples, the rate the recogniser takes.
+    pub fn samples_16k(&self) -> Vec<i16> {
+        let narrow: Vec<i16> = self
+            .packets
+            .iter()
+            .flat_map(|(_, p)| p)
+            .map(|&b| (ulaw_decode(b) * 32_768.0).clamp(-32_768.0, 32_767.0) as i16)
+            .collect();
+        baton_media::convert_rate(&narrow, 8000, 16000).expect("8 to 16 kHz")
+    }
+
+    /// From the first loud packet to the last, in seconds.
+    pub fn loud_secs(&self) -> f64 {
+        let loud: Vec<usize> = (0..self.packets.len())
+            .filter(|&i| payload_rms(&self.packets[i].1) > QUIET)
+            .collect();
+        match (loud.first(), loud.last()) {
+            (Some(first), Some(last)) => (last - first + 1) as f64 * 0.02,
+            _ => 0.0,
+        }
+    }
+
+    /// RMS over the loud stretch.
+    pub fn loud_rms(&self) -> f64 {
+        let loud: Vec<&Vec<u8>> = self
+            .packets
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| payload_rms(p) > QUIET)
+            .collect();
+        let n: usize = loud.iter().map(|p| p.len()).sum();
+        let energy: f64 = loud
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|&b| ulaw_decode(b).powi(2))
+            .sum();
+        (energy / n.max(1) as f64).sqrt()
+    }
+}
+
+/// The RMS of a µ-law payload, full scale 1.0.
+pub fn payload_rms(payload: &[u8]) -> f64 {
+    (payload.iter().map(|&b| ulaw_decode(b).powi(2)).sum::<f64>() / payload.len().max(1) as f64)
+        .sqrt()
+}
+
+/// Calls `user` as a phone would (sending silence every 20 ms), keeps every RTP payload
+/// baton sends until baton hangs up (within `limit`), and answers its BYE.
+pub fn listen_until_bye(baton: &Baton, user: &str, limit: Duration) -> Heard {
+    let rtp = UdpSocket::bind("127.0.0.1:0").expect("caller RTP socket");
+    rtp.set_read_timeout(Some(Duration::from_millis(5)))
+        .expect("RTP read timeout");
+    let caller = SipCaller::bind("127.0.0.1", baton);
+    let call = caller.call(user, rtp.local_addr().expect("RTP address").port());
+    let stop = Arc::new(AtomicBool::new(false));
+    let media = {
+        let stop = stop.clone();
+        let to = call.media;
+        thread::spawn(move || {
+            let started = Instant::now();
+            let mut heard = Vec::new();
+            let mut buf = [0u8; 2048];
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+                let due = Duration::from_millis(20 * u64::from(sent));
+                if started.elapsed() >= due {
+                    let packet = rtp_packet(
+                        0,
+                        sent == 0,
+                        sent as u16,
+                        160 * sent,
+                        0x7755,
+                        &[ULAW_SILENCE; 160],
+                    );
+                    let _ = rtp.send_to(&packet, to);
+                    sent += 1;
+                }
+                if let Ok((n, _)) = rtp.recv_from(&mut buf) {
+                    // Audio only: PCMU is payload type 0.
+                    if n > 12 && buf[1] & 0x7f == 0 {
+                        heard.push((Instant::now(), buf[12..n].to_vec()));
+                    }
+                }
+            }
+            heard
+        })
+    };
+    let deadline = Instant::now() + limit;
+    let bye = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "baton did not hang up within {limit:?}");
+        if let Some(msg) = caller.recv(left) {
+            if msg.method() == Some("BYE") && msg.header("Call-ID") == Some(&call.call_id) {
+                break msg;
+            }
+        }
+    };
+    let header = |name: &str| bye.header(name).unwrap_or_default().to_owned();
+    caller.send(
+        format!(
+            "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\n\
+             Content-Length: 0\r\n\r\n",
+            header("Via"),
+            header("From"),
+            header("To"),
+            header("Call-ID"),
+            header("CSeq"),
+        )
+        .as_bytes(),
+    );
+    // The last packets may still be on their way.
+    thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    Heard {
+        packets: media.join().expect("RTP thread"),
+    }
 }
