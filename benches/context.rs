@@ -578,7 +578,7 @@ async fn idle_reads(p: Params) -> Idle {
         vibe_readings: 0,
     };
     let mut rng = StdRng::seed_from_u64(1);
-    let mut doc = Context::default();
+    let mut doc = std::sync::Arc::new(Context::default());
     for _ in 0..20_000 {
         let s = &scripts[rng.gen_range(0..scripts.len())];
         let t = Instant::now();
@@ -592,7 +592,7 @@ async fn idle_reads(p: Params) -> Idle {
         idle.events.record(ns(t.elapsed()));
         drop(got);
         let t = Instant::now();
-        let copy = doc.clone();
+        let copy = Context::clone(&doc);
         idle.clone.record(ns(t.elapsed()));
         drop(copy);
         let t = Instant::now();

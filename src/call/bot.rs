@@ -9,7 +9,7 @@
 //! bot that is not there.
 
 use crate::context::document::TranscriptLine;
-use crate::context::{Author, Change, ContextStore, Event};
+use crate::context::{Author, Change, Context, ContextStore, Event};
 use crate::dialog::engine::{Dialog, Ending, Input, Output};
 use crate::dialog::protocol::{self, FromBot, ToBot, Verb};
 use crate::dialog::BuiltinDialog;
@@ -264,7 +264,7 @@ impl Bot {
                     call_id: self.call_id.clone(),
                     from: self.caller_number.clone(),
                     to: self.called.clone(),
-                    context: Box::new(doc),
+                    context: doc,
                 };
                 let connected = match started {
                     Ok(mut remote) => remote.send(&hello).await.map(|()| remote),
@@ -506,7 +506,7 @@ impl Bot {
     /// The call's context as it is, and its events from now on.
     async fn subscribe(
         &self,
-    ) -> Option<(broadcast::Receiver<Arc<Event>>, crate::context::Context)> {
+    ) -> Option<(broadcast::Receiver<Arc<Event>>, Arc<Context>)> {
         let doc = match self.contexts.get(&self.call_id).await {
             Ok(doc) => doc,
             Err(e) => {

@@ -53,8 +53,9 @@ pub trait ContextStore: Send + Sync {
     /// Starts the context of a new call. A store that keeps ended calls fills in
     /// `caller.memory` when it knows the caller's number from earlier calls.
     async fn create(&self, doc: Context) -> Result<(), StoreError>;
-    /// The document as it is now.
-    async fn get(&self, call_id: &str) -> Result<Context, StoreError>;
+    /// The document as it is now: a snapshot that later writes do not change, shared
+    /// rather than copied.
+    async fn get(&self, call_id: &str) -> Result<Arc<Context>, StoreError>;
     /// Applies `changes` together, all or none; with `expected`, only if the document is
     /// still at that version. Returns the events made.
     async fn write(
@@ -75,7 +76,8 @@ pub trait ContextStore: Send + Sync {
 
 /// One call's live context.
 struct Live {
-    doc: Context,
+    /// Copied on write only while a reader still holds the previous snapshot.
+    doc: Arc<Context>,
     log: VecDeque<Event>,
     feed: broadcast::Sender<Arc<Event>>,
     /// When the call ended (ms since the Unix epoch); `None` while it goes on.
@@ -85,7 +87,7 @@ struct Live {
 impl Live {
     fn new(doc: Context) -> Live {
         Live {
-            doc,
+            doc: Arc::new(doc),
             log: VecDeque::new(),
             feed: broadcast::channel(SUBSCRIBER_DEPTH).0,
             ended_ms: None,
@@ -112,13 +114,17 @@ impl Live {
                 .validate()
                 .map_err(|error| StoreError::Invalid { index, error })?;
         }
+        let transcript_was_empty = self.doc.transcript.is_empty();
         let mut made: Vec<Event> = changes
             .into_iter()
             .map(|change| self.append(author.clone(), change, at_ms))
             .collect();
         // The summary follows the document: rewritten by baton after any change but a
-        // summary written on purpose, as its own event so live readers see it.
-        if !made.iter().any(|e| matches!(e.change, Change::Summary(_))) {
+        // summary written on purpose, as its own event so live readers see it. It reads no
+        // transcript but whether there is one, so the many transcript writes skip it.
+        let may_change = made.iter().any(|e| !matches!(e.change, Change::Transcript(_)))
+            || transcript_was_empty;
+        if may_change && !made.iter().any(|e| matches!(e.change, Change::Summary(_))) {
             let summary = summarize(&self.doc);
             if summary != self.doc.summary {
                 let change = Change::Summary(summary);
@@ -130,9 +136,10 @@ impl Live {
 
     /// Applies one checked change as the next version, logs it and tells live readers.
     fn append(&mut self, author: Author, change: Change, at_ms: u64) -> Event {
-        change.apply(&mut self.doc, &author, at_ms);
-        self.doc.version += 1;
-        self.doc.updated_ms = at_ms;
+        let doc = Arc::make_mut(&mut self.doc);
+        change.apply(doc, &author, at_ms);
+        doc.version += 1;
+        doc.updated_ms = at_ms;
         let event = Event {
             version: self.doc.version,
             author,
@@ -180,7 +187,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Calls {
-    live: HashMap<String, Live>,
+    /// Each call behind its own lock: writers to different calls never wait on each
+    /// other, and this map's lock is held only to find a call.
+    live: HashMap<String, Arc<Mutex<Live>>>,
     /// Ended calls, oldest first.
     ended: VecDeque<String>,
 }
@@ -217,12 +226,13 @@ impl MemoryStore {
         call_id: &str,
         f: impl FnOnce(&mut Live) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut calls = lock(&self.calls);
-        let live = calls
+        let live = lock(&self.calls)
             .live
-            .get_mut(call_id)
+            .get(call_id)
+            .cloned()
             .ok_or_else(|| StoreError::NotFound(call_id.to_owned()))?;
-        f(live)
+        let mut live = lock(&live);
+        f(&mut live)
     }
 }
 
@@ -260,13 +270,15 @@ impl ContextStore for MemoryStore {
         if calls.live.contains_key(&doc.call_id) {
             return Err(StoreError::Exists(doc.call_id));
         }
-        calls.live.insert(doc.call_id.clone(), Live::new(doc));
+        calls
+            .live
+            .insert(doc.call_id.clone(), Arc::new(Mutex::new(Live::new(doc))));
         Ok(())
     }
 
-    async fn get(&self, call_id: &str) -> Result<Context, StoreError> {
+    async fn get(&self, call_id: &str) -> Result<Arc<Context>, StoreError> {
         match self.with(call_id, |live| Ok(live.doc.clone())) {
-            Err(StoreError::NotFound(_)) => self.archived(call_id).await,
+            Err(StoreError::NotFound(_)) => self.archived(call_id).await.map(Arc::new),
             found => found,
         }
     }
@@ -283,7 +295,7 @@ impl ContextStore for MemoryStore {
             // A write after the call ended (the last transcript, the summary) must reach
             // the archived copy, or the archive would keep a stale final state.
             let late = match (&self.archive, live.ended_ms) {
-                (Some(_), Some(ended_ms)) => Some((live.doc.clone(), ended_ms)),
+                (Some(_), Some(ended_ms)) => Some((Context::clone(&live.doc), ended_ms)),
                 _ => None,
             };
             Ok((made, late))
@@ -332,14 +344,17 @@ impl ContextStore for MemoryStore {
     async fn close(&self, call_id: &str) -> Result<(), StoreError> {
         let (doc, ended_ms) = {
             let mut calls = lock(&self.calls);
-            let live = calls
+            let entry = calls
                 .live
-                .get_mut(call_id)
+                .get(call_id)
+                .cloned()
                 .ok_or_else(|| StoreError::NotFound(call_id.to_owned()))?;
+            let mut live = lock(&entry);
             let first = live.ended_ms.is_none();
             let ended_ms = *live.ended_ms.get_or_insert_with(now_ms);
             // Taken after marking the call ended, so that any later write saves again.
-            let doc = self.archive.as_ref().map(|_| live.doc.clone());
+            let doc = self.archive.as_ref().map(|_| Context::clone(&live.doc));
+            drop(live);
             if first {
                 if calls.ended.len() == ENDED_KEPT {
                     if let Some(oldest) = calls.ended.pop_front() {
@@ -684,7 +699,8 @@ mod tests {
         ));
 
         store.create(caller("c2", "+4411")).await.unwrap();
-        let memory = store.get("c2").await.unwrap().caller.memory.unwrap();
+        let doc = store.get("c2").await.unwrap();
+        let memory = doc.caller.memory.clone().unwrap();
         assert_eq!(memory.previous_calls.len(), 1);
         assert_eq!(memory.previous_calls[0].call_id, "c1");
         assert_eq!(

@@ -9,6 +9,7 @@
 use crate::context::{Change, Context, Event};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The WebSocket subprotocol baton asks for.
 pub const SUBPROTOCOL: &str = "baton.bot.v1";
@@ -31,7 +32,7 @@ pub enum ToBot {
         from: Option<String>,
         /// The dialled user or number.
         to: String,
-        context: Box<Context>,
+        context: Arc<Context>,
     },
     /// A `say` finished playing, or the caller cut it short by speaking.
     #[serde(rename = "verb:done")]
