@@ -20,9 +20,9 @@ pub struct PromptError {
     pub reason: String,
 }
 
-/// Decodes every media file the dialplans use and speaks every `say` text with `tts`. A
-/// text that cannot be spoken gets the fallback prompt (and a warning): start-up does not
-/// depend on the synthesiser.
+/// Decodes every media file the dialplans use and speaks every `say` text and the bots'
+/// fixed lines with `tts`. A text that cannot be spoken gets the fallback prompt (and a
+/// warning): start-up does not depend on the synthesiser.
 pub async fn load_prompts(plans: &Dialplans, tts: &Tts) -> Result<Prompts, PromptError> {
     let mut prompts = Prompts::default();
     let mut texts = HashSet::new();
@@ -39,6 +39,17 @@ pub async fn load_prompts(plans: &Dialplans, tts: &Tts) -> Result<Prompts, Promp
         for step in &plan.steps {
             if let Step::Say { text, voice } = step {
                 texts.insert((voice.clone(), text.clone()));
+            }
+        }
+        // The bot's fixed lines (those without values to fill in), so that they come from
+        // the cache when a call needs them.
+        if let Some(dialog) = &plan.dialog {
+            for node in dialog.plan.nodes.values() {
+                for text in [&node.say, &node.reprompt].into_iter().flatten() {
+                    if !text.contains('{') {
+                        texts.insert((None, text.clone()));
+                    }
+                }
             }
         }
     }
