@@ -76,6 +76,8 @@ pub struct Dialog {
     slots: BTreeMap<String, Value>,
     node: String,
     failures: u32,
+    /// Identity checks that failed on this call, whatever node made them.
+    failed_checks: u32,
     hops: u32,
     listening: bool,
     done: bool,
@@ -101,6 +103,7 @@ impl Dialog {
             slots: BTreeMap::new(),
             node: String::new(),
             failures: 0,
+            failed_checks: 0,
             hops: 0,
             listening: false,
             done: false,
@@ -193,7 +196,19 @@ impl Dialog {
             let target = if self.verify(&verify.name, &verify.secret) {
                 node.next.clone()
             } else {
-                node.on_fail.clone()
+                self.failed_checks += 1;
+                if self.failed_checks >= node.attempts.unwrap_or(self.plan.attempts) {
+                    // Guessing on: a person takes it from here.
+                    self.write(Change::BotStuck {
+                        reason: format!(
+                            "identity not verified after {} attempts",
+                            self.failed_checks
+                        ),
+                    });
+                    None
+                } else {
+                    node.on_fail.clone()
+                }
             };
             return self.enter(&target.unwrap_or_else(|| self.plan.fallback.clone()));
         }
@@ -815,6 +830,34 @@ mod tests {
             ending(&out),
             Some(&Ending::Escalate("not_understood".into()))
         );
+    }
+
+    #[test]
+    fn identity_guessed_at_too_often_goes_to_a_person() {
+        let toml = PLAN.replace("on_fail = \"handover\"", "on_fail = \"ask_name\"");
+        let raw: RawDialog = toml::from_str(&toml).unwrap();
+        let plan = Arc::new(DialogPlan::check(raw).unwrap());
+        let intents = Arc::new(IntentModel::new(&plan.intent_examples()));
+        let customers = Arc::new(Customers::parse(CUSTOMERS).unwrap());
+        let mut d = Dialog::new(plan, intents, customers, None, "greet");
+        drain(&mut d);
+        for attempt in 1..=2 {
+            d.handle(Input::Heard("Alice Johnson"));
+            drain(&mut d);
+            d.handle(Input::Heard("one two three four"));
+            let out = drain(&mut d);
+            if attempt == 1 {
+                assert_eq!(said(&out), ["Your name, please."], "asked again");
+            } else {
+                assert!(writes(&out).iter().any(
+                    |c| matches!(c, Change::BotStuck { reason } if reason.contains("identity"))
+                ));
+                assert_eq!(
+                    ending(&out),
+                    Some(&Ending::Escalate("not_understood".into()))
+                );
+            }
+        }
     }
 
     #[test]
