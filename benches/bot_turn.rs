@@ -195,6 +195,7 @@ struct Line {
     said: Vec<(Instant, Instant)>,
 }
 
+/// The shared line; a panic on the other side leaves it usable.
 fn lock(line: &Mutex<Line>) -> MutexGuard<'_, Line> {
     line.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -412,7 +413,7 @@ impl Batch {
         let lat = latencies(self.turns.iter());
         let mut s = format!(
             "{}: {}/{} conversations completed, {} turns measured, p50/p95/max {}/{}/{} ms, \
-             transcription ran p50 {} ms, {} speech renders (p50 {}), {} late sends, load {}",
+             transcription queued p95 {} ms and ran p50 {} ms, {} speech renders (p50 {}), {} late sends, load {}",
             self.name,
             self.completed,
             self.calls,
@@ -420,6 +421,7 @@ impl Batch {
             ms(quantile(&lat, 0.5)),
             ms(quantile(&lat, 0.95)),
             ms(quantile(&lat, 1.0)),
+            pick(&self.stt_queued, 0.95),
             pick(&self.stt_ran, 0.5),
             self.renders.len(),
             ms(quantile(&self.renders, 0.5)),

@@ -504,9 +504,7 @@ impl Bot {
     }
 
     /// The call's context as it is, and its events from now on.
-    async fn subscribe(
-        &self,
-    ) -> Option<(broadcast::Receiver<Arc<Event>>, Arc<Context>)> {
+    async fn subscribe(&self) -> Option<(broadcast::Receiver<Arc<Event>>, Arc<Context>)> {
         let doc = match self.contexts.get(&self.call_id).await {
             Ok(doc) => doc,
             Err(e) => {

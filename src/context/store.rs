@@ -122,7 +122,9 @@ impl Live {
         // The summary follows the document: rewritten by baton after any change but a
         // summary written on purpose, as its own event so live readers see it. It reads no
         // transcript but whether there is one, so the many transcript writes skip it.
-        let may_change = made.iter().any(|e| !matches!(e.change, Change::Transcript(_)))
+        let may_change = made
+            .iter()
+            .any(|e| !matches!(e.change, Change::Transcript(_)))
             || transcript_was_empty;
         if may_change && !made.iter().any(|e| matches!(e.change, Change::Summary(_))) {
             let summary = summarize(&self.doc);
