@@ -17,9 +17,8 @@
 //! stamping each line as it arrives. A `speech_started` event is matched to the sentence
 //! being spoken when it arrives; the sentence's latency is the arrival of the final
 //! transcript of its last utterance minus its end of speech. Reported per T: finals,
-//! p50/p95/max latency raw and minus the voice activity detector's hangover (the silence
-//! it waits for before ending an utterance, read from `VadConfig::default()`), the
-//! real-time factor (CPU time of baton's `stt-*` threads over seconds of speech sent),
+//! p50/p95/max latency (baton starts a final at the caller's first pause, so it does not
+//! wait out the voice activity detector's hangover in full), the real-time factor (CPU time of baton's `stt-*` threads over seconds of speech sent),
 //! word error rate, baton's CPU and peak RSS, the talkers' RTP as baton counted it, and
 //! how often a listener fell behind. Baton is restarted for every T.
 //!
@@ -42,7 +41,6 @@ mod talk;
 #[path = "common/uac.rs"]
 mod uac;
 
-use baton_speech::vad::VadConfig;
 use baton_speech::wer::{word_errors, words};
 use common::{cpu_secs, env_list, env_or, http_get, metric, print_table, rss_kib, Baton};
 use rtp::{pace, rtp_socket, tone, udp_drops, ulaw_encode, Paced, PTIME, SAMPLES};
@@ -82,7 +80,6 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok()),
     };
-    let hangover = PTIME * VadConfig::default().hangover_frames as u32;
     let dir = common::run_dir("speech");
     println!("speech benchmark: {}", common::machine());
     let voice = Arc::new(Voice {
@@ -94,7 +91,7 @@ fn main() {
     println!(
         "{} sentences, {:.2} s of speech each on average ({:.2}–{:.2} s); T = {talkers:?}, \
          B = {}, {} sentences per talker, {} ms of {} between them, warm-up {} s; \
-         VAD hangover {} ms; work dir {}",
+         work dir {}",
         clips.len(),
         spoken,
         clips.iter().map(Clip::secs).fold(f64::MAX, f64::min),
@@ -108,7 +105,6 @@ fn main() {
                 "noise at {db} dBFS"
             )),
         params.warmup.as_secs(),
-        hangover.as_millis(),
         dir.display()
     );
     let mut steps: Vec<Step> = Vec::new();
@@ -117,30 +113,22 @@ fn main() {
         println!("{}", step.summary());
         steps.push(step);
     }
-    println!(
-        "\nend of speech → final transcript; \"−hangover\" subtracts the VAD's fixed {} ms:",
-        hangover.as_millis()
-    );
+    println!("\nend of speech → final transcript:");
     print_table(
         &Step::HEADER,
-        &steps.iter().map(|s| s.row(hangover)).collect::<Vec<_>>(),
+        &steps.iter().map(Step::row).collect::<Vec<_>>(),
     );
     // A ladder: T counts only if it and every smaller T met the goal.
     steps.sort_by_key(|s| s.talkers);
-    let largest = |minus: Duration| {
-        steps
-            .iter()
-            .take_while(|s| s.complete() && s.p(0.95).saturating_sub(minus) < GOAL)
-            .map(|s| s.talkers)
-            .last()
-    };
-    let say = |t: Option<usize>| t.map_or("none".to_owned(), |t| t.to_string());
+    let largest = steps
+        .iter()
+        .take_while(|s| s.complete() && s.p(0.95) < GOAL)
+        .map(|s| s.talkers)
+        .last();
     println!(
-        "largest T (with every smaller T) with every sentence transcribed and p95 < {} ms: \
-         {} (raw), {} (minus the hangover)",
+        "largest T (with every smaller T) with every sentence transcribed and p95 < {} ms: {}",
         GOAL.as_millis(),
-        say(largest(Duration::ZERO)),
-        say(largest(hangover))
+        largest.map_or("none".to_owned(), |t| t.to_string())
     );
     println!("load average after the run: {}", common::load_average());
 }
@@ -320,15 +308,13 @@ struct Step {
 }
 
 impl Step {
-    const HEADER: [&'static str; 17] = [
+    const HEADER: [&'static str; 15] = [
         "talkers",
         "background",
         "finals",
         "p50 ms",
         "p95 ms",
         "max ms",
-        "p50 −hangover",
-        "p95 −hangover",
         "queued p50/p95",
         "ran p50/p95",
         "RTF",
@@ -357,19 +343,12 @@ impl Step {
             && self.latencies.len() == self.sentences
     }
 
-    fn row(&self, hangover: Duration) -> Vec<String> {
+    fn row(&self) -> Vec<String> {
         let ms = |d: Duration| {
             if d == Duration::MAX {
                 "–".to_owned()
             } else {
                 format!("{:.0}", d.as_secs_f64() * 1000.0)
-            }
-        };
-        let minus = |d: Duration| {
-            if d == Duration::MAX {
-                d
-            } else {
-                d.saturating_sub(hangover)
             }
         };
         vec![
@@ -379,8 +358,6 @@ impl Step {
             ms(self.p(0.5)),
             ms(self.p(0.95)),
             ms(self.p(1.0)),
-            ms(minus(self.p(0.5))),
-            ms(minus(self.p(0.95))),
             format!(
                 "{}/{}",
                 pick(&self.queued_ms, 0.5),

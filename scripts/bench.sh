@@ -2,10 +2,11 @@
 # Runs baton's benchmarks (signalling with SIPp, media with the bench's own RTP generator
 # and rtpengine as the reference, the per-frame resampler beside rubato's, speech-to-text
 # latency under load and beside whisper.cpp's CLI and faster-whisper, prosody's CPU per
-# call) and keeps their output in target/bench/.
+# call, the shared context store, text to speech, and the bank bot's turn latency) and
+# keeps their output in target/bench/.
 # Parameters are the BENCH_* environment variables described at the top of each bench:
-# benches/signalling.rs, benches/media.rs, benches/speech.rs, crates/media/benches/resample.rs and
-# crates/speech/benches/{stt,prosody,peers}.rs.
+# benches/{signalling,media,speech,context,tts,bot_turn}.rs, crates/media/benches/resample.rs
+# and crates/speech/benches/{stt,prosody,peers}.rs.
 # BENCHMARKS.md explains the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ done
 out=target/bench
 mkdir -p "$out"
 stamp=$(date +%Y%m%d-%H%M%S)
-for bench in signalling media speech; do
+for bench in signalling media speech context tts bot_turn; do
   echo "== $bench (output in $out/$bench-$stamp.txt)"
   cargo bench --locked --bench "$bench" 2>&1 | tee "$out/$bench-$stamp.txt"
 done

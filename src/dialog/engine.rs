@@ -332,7 +332,7 @@ impl Dialog {
                     _ => Outcome::Retry(None),
                 }
             }
-            Some(Expect::Digits) => digits_of(node, keys),
+            Some(Expect::Digits) => self.digits_for(node, keys),
             Some(Expect::DateOrDigits) => {
                 digits_of(node, keys).or_else(|| keyed_date(keys).map(date_value))
             }
@@ -395,7 +395,7 @@ impl Dialog {
             }
             Expect::Name => spoken_name(&text).map(Value::String),
             Expect::Date => entities::date(&text, DateOrder::DayMonth).map(date_value),
-            Expect::Digits => digits_of(node, &text),
+            Expect::Digits => self.digits_for(node, &text),
             Expect::DateOrDigits => entities::date(&text, DateOrder::DayMonth)
                 .map(date_value)
                 .or_else(|| digits_of(node, &text)),
@@ -419,6 +419,20 @@ impl Dialog {
             }
             _ => Outcome::Retry(phrase),
         }
+    }
+
+    /// Digits for a `digits` node: with `one_of`, the accepted value the answer holds.
+    fn digits_for(&self, node: &Node, text: &str) -> Option<Value> {
+        let Some(path) = &node.one_of else {
+            return digits_of(node, text);
+        };
+        let heard = entities::digits(text)?;
+        let record = &self.verified.as_ref()?.record;
+        values_at(record, path)
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .find(|v| heard.contains(v.as_str()))
+            .map(Value::String)
     }
 
     /// Checks the name and secret slots against the customer file: the calling number's
@@ -553,6 +567,33 @@ fn digits_of(node: &Node, text: &str) -> Option<Value> {
     (!kept.is_empty()).then(|| Value::String(kept.to_owned()))
 }
 
+/// The strings at a dotted path of a record, through lists: `cards.last4` is the `last4`
+/// of every card.
+fn values_at(record: &Value, path: &str) -> Vec<String> {
+    let mut found = vec![record];
+    for key in path.split('.') {
+        found = found
+            .into_iter()
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().filter_map(|i| i.get(key)).collect(),
+                other => other.get(key).into_iter().collect::<Vec<_>>(),
+            })
+            .collect();
+    }
+    found
+        .into_iter()
+        .flat_map(|v| match v {
+            Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        })
+        .filter_map(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A date as a slot holds it: `YYYY-MM-DD`.
 fn date_value(d: Date) -> Value {
     Value::String(format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))
@@ -674,6 +715,7 @@ mod tests {
         say = "Which card?"
         expect = "digits"
         digits = 4
+        one_of = "cards.last4"
         slot = "card"
         next = "confirm"
         [node.confirm]
@@ -829,6 +871,33 @@ mod tests {
         assert_eq!(
             ending(&out),
             Some(&Ending::Escalate("not_understood".into()))
+        );
+    }
+
+    #[test]
+    fn a_card_is_one_of_the_customers_whatever_else_was_heard() {
+        let mut d = dialog(Some("+447700900123"));
+        drain(&mut d);
+        for answer in ["Alice Johnson", "4821", "block my card"] {
+            d.handle(Input::Heard(answer));
+            drain(&mut d);
+        }
+        // A digit too many, as whisper sometimes hears: the customer's card is found in it.
+        d.handle(Input::Heard("4 8 2 1 1"));
+        assert_eq!(said(&drain(&mut d)), ["Block the card ending 4 8 2 1?"]);
+        let mut d = dialog(Some("+447700900123"));
+        drain(&mut d);
+        for answer in ["Alice Johnson", "4821", "block my card"] {
+            d.handle(Input::Heard(answer));
+            drain(&mut d);
+        }
+        // A card the customer does not have is asked again, never taken.
+        d.handle(Input::Heard("1 2 3 4"));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::BotReprompt), "{out:?}");
+        assert_eq!(
+            values_at(&serde_json::json!({"a": [{"b": "1"}, {"b": 2}]}), "a.b"),
+            ["1", "2"]
         );
     }
 

@@ -70,6 +70,10 @@ pub struct Node {
     pub slot: Option<String>,
     /// For `expect = "digits"`: how many digits.
     pub digits: Option<u32>,
+    /// For `expect = "digits"`: where in the verified customer's record the accepted
+    /// answers are (`cards.last4`: the `last4` of each card). An answer counts only if it
+    /// holds one of them, so a mis-heard digit never picks someone else's card.
+    pub one_of: Option<String>,
     /// For `expect = "intent"`: the node each intent leads to.
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
@@ -366,6 +370,9 @@ fn check_exit(errors: &mut Vec<PlanError>, name: &str, node: &Node, key: &dyn Fn
                     key("next"),
                     "is missing: where to go once answered".to_owned(),
                 ));
+            }
+            if node.one_of.is_some() && expect != Expect::Digits {
+                errors.push((key("one_of"), "only for expect = \"digits\"".to_owned()));
             }
             match (expect, node.digits) {
                 (Expect::Digits | Expect::DateOrDigits, Some(n)) => {
