@@ -226,6 +226,9 @@ struct BotLink {
     commands: mpsc::Receiver<BotCommand>,
 }
 
+/// Bot prompts queued to play at most; a bot saying more waits.
+const MAX_QUEUED_PROMPTS: usize = 16;
+
 /// Bot commands and events in flight: a few sentences and key presses. The media path
 /// never waits on the bot: a full channel drops the event (logged).
 const BOT_CHANNEL: usize = 64;
@@ -532,7 +535,12 @@ impl Call {
                     ));
                 }
                 if let Some(bot) = &mut self.bot {
-                    while let Ok(cmd) = bot.commands.try_recv() {
+                    // What is not taken waits in the channel, and a bot that says more
+                    // than the caller can hear waits on it: memory stays bounded.
+                    while script.bot_queued() < MAX_QUEUED_PROMPTS {
+                        let Ok(cmd) = bot.commands.try_recv() else {
+                            break;
+                        };
                         match cmd {
                             BotCommand::Play(samples) => script.bot_play(samples),
                             BotCommand::End(ending) => {

@@ -234,6 +234,14 @@ impl Script {
         }
     }
 
+    /// How many of the bot's prompts are waiting to play (the one playing included).
+    pub fn bot_queued(&self) -> usize {
+        match &self.current {
+            Current::Bot { queue, .. } => queue.len(),
+            _ => 0,
+        }
+    }
+
     /// Queues the bot's words after what it already said; ignored once the bot's step is
     /// over.
     pub fn bot_play(&mut self, samples: Arc<[i16]>) {
@@ -558,5 +566,45 @@ mod tests {
         assert_eq!(script.turn(&[0; FRAME]).out[0], 7, "the next step at once");
         assert_eq!(script.barge_in(), 0, "looped music goes on");
         assert_eq!(script.turn(&[0; FRAME]).out[0], 7);
+    }
+
+    #[test]
+    fn the_bot_queue_plays_in_order_is_cut_by_speech_and_ends_as_told() {
+        let steps = vec![Step::Bot(BotSpec::Dialog), play("music", true)];
+        let mut script = Script::new(steps, prompts(&[("music", FRAME, 7)]));
+        assert_eq!(
+            script.turn(&[0; FRAME]).out[0],
+            0,
+            "silence until the bot speaks"
+        );
+        assert_eq!(script.bot(), Some(&BotSpec::Dialog));
+        script.bot_play(vec![1; FRAME].into());
+        script.bot_play(vec![2; FRAME].into());
+        script.bot_play(vec![3; FRAME].into());
+        assert_eq!(script.bot_queued(), 3);
+        let turn = script.turn(&[0; FRAME]);
+        assert_eq!(
+            (turn.out[0], turn.bot_played),
+            (1, 1),
+            "the first prompt, done"
+        );
+        let turn = script.turn(&[0; FRAME]);
+        assert_eq!((turn.out[0], turn.bot_played), (2, 1));
+        assert_eq!(script.barge_in(), 1, "the rest is dropped");
+        assert_eq!(script.bot_queued(), 0);
+        script.bot_play(vec![4; FRAME].into());
+        script.bot_end(BotEnding::NextStep);
+        assert_eq!(
+            script.turn(&[0; FRAME]).out[0],
+            4,
+            "the last words play first"
+        );
+        assert_eq!(script.bot(), None);
+        assert_eq!(script.turn(&[0; FRAME]).out[0], 7, "then the next step");
+
+        let mut script = Script::new(vec![Step::Bot(BotSpec::Dialog)], prompts(&[]));
+        script.turn(&[0; FRAME]);
+        script.bot_end(BotEnding::Hangup);
+        assert!(script.turn(&[0; FRAME]).hangup);
     }
 }
