@@ -4,6 +4,7 @@
 //! `last4`) make verification possible; every other field is the bot's to read
 //! (`{customer.accounts.0.balance}`) once the caller is verified.
 
+use super::entities::{calendar_date, Date};
 use serde_json::Value;
 use std::path::Path;
 
@@ -19,8 +20,7 @@ pub struct Customer {
     pub name: String,
     /// Numbers the customer calls from, digits and `+` only.
     pub phones: Vec<String>,
-    /// `(year, month, day)`.
-    pub date_of_birth: Option<(u16, u8, u8)>,
+    pub date_of_birth: Option<Date>,
     /// The last four digits of each of the customer's cards.
     pub card_last4: Vec<String>,
     /// The whole record, as the file has it.
@@ -167,21 +167,21 @@ fn same_number(a: &str, b: &str) -> bool {
     a.len() >= 9 && b.len() >= 9 && tail(a) == tail(b)
 }
 
-/// `YYYY-MM-DD` as `(year, month, day)`, checked for a real calendar day.
-pub(crate) fn parse_iso_date(s: &str) -> Option<(u16, u8, u8)> {
+/// `YYYY-MM-DD`, checked for a real calendar day.
+fn parse_iso_date(s: &str) -> Option<Date> {
     let mut parts = s.trim().splitn(3, '-');
     let year: u16 = parts.next()?.parse().ok()?;
     let month: u8 = parts.next()?.parse().ok()?;
     let day: u8 = parts.next()?.parse().ok()?;
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    ((1..=days).contains(&day) && (1850..=2200).contains(&year)).then_some((year, month, day))
+    birth_date(year, month, day)
+}
+
+/// A date of birth: a calendar day in a year a living customer can have been born in.
+pub(crate) fn birth_date(year: u16, month: u8, day: u8) -> Option<Date> {
+    (1850..=2200)
+        .contains(&year)
+        .then(|| calendar_date(year, month, day))
+        .flatten()
 }
 
 #[cfg(test)]
@@ -203,7 +203,14 @@ mod tests {
         assert!(c.by_phone("+447700900999").is_none());
         assert!(c.by_phone("").is_none());
         let alice = c.get("C1").unwrap();
-        assert_eq!(alice.date_of_birth, Some((1980, 3, 5)));
+        assert_eq!(
+            alice.date_of_birth,
+            Some(Date {
+                year: 1980,
+                month: 3,
+                day: 5
+            })
+        );
         assert_eq!(alice.card_last4, ["4821"]);
         assert_eq!(alice.record["accounts"][0]["balance"], 412.5);
         assert!(c.get("C2").unwrap().phones.is_empty());

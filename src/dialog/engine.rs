@@ -3,7 +3,7 @@
 //! what to listen for, what to write to the shared context and when it is done. Rendering
 //! speech, timing the silence and reaching the context are the caller's.
 
-use super::customers::{parse_iso_date, Customer, Customers};
+use super::customers::{birth_date, Customer, Customers};
 use super::entities::{self, Date, DateOrder};
 use super::intent::IntentModel;
 use super::plan::{template_parts, DialogPlan, Expect, Node, Part};
@@ -461,9 +461,7 @@ impl Dialog {
                 (Some(s), Some(c)) if s.contains('-') => (
                     "date_of_birth",
                     c.date_of_birth
-                        .is_some_and(|(year, month, day)| {
-                            date_value(Date { year, month, day }).as_str() == Some(s)
-                        })
+                        .is_some_and(|d| date_value(d).as_str() == Some(s))
                         .then(|| c.clone()),
                 ),
                 (Some(s), Some(c)) => (
@@ -604,9 +602,11 @@ fn keyed_date(keys: &str) -> Option<Date> {
     if keys.len() != 8 || !keys.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let iso = format!("{}-{}-{}", &keys[4..], &keys[2..4], &keys[..2]);
-    let (year, month, day) = parse_iso_date(&iso)?;
-    Some(Date { year, month, day })
+    birth_date(
+        keys[4..].parse().ok()?,
+        keys[2..4].parse().ok()?,
+        keys[..2].parse().ok()?,
+    )
 }
 
 /// Lead-ins callers put before their name.

@@ -644,18 +644,25 @@ fn years(items: &[Item]) -> impl Iterator<Item = u16> + '_ {
 }
 
 fn valid(year: u16, month: u8, day: u32) -> Option<Date> {
-    if !(1900..=2099).contains(&year) || !(1..=12).contains(&month) {
+    if !(1900..=2099).contains(&year) {
         return None;
     }
+    calendar_date(year, month, u8::try_from(day).ok()?)
+}
+
+/// The date, if it is a day of the calendar (30 February is not).
+pub(crate) fn calendar_date(year: u16, month: u8, day: u8) -> Option<Date> {
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let days = match month {
         2 if leap => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
-        _ => 31,
+        1..=12 => 31,
+        _ => return None,
     };
-    let day = u8::try_from(day).ok().filter(|d| (1..=days).contains(d))?;
-    Some(Date { year, month, day })
+    (1..=days)
+        .contains(&day)
+        .then_some(Date { year, month, day })
 }
 
 /// An amount starting at `toks[i]`: a currency mark, then a number, then its unit, pence
