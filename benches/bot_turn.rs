@@ -42,21 +42,18 @@ use spoken::{speak, EN_US};
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use talk::{api_ids, log_field, loud, pcmu_packets, pool_times, strip_ansi, Packet, ULAW_SILENCE};
 use uac::{Offer, Uac};
 
 /// What the caller says, in order: the conversation of the end-to-end bank test.
-const ANSWERS: [&str; 6] = [
-    "My name is Alice Johnson.",
-    "The fifth of March, nineteen eighty.",
-    "Please block my credit card, it was stolen yesterday.",
-    "Four, eight, two, one.",
-    "Yes, please.",
-    "No, thank you.",
-];
+static ANSWERS: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    include_str!("../tests/data/bank-answers.txt")
+        .lines()
+        .collect()
+});
 /// The customer's number in dialplans/customers.json.
 const CALLER: &str = "+441234567890";
 /// Where baton takes RTP ports.

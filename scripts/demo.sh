@@ -26,15 +26,9 @@ echo "baton is up: SIP on $sip (UDP and TCP), API on http://$http"
 
 # The caller's side, as a carrier would send it (G.711 µ-law): Alice Johnson, a customer in
 # dialplans/customers.json, answers the bank bot's questions, each after a pause for the
-# question (an answer that comes early cuts the bot short, as on a real line).
-answers=(
-  "My name is Alice Johnson."
-  "The fifth of March, nineteen eighty."
-  "Please block my credit card, it was stolen yesterday."
-  "Four, eight, two, one."
-  "Yes, please."
-  "No, thank you."
-)
+# question (an answer that comes early cuts the bot short, as on a real line); the same
+# conversation as tests/bank_bot.rs.
+mapfile -t answers < tests/data/bank-answers.txt
 pieces=()
 for i in "${!answers[@]}"; do
   espeak-ng -v en-us -s 150 -w "$work/said-$i.wav" "${answers[$i]}"

@@ -8,18 +8,13 @@ mod common;
 
 use common::{caller_conversation, Baton, Sipp, Transport, CALM_VOICE};
 use serde_json::Value;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// What the caller says, in order; each answer waits for the bot's question (or cuts it
-/// short, as callers do).
-const ANSWERS: [&str; 6] = [
-    "My name is Alice Johnson.",
-    "The fifth of March, nineteen eighty.",
-    "Please block my credit card, it was stolen yesterday.",
-    "Four, eight, two, one.",
-    "Yes, please.",
-    "No, thank you.",
-];
+/// short, as callers do). The bot-turn bench and the demo have the same conversation.
+static ANSWERS: LazyLock<Vec<&str>> =
+    LazyLock::new(|| include_str!("data/bank-answers.txt").lines().collect());
 
 /// The bot's greeting and first question take about this long.
 const FIRST_QUESTION_SECS: f64 = 9.0;
