@@ -3,6 +3,7 @@
 //! `/healthz` needs a bearer token, and an agent's token sees only the calls assigned to
 //! that agent; without, the API is open but only on loopback (see `server`).
 
+use crate::agents::{Agents, Presence};
 use crate::calls::{CallNotice, Calls};
 use crate::config::{ApiToken, Role};
 use crate::context::{Author, Change, Context, ContextStore, StoreError};
@@ -13,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -31,6 +32,7 @@ pub struct ApiState {
     pub contexts: Arc<dyn ContextStore>,
     /// Who may use the API; empty: anyone who can reach it (loopback only).
     pub tokens: Arc<Vec<ApiToken>>,
+    pub agents: Arc<Agents>,
 }
 
 /// The API's routes.
@@ -48,7 +50,53 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls/{id}/context/events", get(context_events))
         .route("/v1/calls/{id}/context/live", get(context_live))
         .route("/v1/schema/context", get(context_schema))
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{id}/presence", put(set_presence))
         .with_state(state)
+}
+
+/// The agents with their registration and presence: all of them for an operator or a
+/// bot, an agent only themselves.
+async fn list_agents(State(s): State<ApiState>, client: Client) -> Response {
+    let mut agents = s.agents.views(std::time::Instant::now());
+    if let Client::Token(Role::Agent(me)) = &client {
+        agents.retain(|a| &a.id == me);
+    }
+    Json(agents).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceBody {
+    presence: Presence,
+}
+
+/// Sets whether an agent takes calls: the agent themself, or an operator.
+async fn set_presence(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    match &client {
+        Client::Open | Client::Token(Role::Admin) => {}
+        Client::Token(Role::Agent(me)) if *me == id => {}
+        Client::Token(_) => return forbidden(),
+    }
+    let presence = match serde_json::from_slice::<PresenceBody>(&body) {
+        Ok(b) => b.presence,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"presence\": \"available\" | \"busy\" | \"away\"}}: {e}"),
+            )
+        }
+    };
+    if s.agents.set_presence(&id, presence) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, &format!("no agent with id {id:?}"))
+    }
 }
 
 async fn healthz(State(s): State<ApiState>) -> Response {

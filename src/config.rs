@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use baton_sip::auth::Algorithm;
 use serde::Deserialize;
 
 use location::{KeyPath, Location, SourceFile};
@@ -53,6 +54,13 @@ pub struct Config {
     pub api_tokens: Vec<ApiToken>,
     /// `[tts]`: text to speech for `say` steps and the bot.
     pub tts: TtsConfig,
+    /// `[[agent]]`: the people calls escalate to, and how their softphones sign in.
+    pub agents: Vec<AgentConfig>,
+    /// `sip_realm`: the realm agents' softphones authenticate in.
+    pub sip_realm: String,
+    /// `trusted_ca`: PEM files of certificate authorities trusted, beside the public web
+    /// roots, for `wss://` bots and `https://` customer data (a private CA, a test CA).
+    pub trusted_ca: Vec<PathBuf>,
 }
 
 /// How text is turned into speech: the espeak-ng program and its voice.
@@ -88,6 +96,52 @@ const TTS_SPEEDS: std::ops::RangeInclusive<u32> = 80..=450;
 const MAX_TTS_TIMEOUT_SECS: u64 = 60;
 /// Largest TTS cache: 4 GiB of audio is about 37 hours at 16 kHz.
 const MAX_TTS_CACHE_MB: u32 = 4096;
+
+/// An agent: who they are, how their softphone registers, and what they are good at.
+#[derive(Clone, PartialEq)]
+pub struct AgentConfig {
+    /// `id`: how the API, the context and the reports name the agent.
+    pub id: String,
+    /// `name`: shown to the caller's bridging prompt and on reports.
+    pub name: String,
+    /// `sip_user`: the user part the softphone registers as (`sip:dana@baton`).
+    pub sip_user: String,
+    /// `password`: the digest password of the softphone.
+    pub password: String,
+    /// `skills`: skill name to level, 1 (can help) to 5 (expert).
+    pub skills: std::collections::BTreeMap<String, u8>,
+    /// `languages`: languages the agent takes calls in, e.g. `["en", "fr"]`.
+    pub languages: Vec<String>,
+    /// `max_calls`: calls the agent takes at once.
+    pub max_calls: u32,
+    /// `digest`: the digest algorithms the softphone is challenged with, strongest first
+    /// (RFC 8760); `["MD5"]` for older phones that give up at a challenge they do not know.
+    pub digest: Vec<Algorithm>,
+}
+
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password, even in a debug dump of the config.
+        f.debug_struct("AgentConfig")
+            .field("id", &self.id)
+            .field("sip_user", &self.sip_user)
+            .field("skills", &self.skills)
+            .field("languages", &self.languages)
+            .field("max_calls", &self.max_calls)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// The digest algorithms an agent's phone is offered unless the config says otherwise:
+/// SHA-256 first, as RFC 8760 §2.4 asks, then MD5 for phones that know nothing else.
+pub const DEFAULT_DIGEST: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
+/// Shortest agent password accepted: a softphone's password is all that keeps a stranger
+/// from taking the calls meant for an agent.
+const MIN_AGENT_PASSWORD: usize = 8;
+/// Most calls an agent may take at once.
+const MAX_AGENT_CALLS: u32 = 8;
 
 /// A bearer token for the HTTP API and what it may do.
 #[derive(Clone, PartialEq)]
@@ -220,6 +274,9 @@ impl Default for Config {
             speech_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             api_tokens: Vec::new(),
             tts: TtsConfig::default(),
+            trusted_ca: Vec::new(),
+            agents: Vec::new(),
+            sip_realm: "baton".to_owned(),
         }
     }
 }
@@ -244,6 +301,22 @@ log = "info"                  # tracing filter, e.g. "baton=debug,info"
 speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model installs it;
                               # make model-base: models/ggml-base.bin, more accurate, slower)
 # speech_workers = 2          # transcription threads; default: one per core
+# trusted_ca = ["certs/private-ca.pem"]  # CAs trusted beside the public web roots, for
+                              # wss:// bots and https:// customer data
+
+# sip_realm = "baton"          # the realm agents' softphones authenticate in
+
+# Agents, one table each: their softphones REGISTER as sip_user with the password
+# (digest, SHA-256 or MD5).
+# [[agent]]
+# id = "a7"
+# name = "Dana"
+# sip_user = "dana"
+# password = "a long random secret"  # 8 bytes or more
+# skills = { fraud = 4, billing = 2 }  # levels 1 (can help) to 5 (expert)
+# languages = ["en"]
+# max_calls = 1
+# digest = ["SHA-256", "MD5"]     # offered strongest first; ["MD5"] for older phones
 
 # API clients, one table each; with none, the API listens on loopback only, without tokens.
 # [[api_token]]
@@ -371,6 +444,24 @@ struct RawConfig {
     speech_workers: Option<u32>,
     api_token: Option<Vec<RawApiToken>>,
     tts: Option<RawTts>,
+    trusted_ca: Option<Vec<PathBuf>>,
+    agent: Option<Vec<RawAgent>>,
+    sip_realm: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    name: Option<String>,
+    sip_user: String,
+    password: String,
+    #[serde(default)]
+    skills: std::collections::BTreeMap<String, i64>,
+    #[serde(default)]
+    languages: Vec<String>,
+    max_calls: Option<u32>,
+    digest: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -559,6 +650,123 @@ impl RawConfig {
             config.api_tokens.push(ApiToken {
                 token: raw.token,
                 role,
+            });
+        }
+        config.trusted_ca = self.trusted_ca.unwrap_or_default();
+        if let Some(realm) = self.sip_realm {
+            if realm.is_empty() || realm.len() > 128 || realm.contains(['"', '\\']) {
+                return Err(invalid(
+                    &["sip_realm"],
+                    "expected 1 to 128 bytes without quotes or backslashes".to_owned(),
+                ));
+            }
+            config.sip_realm = realm;
+        }
+        for (i, raw) in self.agent.unwrap_or_default().into_iter().enumerate() {
+            let at = |key: &str| source.at_key(&KeyPath::keys(&["agent"]).index(i).key(key));
+            let bad = |key: &str, message: String| ConfigError::Invalid {
+                at: at(key),
+                message,
+            };
+            let plain = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            };
+            if !plain(&raw.id) {
+                return Err(bad(
+                    "id",
+                    "expected 1 to 64 letters, digits, '-', '_' or '.'".to_owned(),
+                ));
+            }
+            if !plain(&raw.sip_user) {
+                return Err(bad(
+                    "sip_user",
+                    "expected 1 to 64 letters, digits, '-', '_' or '.'".to_owned(),
+                ));
+            }
+            if raw.password.len() < MIN_AGENT_PASSWORD {
+                return Err(bad(
+                    "password",
+                    format!("must be at least {MIN_AGENT_PASSWORD} bytes long"),
+                ));
+            }
+            if config.agents.iter().any(|a| a.id == raw.id) {
+                return Err(bad("id", format!("agent \"{}\" is defined twice", raw.id)));
+            }
+            if config.agents.iter().any(|a| a.sip_user == raw.sip_user) {
+                return Err(bad(
+                    "sip_user",
+                    format!("\"{}\" belongs to another agent", raw.sip_user),
+                ));
+            }
+            let mut skills = std::collections::BTreeMap::new();
+            for (skill, level) in raw.skills {
+                let level = u8::try_from(level).ok().filter(|l| (1..=5).contains(l));
+                let Some(level) = level else {
+                    return Err(bad(
+                        "skills",
+                        format!("{skill}: expected a level from 1 (can help) to 5 (expert)"),
+                    ));
+                };
+                if !plain(&skill) {
+                    return Err(bad(
+                        "skills",
+                        format!("\"{skill}\": expected a plain name such as fraud or billing"),
+                    ));
+                }
+                skills.insert(skill, level);
+            }
+            if let Some(lang) = raw.languages.iter().find(|l| !plain(l) || l.len() > 16) {
+                return Err(bad(
+                    "languages",
+                    format!("\"{lang}\": expected a language tag such as en or fr-CA"),
+                ));
+            }
+            let max_calls = raw.max_calls.unwrap_or(1);
+            if !(1..=MAX_AGENT_CALLS).contains(&max_calls) {
+                return Err(bad(
+                    "max_calls",
+                    format!("expected 1 to {MAX_AGENT_CALLS}, got {max_calls}"),
+                ));
+            }
+            let digest = match raw.digest {
+                None => DEFAULT_DIGEST.to_vec(),
+                Some(names) => {
+                    let mut list = Vec::new();
+                    for name in &names {
+                        match Algorithm::from_name(name) {
+                            Some(a) if !list.contains(&a) => list.push(a),
+                            _ => {
+                                return Err(bad(
+                                    "digest",
+                                    format!(
+                                    "\"{name}\": expected SHA-256, SHA-512-256 or MD5, each once"
+                                ),
+                                ))
+                            }
+                        }
+                    }
+                    if list.is_empty() {
+                        return Err(bad("digest", "names no algorithm".to_owned()));
+                    }
+                    list
+                }
+            };
+            config.agents.push(AgentConfig {
+                name: raw.name.unwrap_or_else(|| raw.id.clone()),
+                id: raw.id,
+                sip_user: raw.sip_user,
+                password: raw.password,
+                skills,
+                languages: if raw.languages.is_empty() {
+                    vec!["en".to_owned()]
+                } else {
+                    raw.languages
+                },
+                max_calls,
+                digest,
             });
         }
         if let Some(tts) = self.tts {
@@ -951,6 +1159,86 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
             assert!(e.starts_with("config.toml:2:"), "{e}");
             assert!(e.contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn agents_are_read_and_bad_ones_name_their_key() {
+        let config = parse(
+            "sip_realm = \"bank.example\"\n\
+             [[agent]]\nid = \"a7\"\nname = \"Dana\"\nsip_user = \"dana\"\n\
+             password = \"correct horse\"\nskills = { fraud = 4, billing = 2 }\n\
+             languages = [\"en\", \"fr-CA\"]\nmax_calls = 2\n\
+             [[agent]]\nid = \"a8\"\nsip_user = \"sam\"\npassword = \"battery staple\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.sip_realm, "bank.example");
+        assert_eq!(config.agents.len(), 2);
+        let dana = &config.agents[0];
+        assert_eq!(
+            (dana.id.as_str(), dana.name.as_str(), dana.sip_user.as_str()),
+            ("a7", "Dana", "dana")
+        );
+        assert_eq!(dana.skills.get("fraud"), Some(&4));
+        assert_eq!(dana.languages, ["en", "fr-CA"]);
+        assert_eq!(dana.max_calls, 2);
+        assert_eq!(dana.digest, [Algorithm::Sha256, Algorithm::Md5]);
+        let sam = &config.agents[1];
+        assert_eq!((sam.name.as_str(), sam.max_calls), ("a8", 1));
+        assert_eq!(sam.languages, ["en"], "English unless told otherwise");
+        assert!(
+            !format!("{dana:?}").contains("horse"),
+            "the password is never printed"
+        );
+
+        let agent = "id = \"a1\"\nsip_user = \"u1\"\npassword = \"12345678\"\n";
+        let cases = [
+            (
+                "id = \"a b\"\nsip_user = \"u\"\npassword = \"12345678\"",
+                "agent 1 key \"id\": expected 1 to 64",
+            ),
+            (
+                "id = \"a\"\nsip_user = \"u\"\npassword = \"short\"",
+                "agent 1 key \"password\": must be at least 8",
+            ),
+            (
+                &format!("{agent}skills = {{ fraud = 6 }}"),
+                "agent 1 key \"skills\": fraud: expected a level from 1",
+            ),
+            (
+                &format!("{agent}max_calls = 0"),
+                "agent 1 key \"max_calls\": expected 1 to 8, got 0",
+            ),
+            (
+                &format!("{agent}languages = [\"\"]"),
+                "agent 1 key \"languages\"",
+            ),
+            (&format!("{agent}pin = 1"), "unknown key"),
+            (
+                &format!("{agent}digest = [\"MD5\", \"md5\"]"),
+                "agent 1 key \"digest\": \"md5\": expected SHA-256",
+            ),
+            (
+                &format!("{agent}digest = [\"SHA-1\"]"),
+                "agent 1 key \"digest\"",
+            ),
+            (
+                &format!("{agent}digest = []"),
+                "agent 1 key \"digest\": names no algorithm",
+            ),
+            (
+                &format!("{agent}[[agent]]\n{}", agent.replace("u1", "u2")),
+                "agent 2 key \"id\": agent \"a1\" is defined twice",
+            ),
+            (
+                &format!("{agent}[[agent]]\n{}", agent.replace("a1", "a2")),
+                "agent 2 key \"sip_user\": \"u1\" belongs to another agent",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = error(&format!("[[agent]]\n{text}\n"));
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        assert!(error("sip_realm = \"a\\\"b\"\n").contains("key \"sip_realm\""));
     }
 
     #[test]

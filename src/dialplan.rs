@@ -324,7 +324,15 @@ impl Dialplan {
 
     /// Every media file the steps play, for loading before the call starts.
     pub fn media_files(&self) -> impl Iterator<Item = &Path> {
-        self.steps.iter().filter_map(Step::media_file)
+        let prompts = self
+            .dialog
+            .iter()
+            .flat_map(|d| d.plan.nodes.values())
+            .filter_map(|node| node.play.as_deref().map(Path::new));
+        self.steps
+            .iter()
+            .filter_map(Step::media_file)
+            .chain(prompts)
     }
 
     /// Parses one file, pushing every problem found onto `errors`. Returns the plan (when
@@ -357,7 +365,7 @@ impl Dialplan {
         };
 
         let steps = parse_steps(&source, media, errors, header.is_some());
-        let dialog = parse_dialog(&source, file, &steps, errors);
+        let dialog = parse_dialog(&source, file, &steps, media, errors);
 
         // Problems in the steps do not stop the name and match entries from being claimed,
         // so a clash with another file is reported in the same run.
@@ -460,6 +468,7 @@ fn parse_dialog(
     source: &SourceFile<'_>,
     file: &Path,
     steps: &[Step],
+    media: &mut MediaDir,
     errors: &mut Vec<DialplanError>,
 ) -> Option<BuiltinDialog> {
     let invalid = |path: &KeyPath, message: String| DialplanError::Invalid {
@@ -507,7 +516,7 @@ fn parse_dialog(
             return None;
         }
     };
-    let plan = match DialogPlan::check(raw) {
+    let mut plan = match DialogPlan::check(raw) {
         Ok(plan) => plan,
         Err(problems) => {
             errors.extend(
@@ -532,6 +541,26 @@ fn parse_dialog(
             }
         }
     }
+    let mut prompts_ok = true;
+    for (name, node) in &mut plan.nodes {
+        let Some(prompt) = &mut node.play else {
+            continue;
+        };
+        match media.check(prompt) {
+            Ok(path) => *prompt = path.display().to_string(),
+            Err(problem) => {
+                prompts_ok = false;
+                errors.push(DialplanError::Media {
+                    at: source.at_key(&KeyPath::keys(&["dialog", "node", name, "play"])),
+                    file: prompt.clone(),
+                    problem,
+                });
+            }
+        }
+    }
+    if !prompts_ok {
+        return None;
+    }
     let customers = match &plan.customers {
         None => Customers::default(),
         Some(name) => {
@@ -553,19 +582,17 @@ fn parse_dialog(
 
 /// An external bot's address: plain WebSocket on a host and port baton can reach.
 fn check_bot_url(url: &str) -> Result<(), String> {
+    let bad = || format!("expected ws://host:port/path or wss://host/path, got \"{url}\"");
     let rest = match url.split_once("://") {
-        Some(("ws", rest)) => rest,
-        Some(("wss", _)) => {
-            return Err("wss:// is not supported yet; run the bot beside baton on ws://".into())
-        }
-        _ => return Err(format!("expected ws://host:port/path, got \"{url}\"")),
+        Some(("ws" | "wss", rest)) => rest,
+        _ => return Err(bad()),
     };
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty()
         || url.len() > 512
         || url.chars().any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(format!("expected ws://host:port/path, got \"{url}\""));
+        return Err(bad());
     }
     Ok(())
 }
@@ -768,9 +795,21 @@ impl StepCheck<'_, '_> {
                         self.invalid(Some("url"), problem);
                         return None;
                     }
+                    let audio = match remote.audio.as_deref() {
+                        None => false,
+                        Some("l16") => true,
+                        Some(other) => {
+                            self.invalid(
+                                Some("audio"),
+                                format!("expected \"l16\" (the caller's audio to the bot and the bot's to the caller, as binary frames), got \"{other}\""),
+                            );
+                            return None;
+                        }
+                    };
                     BotSpec::Remote {
                         url: remote.url,
                         fallback: remote.fallback,
+                        audio,
                     }
                 }
                 (None, None) => return None,
@@ -1374,6 +1413,13 @@ play = { file = "hold-music.wav", loop = true }
             parse_errors("match = [\"x\"]\n[[step]]\nplay = \"README.md\"\n"),
             ["dialplans/test.toml:3:1: step 1 key \"play\": media file \"README.md\" is not a readable WAV file: Ill-formed WAVE file: no RIFF tag found"]
         );
+        assert_eq!(
+            parse_errors(
+                "match = [\"x\"]\n[[step]]\nbot = \"dialog\"\n[dialog]\nstart = \"a\"\n\
+                 [dialog.node.a]\nplay = \"chime.wav\"\nhangup = true\n"
+            ),
+            ["dialplans/test.toml:7:1: key \"dialog.node.a.play\": media file \"chime.wav\" not found in media/"]
+        );
     }
 
     #[test]
@@ -1422,8 +1468,12 @@ play = { file = "hold-music.wav", loop = true }
             "{errors:?}"
         );
         assert_eq!(
-            parse_errors("match = [\"x\"]\n[[step]]\nbot = { url = \"wss://bot.example/\" }\n"),
-            ["dialplans/test.toml:3:9: step 1 key \"bot.url\": wss:// is not supported yet; run the bot beside baton on ws://"]
+            parse_errors("match = [\"x\"]\n[[step]]\nbot = { url = \"https://bot.example/\" }\n"),
+            ["dialplans/test.toml:3:9: step 1 key \"bot.url\": expected ws://host:port/path or wss://host/path, got \"https://bot.example/\""]
+        );
+        assert_eq!(
+            parse_errors("match = [\"x\"]\n[[step]]\nbot = { url = \"wss://bot.example/\", audio = \"mp3\" }\n"),
+            ["dialplans/test.toml:3:37: step 1 key \"bot.audio\": expected \"l16\" (the caller's audio to the bot and the bot's to the caller, as binary frames), got \"mp3\""]
         );
         assert_eq!(
             parse_errors(

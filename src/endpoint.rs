@@ -4,6 +4,7 @@
 //!
 //! Every wire error maps to its status code here, in one place ([`Reject`]).
 
+use crate::agents::Answer;
 use crate::call::{self, CallEvent, CallSetup, Command};
 use crate::calls::{CallInfo, CallState, MediaStats};
 use crate::dialplan::Dialplans;
@@ -27,17 +28,18 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
 /// Methods baton implements, for Allow headers.
-const ALLOW: [Method; 7] = [
+const ALLOW: [Method; 8] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
     Method::Cancel,
     Method::Options,
+    Method::Register,
     Method::Update,
     Method::Info,
 ];
@@ -426,11 +428,44 @@ impl Endpoint {
                 self.respond(tx, options_response(req), now);
                 Ok(())
             }
+            Method::Register => self.register(tx, req, now),
             Method::Bye | Method::Update | Method::Info | Method::Prack => {
                 Err(Reject::warn(481, "no such dialog"))
             }
             Method::Other(_) => Err(Reject::new(501).with(Header::Allow(ALLOW.to_vec()))),
             _ => Err(Reject::new(405).with(Header::Allow(ALLOW.to_vec()))),
+        }
+    }
+
+    /// A softphone registering: baton is the registrar of its agents.
+    fn register(&mut self, tx: TxId, req: &Request, now: Instant) -> Result<(), Reject> {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match self.shared.agents.register(req, now, wall) {
+            Answer::Ok(contacts) => {
+                let mut resp = req.response(200, None).with_to_tag(&new_tag());
+                resp.headers.0.extend(contacts);
+                resp.headers
+                    .push(other("Date", &httpdate::fmt_http_date(SystemTime::now())));
+                self.respond(tx, resp, now);
+                Ok(())
+            }
+            Answer::Challenge(challenges) => {
+                Err(challenges.into_iter().fold(Reject::new(401), Reject::with))
+            }
+            Answer::Forbidden(why) => {
+                warn!(reason = %why, "registration refused");
+                Err(Reject::warn(403, why))
+            }
+            Answer::TooBrief(min) => {
+                Err(Reject::new(423).with(other("Min-Expires", &min.to_string())))
+            }
+            Answer::Bad(why) => Err(Reject::warn(400, why)),
+            Answer::OutOfOrder => Err(Reject::warn(
+                500,
+                "REGISTER out of order: an older CSeq than the binding's",
+            )),
         }
     }
 

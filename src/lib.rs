@@ -4,6 +4,7 @@
 //! `baton-sip`, `baton-sdp` and `baton-media` crates; [`endpoint`] is the SIP user agent
 //! core and [`call`] the per-call media task.
 
+pub mod agents;
 pub mod api;
 pub mod call;
 pub mod calls;
@@ -12,7 +13,9 @@ pub mod context;
 pub mod dialog;
 pub mod dialplan;
 pub mod endpoint;
+pub mod escalation;
 pub mod metrics;
+pub mod outbound;
 pub mod ratelimit;
 pub mod rtp_ports;
 pub mod server;

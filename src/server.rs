@@ -1,6 +1,7 @@
 //! `baton serve`: wires the transports, the SIP endpoint, the call tasks and the HTTP API
 //! together, and shuts them down gracefully.
 
+use crate::agents::Agents;
 use crate::api::{self, ApiState};
 use crate::call::{self, script::Prompts};
 use crate::calls::Calls;
@@ -10,6 +11,7 @@ use crate::context::{ContextStore, MemoryStore};
 use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
 use crate::metrics::Metrics;
+use crate::outbound::{Outbound, OutboundError};
 use crate::rtp_ports::PortPool;
 use crate::speech::Speech;
 use crate::transport::Transports;
@@ -43,6 +45,10 @@ pub struct Shared {
     /// Text to speech for what is decided during a call (the bot's replies); `say` steps
     /// are rendered at start-up into `prompts`.
     pub tts: Tts,
+    /// How calls reach external bots and customer data.
+    pub outbound: Outbound,
+    /// The agents, and where their phones are registered.
+    pub agents: Arc<Agents>,
 }
 
 /// Why the server could not start.
@@ -56,6 +62,8 @@ pub enum StartError {
     Speech(#[from] baton_speech::stt::ModelError),
     #[error("{0}")]
     Archive(#[from] ArchiveError),
+    #[error("{0}")]
+    Outbound(#[from] OutboundError),
     #[error("cannot listen for SIP on {addr}: {source}")]
     Sip {
         addr: std::net::SocketAddr,
@@ -97,6 +105,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
                 .join("\n"),
         )
     })?;
+    let outbound = Outbound::new(&config.trusted_ca)?;
     let metrics = Arc::new(Metrics::default());
     let tts = Tts::new(
         config.tts.clone(),
@@ -109,6 +118,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Loading takes a moment of blocking IO; nothing else runs yet.
     let speech = Speech::start(&config.speech_model, config.speech_workers)?;
     let calls = Arc::new(Calls::default());
+    // Nonces need only outlive one registration attempt: a new key per start is enough.
+    let agents = Arc::new(Agents::new(
+        config.agents.clone(),
+        &config.sip_realm,
+        rand::random(),
+    ));
     let contexts: Arc<dyn ContextStore> = Arc::new(MemoryStore::with_archive(archive.clone()));
     let draining = Arc::new(AtomicBool::new(false));
 
@@ -145,6 +160,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         speech: Arc::new(speech),
         contexts: contexts.clone(),
         tts,
+        outbound,
+        agents: agents.clone(),
     });
     let (rate, burst) = config
         .invite_rate_limit
@@ -171,6 +188,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         draining: draining.clone(),
         contexts,
         tokens: Arc::new(config.api_tokens.clone()),
+        agents,
     };
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http_addr = http.local_addr().unwrap_or(http_addr);

@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::Message;
 
 /// A dialplan handing calls to the bot at `url`, with a built-in dialog that takes over if
@@ -147,17 +146,6 @@ struct Seen {
     dropped_at: Instant,
 }
 
-/// Agrees to baton's subprotocol: the bot misbehaves in its frames, not its handshake.
-// The callback's error type is tungstenite's own.
-#[allow(clippy::result_large_err)]
-fn agree(_: &Request, mut response: Response) -> Result<Response, ErrorResponse> {
-    let protocol = "baton.bot.v1".parse().expect("header value");
-    response
-        .headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocol);
-    Ok(response)
-}
-
 /// A bot that sends baton garbage, then one good `say`, and vanishes once it has played.
 fn misbehaving_bot() -> (String, mpsc::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bot listener");
@@ -165,7 +153,8 @@ fn misbehaving_bot() -> (String, mpsc::Receiver<Seen>) {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let (stream, _) = listener.accept().expect("baton connects");
-        let mut ws = tungstenite::accept_hdr(stream, agree).expect("handshake");
+        let mut ws =
+            tungstenite::accept_hdr(stream, common::agree_to_bot_protocol).expect("handshake");
         let mut types = Vec::new();
         let mut errors = Vec::new();
         let mut read = |ws: &mut tungstenite::WebSocket<_>| -> Value {
@@ -275,15 +264,7 @@ fn bad_frames_get_errors_and_a_vanished_bot_hands_over_at_once() {
         silence < Duration::from_secs(1),
         "the caller waited {silence:?} in silence after the bot went away"
     );
-    let calls = baton.calls(true);
-    let id = calls
-        .iter()
-        .rev()
-        .find(|c| c["dialplan"] == "vendor")
-        .and_then(|c| c["id"].as_str())
-        .expect("the call")
-        .to_owned();
-    let context = baton.get_json(&format!("/v1/calls/{id}/context"));
+    let context = baton.last_context("vendor");
     let attempts = context["bot"]["attempts"].to_string();
     assert!(
         attempts.contains("external bot: the connection dropped without a close")

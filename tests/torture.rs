@@ -64,8 +64,8 @@ const CASES: &[Case] = &[
     both("intmeth.dat", Final(&[501])),
     // Valid INVITE to the user "sips:user@example.com" (escapes decoded once): nobody here, 404.
     both("esc01.dat", Final(&[404])),
-    // Valid REGISTER with %00 in users: baton is no registrar, 405 with Allow.
-    both("escnull.dat", Final(&[405])),
+    // Valid REGISTER with %00 in users: challenged like any registration, 401.
+    both("escnull.dat", Final(&[401])),
     // Method "RE%47IST%45R" is an unknown method, not REGISTER: 501 with Allow.
     both("esc02.dat", Final(&[501])),
     // Valid OPTIONS (no space before <) to the unknown user "user".
@@ -74,9 +74,9 @@ const CASES: &[Case] = &[
     both("longreq.dat", Final(&[404])),
     // REGISTER then, after the Content-Length, a CRLF and an INVITE: over UDP the rest of the
     // datagram is ignored (and no response may name the INVITE's Call-ID); over TCP the
-    // stream carries the REGISTER, answered 405, then the INVITE, whose answer is not
-    // checked here.
-    both("dblreq.dat", Final(&[405])),
+    // stream carries the REGISTER, challenged with 401, then the INVITE, whose answer is
+    // not checked here.
+    both("dblreq.dat", Final(&[401])),
     // Valid OPTIONS to the user "user;par=u@example.net", unknown here.
     both("semiuri.dat", Final(OPTIONS_TO_NOBODY)),
     // Valid OPTIONS whose lower Vias name unknown transports; only the top one matters.
@@ -122,8 +122,8 @@ const CASES: &[Case] = &[
     // unknown user "user"; a 400 for the Date is allowed.
     both("baddate.dat", Final(&[404, 400])),
     // REGISTER whose Contact has an escaped header outside <>: a parser that reads Contact
-    // says 400; a non-registrar may refuse the method first, 405.
-    both("regbadct.dat", Final(&[400, 405])),
+    // says 400; a registrar may challenge first, 401.
+    both("regbadct.dat", Final(&[400, 401])),
     // Spaces inside the To addr-spec: 400.
     both("badaspec.dat", Final(&[400])),
     // Unquoted display name with a comma: 400. The file has no empty line after its
@@ -150,9 +150,9 @@ const CASES: &[Case] = &[
     both("unkscm.dat", Final(&[416])),
     // OPTIONS to soap.beep://, a scheme baton never accepts: 416.
     both("novelsc.dat", Final(&[416])),
-    // REGISTER with non-SIP URIs in To, From and Contact: 405 from a non-registrar, or 400
-    // if the To is refused while parsing.
-    both("unksm2.dat", Final(&[405, 400])),
+    // REGISTER with non-SIP URIs in To, From and Contact: 400 if the To is refused while
+    // parsing, or 401 from the registrar's challenge.
+    both("unksm2.dat", Final(&[400, 401])),
     // OPTIONS requiring unknown extensions: 420 with Unsupported listing both (Proxy-Require
     // is for proxies). RFC 3261 8.2.2 puts the user check first, so 404 for "user" is
     // also correct if baton refuses OPTIONS to unknown users.
@@ -160,8 +160,9 @@ const CASES: &[Case] = &[
     // INVITE with a body of unknown type: 415 (RFC 3261 8.2.3); the user check comes first
     // (8.2.2.1), so 404 for the unknown user "user" is also correct.
     both("invut.dat", Final(&[415, 404])),
-    // REGISTER with an unknown Authorization scheme: baton is no registrar, 405.
-    both("regaut01.dat", Final(&[405])),
+    // REGISTER with an unknown Authorization scheme: a registrar that authenticates
+    // challenges with a scheme it understands, 401 (RFC 4475 3.3.12).
+    both("regaut01.dat", Final(&[401])),
     // Several Call-ID, CSeq, From and To headers: 400.
     both("multi01.dat", Final(&[400])),
     // Two different Content-Length headers: 400 (then, over TCP, the connection may close).
@@ -170,12 +171,12 @@ const CASES: &[Case] = &[
     both("bcast.dat", Nothing),
     // OPTIONS with Max-Forwards 0: an endpoint processes it normally, never 483.
     both("zeromf.dat", Final(OPTIONS_TO_NOBODY)),
-    // REGISTER, Contact without <>: baton is no registrar, 405.
-    both("cparam01.dat", Final(&[405])),
-    // REGISTER, Contact in <>: 405.
-    both("cparam02.dat", Final(&[405])),
-    // REGISTER with an escaped Route in the Contact: 405.
-    both("regescrt.dat", Final(&[405])),
+    // REGISTER, Contact without <>: challenged, 401.
+    both("cparam01.dat", Final(&[401])),
+    // REGISTER, Contact in <>: 401.
+    both("cparam02.dat", Final(&[401])),
+    // REGISTER with an escaped Route in the Contact: 401.
+    both("regescrt.dat", Final(&[401])),
     // INVITE whose Accept lacks application/sdp: 406 (or 400) from the element that would
     // answer with SDP; baton refuses the unknown user "user" first, and a 404 carries no
     // body, so 404 is correct too.

@@ -8,25 +8,32 @@
 //! dialplan's `[dialog]` at the node the step names, at once: the caller never waits on a
 //! bot that is not there.
 
+use super::script::Prompts;
 use crate::context::document::TranscriptLine;
 use crate::context::{Author, Change, Context, ContextStore, Event};
+use crate::dialog::crm;
 use crate::dialog::engine::{Dialog, Ending, Input, Output};
-use crate::dialog::protocol::{self, FromBot, ToBot, Verb};
+use crate::dialog::protocol::{self, AudioFormat, FromBot, ToBot, Verb};
 use crate::dialog::BuiltinDialog;
 use crate::dialplan::BotSpec;
+use crate::outbound::Outbound;
 use crate::tts::Tts;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn, Instrument};
 
 /// How long baton waits for an external bot to accept the connection: the caller hears
@@ -35,12 +42,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long a frame to an external bot may wait for the bot to read: a bot that stops
 /// reading is taken for gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Largest message a bot may send: bigger frames up to this get an error frame, bigger
+/// still end the connection (a bot flooding baton is taken for gone).
+const MAX_MESSAGE: usize = 1 << 20;
+/// How long the recording of a `play` may take to fetch; the caller hears nothing meanwhile.
+const PLAY_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest recording a `play` fetches: about four minutes of 16 kHz audio.
+const MAX_PLAY_BYTES: usize = 8 << 20;
 
 /// What the bot asks of the call's media task.
 #[derive(Debug)]
 pub enum BotCommand {
     /// Play this after what is already queued.
     Play(Arc<[i16]>),
+    /// Audio the bot streams itself, played seamlessly after what it streamed before.
+    Stream(Vec<i16>),
     /// The bot is over: after the queue has played, hang up or go on to the next step.
     End(Ending),
 }
@@ -54,6 +70,10 @@ pub enum BotEvent {
     Cut,
     /// The caller pressed a key.
     Key(char),
+    /// The bot's streamed audio has all been played.
+    AudioPlayed,
+    /// The bot's streamed audio was dropped: the caller spoke over it.
+    AudioCut,
 }
 
 /// Everything a call's bot works with.
@@ -67,11 +87,16 @@ pub struct Bot {
     pub called: String,
     pub contexts: Arc<dyn ContextStore>,
     pub tts: Tts,
+    /// The recorded prompts the dialplans name, decoded at start-up.
+    pub prompts: Arc<Prompts>,
+    pub outbound: Outbound,
     /// The recogniser's hints for this call: the dialplan's, then the current question's.
     pub hints: watch::Sender<String>,
     pub plan_hints: String,
     pub commands: mpsc::Sender<BotCommand>,
     pub events: mpsc::Receiver<BotEvent>,
+    /// The caller's audio, for an external bot that listens itself (`audio = "l16"`).
+    pub caller_audio: Option<mpsc::Receiver<Box<[i16]>>>,
     /// When the call began, for the time of the bot's lines in the transcript.
     pub call_started: SystemTime,
 }
@@ -97,16 +122,27 @@ enum Brain {
     Remote(Remote),
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// What the bot does next: what the dialog decided, or a recording an external bot asked
+/// to play.
+enum Todo {
+    Dialog(Output),
+    Clip(Arc<[i16]>),
+}
+
+/// A bot's connection, plain or over TLS.
+trait Connection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Connection for T {}
+
+type Socket = WebSocketStream<Box<dyn Connection>>;
 
 /// An external bot on the other end of a WebSocket.
 struct Remote {
     sink: SplitSink<Socket, Message>,
     stream: SplitStream<Socket>,
     /// What its verbs asked for, not yet done.
-    pending: VecDeque<Output>,
-    /// The ids of its `say` verbs queued on the call, oldest first.
-    says: VecDeque<Option<String>>,
+    pending: VecDeque<Todo>,
+    /// The verb (`say`, `play`) and id of each prompt queued on the call, oldest first.
+    queued: VecDeque<(&'static str, Option<String>)>,
     /// The id of the `gather` waiting for an answer.
     gather: Option<String>,
 }
@@ -116,48 +152,56 @@ struct Remote {
 struct Gone(String);
 
 impl Remote {
-    async fn connect(url: &str) -> Result<Remote, Gone> {
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| Gone(format!("bad url: {e}")))?;
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            protocol::SUBPROTOCOL
-                .parse()
-                .map_err(|_| Gone("bad subprotocol".into()))?,
-        );
-        let (socket, _) =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request))
-                .await
-                .map_err(|_| Gone(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-                .map_err(|e| Gone(e.to_string()))?;
+    async fn connect(url: &str, outbound: &Outbound) -> Result<Remote, Gone> {
+        let socket = tokio::time::timeout(CONNECT_TIMEOUT, open(url, outbound))
+            .await
+            .map_err(|_| Gone(format!("no answer within {CONNECT_TIMEOUT:?}")))??;
         let (sink, stream) = socket.split();
         Ok(Remote {
             sink,
             stream,
             pending: VecDeque::new(),
-            says: VecDeque::new(),
+            queued: VecDeque::new(),
             gather: None,
         })
     }
 
     async fn send(&mut self, frame: &ToBot) -> Result<(), Gone> {
-        let text = frame.to_text();
-        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(Message::text(text))).await {
+        self.send_message(Message::text(frame.to_text())).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), Gone> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.sink.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Gone(e.to_string())),
             Err(_) => Err(Gone(format!("the bot did not read for {SEND_TIMEOUT:?}"))),
         }
     }
 
-    /// Turns the verbs of one frame into outputs; context writes are answered at once.
+    /// Turns the verbs of one frame into things to do; context writes are answered at
+    /// once, and recordings to play are fetched at once.
     async fn take(&mut self, verbs: Vec<Verb>, bot: &Bot) -> Result<(), Gone> {
         for verb in verbs {
             match verb {
                 Verb::Say { text, id } => {
-                    self.says.push_back(id);
-                    self.pending.push_back(Output::Say(text));
+                    self.queued.push_back(("say", id));
+                    self.pending.push_back(Todo::Dialog(Output::Say(text)));
                 }
+                Verb::Play { url, id } => match bot.recording(&url).await {
+                    Ok(audio) => {
+                        self.queued.push_back(("play", id));
+                        self.pending.push_back(Todo::Clip(audio));
+                    }
+                    Err(why) => {
+                        warn!(%url, reason = %why, "the bot's recording cannot be played");
+                        let refused = ToBot::Error {
+                            id,
+                            message: format!("play {url}: {why}"),
+                            frame: None,
+                        };
+                        self.send(&refused).await?;
+                    }
+                },
                 Verb::Gather {
                     id,
                     input,
@@ -167,12 +211,12 @@ impl Remote {
                 } => {
                     self.gather = id;
                     let keys = input.contains(&protocol::Input::Dtmf);
-                    self.pending.push_back(Output::Listen {
+                    self.pending.push_back(Todo::Dialog(Output::Listen {
                         hints,
                         timeout: Duration::from_secs(u64::from(timeout_secs)),
                         max_digits: if keys { max_digits as usize } else { 0 },
                         speech: input.contains(&protocol::Input::Speech),
-                    });
+                    }));
                 }
                 Verb::Context {
                     id,
@@ -189,6 +233,7 @@ impl Remote {
                             version: events.last().map_or(0, |e| e.version),
                         },
                         Err(e) => ToBot::Error {
+                            id: None,
                             message: format!("context: {e}"),
                             frame: None,
                         },
@@ -205,12 +250,13 @@ impl Remote {
 
     fn end(&mut self, ending: Ending) {
         if let Ending::Escalate(reason) = &ending {
-            self.pending.push_back(Output::Write(Change::Action {
-                name: "escalation_requested".into(),
-                detail: serde_json::json!({ "reason": reason }),
-            }));
+            self.pending
+                .push_back(Todo::Dialog(Output::Write(Change::Action {
+                    name: "escalation_requested".into(),
+                    detail: serde_json::json!({ "reason": reason }),
+                })));
         }
-        self.pending.push_back(Output::End(ending));
+        self.pending.push_back(Todo::Dialog(Output::End(ending)));
     }
 
     /// The answer to the waiting `gather`.
@@ -240,11 +286,19 @@ impl Remote {
 }
 
 impl Brain {
-    fn poll(&mut self) -> Option<Output> {
+    fn poll(&mut self) -> Option<Todo> {
         match self {
-            Brain::Local(dialog) => dialog.poll(),
+            Brain::Local(dialog) => dialog.poll().map(Todo::Dialog),
             Brain::Remote(remote) => remote.pending.pop_front(),
         }
+    }
+
+    /// Whether an external bot hears the caller's audio and streams its own.
+    fn streams_audio(&self, spec: &BotSpec) -> bool {
+        matches!(
+            (self, spec),
+            (Brain::Remote(_), BotSpec::Remote { audio: true, .. })
+        )
     }
 }
 
@@ -258,13 +312,18 @@ impl Bot {
                 Some(dialog) => Brain::Local(Box::new(dialog)),
                 None => return self.finish(Ending::Escalate("no_dialog".into())).await,
             },
-            BotSpec::Remote { url, fallback } => {
-                let started = Remote::connect(&url).await;
+            BotSpec::Remote {
+                url,
+                fallback,
+                audio,
+            } => {
+                let started = Remote::connect(&url, &self.outbound).await;
                 let hello = ToBot::SessionNew {
                     call_id: self.call_id.clone(),
                     from: self.caller_number.clone(),
                     to: self.called.clone(),
                     context: doc,
+                    audio: audio.then(AudioFormat::l16),
                 };
                 let connected = match started {
                     Ok(mut remote) => remote.send(&hello).await.map(|()| remote),
@@ -289,49 +348,31 @@ impl Bot {
         let mut heard_up_to = 0u32;
         loop {
             let mut writes = Vec::new();
-            while let Some(out) = brain.poll() {
-                match out {
-                    Output::Say(text) => {
+            while let Some(todo) = brain.poll() {
+                let audio = match todo {
+                    Todo::Clip(audio) => audio,
+                    Todo::Dialog(Output::Say(text)) => {
                         spoken += 1;
                         writes.push(self.line(&text, spoken));
-                        let audio = self.tts.render(&text).await.audio;
-                        if self.commands.send(BotCommand::Play(audio)).await.is_err() {
+                        self.tts.render(&text).await.audio
+                    }
+                    // Decoded at start-up, as the dialplan was checked.
+                    Todo::Dialog(Output::Play(file)) => self
+                        .prompts
+                        .file(Path::new(&file))
+                        .cloned()
+                        .unwrap_or_else(|| self.tts.fallback()),
+                    Todo::Dialog(out) => {
+                        if !self.act(out, &mut listening, &mut writes, &mut brain).await {
                             return;
                         }
-                        queued += 1;
+                        continue;
                     }
-                    Output::Listen {
-                        hints,
-                        timeout,
-                        max_digits,
-                        speech,
-                    } => {
-                        let all = [self.plan_hints.as_str(), hints.as_str()]
-                            .into_iter()
-                            .filter(|h| !h.is_empty())
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        self.hints.send_replace(all);
-                        listening = Some(Listening {
-                            timeout,
-                            max_digits,
-                            speech,
-                            keys: String::new(),
-                            deadline: None,
-                        });
-                    }
-                    Output::Write(change) => writes.push(change),
-                    Output::End(ending) => {
-                        self.write(writes).await;
-                        if let Brain::Remote(remote) = &mut brain {
-                            let end = ToBot::SessionEnd {
-                                reason: "the bot ended its part".into(),
-                            };
-                            let _ = remote.send(&end).await;
-                        }
-                        return self.finish(ending).await;
-                    }
+                };
+                if self.commands.send(BotCommand::Play(audio)).await.is_err() {
+                    return;
                 }
+                queued += 1;
             }
             self.write(writes).await;
             if let Some(l) = listening.as_mut() {
@@ -346,6 +387,7 @@ impl Bot {
             let keys;
             let mut gone: Option<Gone> = None;
             let mut to_remote: Option<ToBot> = None;
+            let streams = brain.streams_audio(&self.spec);
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     None => {
@@ -358,14 +400,21 @@ impl Bot {
                     Some(ev @ (BotEvent::Played | BotEvent::Cut)) => {
                         queued = queued.saturating_sub(1);
                         if let Brain::Remote(remote) = &mut brain {
-                            if let Some(id) = remote.says.pop_front() {
+                            if let Some((verb, id)) = remote.queued.pop_front() {
                                 to_remote = Some(ToBot::VerbDone {
                                     id,
-                                    verb: "say".into(),
+                                    verb: verb.into(),
                                     interrupted: ev == BotEvent::Cut,
                                 });
                             }
                         }
+                    }
+                    Some(ev @ (BotEvent::AudioPlayed | BotEvent::AudioCut)) => {
+                        to_remote = Some(ToBot::VerbDone {
+                            id: None,
+                            verb: "audio".into(),
+                            interrupted: ev == BotEvent::AudioCut,
+                        });
                     }
                     Some(BotEvent::Key(key)) => {
                         if matches!(brain, Brain::Remote(_)) {
@@ -415,9 +464,22 @@ impl Bot {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 frame = next_frame(&mut brain) => match frame {
-                    Ok(Frame::Binary) => {
+                    Ok(Frame::Binary(bytes)) if streams => {
+                        match l16_samples(&bytes) {
+                            Ok(samples) => {
+                                if self.commands.send(BotCommand::Stream(samples)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(message) => {
+                                to_remote = Some(ToBot::Error { id: None, message, frame: None });
+                            }
+                        }
+                    }
+                    Ok(Frame::Binary(_)) => {
                         to_remote = Some(ToBot::Error {
-                            message: "binary frames are not part of this protocol".into(),
+                            id: None,
+                            message: "binary frames are audio, and this bot's dialplan step has no audio = \"l16\"".into(),
                             frame: None,
                         });
                     }
@@ -437,6 +499,13 @@ impl Bot {
                     Ok(Frame::Control) => {}
                     Err(g) => gone = Some(g),
                 },
+                Some(samples) = caller_audio(&mut self.caller_audio, streams) => {
+                    if let Brain::Remote(remote) = &mut brain {
+                        if let Err(g) = remote.send_message(Message::binary(l16_bytes(&samples))).await {
+                            gone = Some(g);
+                        }
+                    }
+                }
                 _ = sleep_until(deadline) => {
                     debug!("no answer before the timeout");
                     listening = None;
@@ -472,6 +541,62 @@ impl Bot {
         }
     }
 
+    /// Does what the dialog decided other than speaking; false once the bot's part is over.
+    async fn act(
+        &self,
+        out: Output,
+        listening: &mut Option<Listening>,
+        writes: &mut Vec<Change>,
+        brain: &mut Brain,
+    ) -> bool {
+        match out {
+            Output::Listen {
+                hints,
+                timeout,
+                max_digits,
+                speech,
+            } => {
+                let all = [self.plan_hints.as_str(), hints.as_str()]
+                    .into_iter()
+                    .filter(|h| !h.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                self.hints.send_replace(all);
+                *listening = Some(Listening {
+                    timeout,
+                    max_digits,
+                    speech,
+                    keys: String::new(),
+                    deadline: None,
+                });
+            }
+            Output::Write(change) => writes.push(change),
+            Output::Fetch { into, url, timeout } => {
+                let result = crm::get_json(&self.outbound, &url, timeout).await;
+                if let Err(why) = &result {
+                    warn!(%into, reason = %why, "customer data fetch failed");
+                }
+                if let Brain::Local(dialog) = brain {
+                    dialog.fetched(result);
+                }
+            }
+            Output::End(ending) => {
+                self.write(std::mem::take(writes)).await;
+                if let Brain::Remote(remote) = brain {
+                    let end = ToBot::SessionEnd {
+                        reason: "the bot ended its part".into(),
+                    };
+                    let _ = remote.send(&end).await;
+                }
+                self.finish(ending).await;
+                return false;
+            }
+            // Prompts are queued by the caller of this.
+            Output::Say(_) | Output::Play(_) => {}
+        }
+        true
+    }
+
     /// The built-in dialog, at its start or at `node`.
     fn local(&self, node: Option<&str>) -> Option<Dialog> {
         self.dialog
@@ -483,6 +608,8 @@ impl Bot {
     /// `fallback`, or the bot's part ends.
     async fn take_over(&mut self, fallback: Option<&str>, why: &str) -> Option<Dialog> {
         warn!(reason = why, fallback, "external bot unavailable");
+        // The built-in dialog listens through speech, not to the raw audio.
+        self.caller_audio = None;
         let dialog = fallback.and_then(|node| self.local(Some(node)));
         let what = match (&dialog, fallback) {
             (Some(_), Some(node)) => format!("the built-in dialog took over at {node}"),
@@ -497,6 +624,18 @@ impl Bot {
                 .await;
         }
         dialog
+    }
+
+    /// The recording at `url`, fetched and decoded for the call; the error says why not.
+    async fn recording(&self, url: &str) -> Result<Arc<[i16]>, String> {
+        let bytes = self
+            .outbound
+            .get(url, "audio/wav", PLAY_FETCH_TIMEOUT, MAX_PLAY_BYTES)
+            .await?;
+        // The WAV comes from the network: a decoder panic must not take the bot with it.
+        std::panic::catch_unwind(|| super::prompt::decode_wav_bytes(&bytes))
+            .unwrap_or_else(|_| Err("not a WAV baton can read".into()))
+            .map_err(|e| format!("not a playable WAV: {e}"))
     }
 
     async fn finish(&self, ending: Ending) {
@@ -573,7 +712,7 @@ fn forwarded(event: &Event) -> Option<ToBot> {
 /// A frame from an external bot.
 enum Frame {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     /// Pings and pongs, which the WebSocket layer answers itself.
     Control,
 }
@@ -586,7 +725,7 @@ async fn next_frame(brain: &mut Brain) -> Result<Frame, Gone> {
     };
     match remote.stream.next().await {
         Some(Ok(Message::Text(text))) => Ok(Frame::Text(text.to_string())),
-        Some(Ok(Message::Binary(_))) => Ok(Frame::Binary),
+        Some(Ok(Message::Binary(bytes))) => Ok(Frame::Binary(bytes.into())),
         Some(Ok(Message::Close(_))) | None => Err(Gone("the bot closed the connection".into())),
         Some(Ok(_)) => Ok(Frame::Control),
         Some(Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
@@ -594,6 +733,85 @@ async fn next_frame(brain: &mut Brain) -> Result<Frame, Gone> {
         }
         Some(Err(e)) => Err(Gone(e.to_string())),
     }
+}
+
+/// Opens the WebSocket to an external bot, over TLS for `wss://`, asking for the bot
+/// protocol.
+async fn open(url: &str, outbound: &Outbound) -> Result<Socket, Gone> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| Gone(format!("bad url: {e}")))?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        protocol::SUBPROTOCOL
+            .parse()
+            .map_err(|_| Gone("bad subprotocol".into()))?,
+    );
+    let uri = request.uri();
+    let secure = uri.scheme_str() == Some("wss");
+    // A literal IPv6 address comes bracketed in a URI.
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| Gone(format!("connect to {host}:{port}: {e}")))?;
+    // Frames are small and each one is a turn of the conversation: no Nagle delay.
+    let _ = tcp.set_nodelay(true);
+    let connection: Box<dyn Connection> = if secure {
+        let name = ServerName::try_from(host.clone())
+            .map_err(|_| Gone(format!("not a host name for TLS: {host}")))?;
+        let tls = tokio_rustls::TlsConnector::from(outbound.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Gone(format!("TLS with {host}: {e}")))?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE));
+    let (socket, _) =
+        tokio_tungstenite::client_async_with_config(request, connection, Some(config))
+            .await
+            .map_err(|e| Gone(e.to_string()))?;
+    Ok(socket)
+}
+
+/// The next frame of the caller's audio, for an external bot that listens itself; never
+/// ready otherwise.
+async fn caller_audio(
+    audio: &mut Option<mpsc::Receiver<Box<[i16]>>>,
+    streams: bool,
+) -> Option<Box<[i16]>> {
+    match audio {
+        Some(rx) if streams => rx.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Samples as the bot protocol's binary frames carry them: 16-bit little-endian.
+fn l16_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// The samples of a binary frame from a bot.
+fn l16_samples(bytes: &[u8]) -> Result<Vec<i16>, String> {
+    if bytes.len() % 2 != 0 {
+        return Err(format!(
+            "an audio frame of {} bytes: L16 samples are 2 bytes each",
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect())
 }
 
 /// Sleeps until `deadline`, or forever without one.

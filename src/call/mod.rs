@@ -224,10 +224,18 @@ struct Call {
 struct BotLink {
     events: mpsc::Sender<BotEvent>,
     commands: mpsc::Receiver<BotCommand>,
+    /// The caller's audio, frame by frame, for a bot that listens itself.
+    caller_audio: Option<mpsc::Sender<Box<[i16]>>>,
 }
 
 /// Bot prompts queued to play at most; a bot saying more waits.
 const MAX_QUEUED_PROMPTS: usize = 16;
+/// Audio a bot may stream ahead of what the caller hears, in samples (10 s): a bot
+/// sending more waits, as its WebSocket is no longer read.
+const MAX_STREAMED: usize = 10 * baton_media::SAMPLE_RATE as usize;
+/// Caller frames in flight to a bot that listens itself (1 s); a bot that falls further
+/// behind misses frames (logged) rather than holding up the call.
+const CALLER_AUDIO_FRAMES: usize = 50;
 
 /// Bot commands and events in flight: a few sentences and key presses. The media path
 /// never waits on the bot: a full channel drops the event (logged).
@@ -238,6 +246,16 @@ impl BotLink {
         // A bot that has finished has nothing to be told.
         if let Err(mpsc::error::TrySendError::Full(_)) = self.events.try_send(event) {
             debug!(?event, "the bot is not keeping up: event dropped");
+        }
+    }
+
+    /// Passes a frame of the caller's audio to a bot that listens itself.
+    fn hear(&self, samples: &[i16]) {
+        let Some(audio) = &self.caller_audio else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = audio.try_send(samples.into()) {
+            debug!("the bot is not keeping up with the caller's audio: frame dropped");
         }
     }
 }
@@ -513,11 +531,18 @@ impl Call {
         let onsets = self.onsets.load(Ordering::Acquire);
         if onsets != self.onsets_seen {
             self.onsets_seen = onsets;
-            let cut = self.script.as_mut().map_or(0, Script::barge_in);
-            if cut > 0 {
+            let cut = self
+                .script
+                .as_mut()
+                .map(Script::barge_in)
+                .unwrap_or_default();
+            if cut.prompts > 0 || cut.bot_audio {
                 info!("the caller spoke over a prompt: prompt stopped");
                 if let Some(bot) = &self.bot {
-                    (0..cut).for_each(|_| bot.send(BotEvent::Cut));
+                    (0..cut.prompts).for_each(|_| bot.send(BotEvent::Cut));
+                    if cut.bot_audio {
+                        bot.send(BotEvent::AudioCut);
+                    }
                 }
             }
         }
@@ -537,12 +562,15 @@ impl Call {
                 if let Some(bot) = &mut self.bot {
                     // What is not taken waits in the channel, and a bot that says more
                     // than the caller can hear waits on it: memory stays bounded.
-                    while script.bot_queued() < MAX_QUEUED_PROMPTS {
+                    while script.bot_queued() < MAX_QUEUED_PROMPTS
+                        && script.bot_streamed() < MAX_STREAMED
+                    {
                         let Ok(cmd) = bot.commands.try_recv() else {
                             break;
                         };
                         match cmd {
                             BotCommand::Play(samples) => script.bot_play(samples),
+                            BotCommand::Stream(samples) => script.bot_stream(&samples),
                             BotCommand::End(ending) => {
                                 info!(?ending, "the bot is done");
                                 script.bot_end(match ending {
@@ -557,6 +585,10 @@ impl Call {
             let turn = script.turn(input.samples());
             if let Some(bot) = &self.bot {
                 (0..turn.bot_played).for_each(|_| bot.send(BotEvent::Played));
+                if turn.bot_audio_played {
+                    bot.send(BotEvent::AudioPlayed);
+                }
+                bot.hear(input.samples());
             }
             let frame = AudioFrame::new(turn.out);
             if turn.record {
@@ -710,6 +742,13 @@ fn start_bot(
 ) -> BotLink {
     let (events_tx, events) = mpsc::channel(BOT_CHANNEL);
     let (commands, commands_rx) = mpsc::channel(BOT_CHANNEL);
+    let (caller_audio_tx, caller_audio) = match &spec {
+        BotSpec::Remote { audio: true, .. } => {
+            let (tx, rx) = mpsc::channel(CALLER_AUDIO_FRAMES);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let (called, call_started) = {
         let info = calls::lock(info);
         (info.to.clone(), info.started_at)
@@ -722,15 +761,19 @@ fn start_bot(
         called,
         contexts: shared.contexts.clone(),
         tts: shared.tts.clone(),
+        prompts: shared.prompts.clone(),
+        outbound: shared.outbound.clone(),
         hints: hints.clone(),
         plan_hints: plan.speech_hints.clone(),
         commands,
         events,
+        caller_audio,
         call_started,
     });
     BotLink {
         events: events_tx,
         commands: commands_rx,
+        caller_audio: caller_audio_tx,
     }
 }
 

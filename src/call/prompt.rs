@@ -106,9 +106,17 @@ fn tone() -> Arc<[i16]> {
         .collect()
 }
 
-/// Reads a WAV of any rate, width and channel count into 16 kHz mono samples.
+/// Reads a WAV file of any rate, width and channel count into 16 kHz mono samples.
 fn decode(path: &Path) -> Result<Arc<[i16]>, String> {
-    let reader = WavReader::open(path).map_err(|e| e.to_string())?;
+    decode_wav(WavReader::open(path).map_err(|e| e.to_string())?)
+}
+
+/// Reads a WAV held in memory (fetched for a bot's `play`), as [`decode`] does a file.
+pub(super) fn decode_wav_bytes(bytes: &[u8]) -> Result<Arc<[i16]>, String> {
+    decode_wav(WavReader::new(bytes).map_err(|e| e.to_string())?)
+}
+
+fn decode_wav<R: std::io::Read>(reader: WavReader<R>) -> Result<Arc<[i16]>, String> {
     let spec = reader.spec();
     let channels = usize::from(spec.channels.max(1));
     let interleaved: Vec<f32> = match spec.sample_format {

@@ -63,6 +63,17 @@ pub struct Turn {
     pub send_dtmf: Option<char>,
     /// Bot prompts that finished playing, or were cut short, during this frame.
     pub bot_played: usize,
+    /// The bot's streamed audio ran out during this frame.
+    pub bot_audio_played: bool,
+}
+
+/// What the caller's speaking cut short.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Prompts stopped or dropped.
+    pub prompts: usize,
+    /// The bot's streamed audio was dropped.
+    pub bot_audio: bool,
 }
 
 /// The position in a dialplan and the state of the current step.
@@ -113,6 +124,8 @@ enum Current {
         spec: BotSpec,
         queue: VecDeque<Arc<[i16]>>,
         pos: usize,
+        /// Audio the bot streams itself, played whenever no prompt of its queue is.
+        stream: VecDeque<i16>,
         /// Set when the dialog is over: what follows the last queued prompt.
         ending: Option<BotEnding>,
     },
@@ -150,6 +163,7 @@ impl Script {
         let mut finished = false;
         let mut send_dtmf = None;
         let mut bot_played = 0;
+        let mut bot_audio_played = false;
         match &mut self.current {
             Current::Playing {
                 samples,
@@ -195,7 +209,11 @@ impl Script {
                 finished = count_down(frames_left);
             }
             Current::Bot {
-                queue, pos, ending, ..
+                queue,
+                pos,
+                ending,
+                stream,
+                ..
             } => {
                 if let Some(samples) = queue.front() {
                     if copy_prompt(samples, pos, false, &mut out) {
@@ -203,8 +221,14 @@ impl Script {
                         *pos = 0;
                         bot_played += 1;
                     }
+                } else if !stream.is_empty() {
+                    let n = stream.len().min(FRAME);
+                    out.iter_mut()
+                        .zip(stream.drain(..n))
+                        .for_each(|(o, s)| *o = s);
+                    bot_audio_played = stream.is_empty();
                 }
-                if queue.is_empty() {
+                if queue.is_empty() && stream.is_empty() {
                     match ending {
                         Some(BotEnding::NextStep) => finished = true,
                         Some(BotEnding::Hangup) => self.current = Current::Done,
@@ -223,6 +247,7 @@ impl Script {
             hangup: matches!(self.current, Current::Done),
             send_dtmf,
             bot_played,
+            bot_audio_played,
         }
     }
 
@@ -242,13 +267,26 @@ impl Script {
         }
     }
 
+    /// Samples of the bot's streamed audio waiting to play.
+    pub fn bot_streamed(&self) -> usize {
+        match &self.current {
+            Current::Bot { stream, .. } => stream.len(),
+            _ => 0,
+        }
+    }
+
     /// Queues the bot's words after what it already said; ignored once the bot's step is
-    /// over.
+    /// over. An empty clip counts as played at the next frame, like any other.
     pub fn bot_play(&mut self, samples: Arc<[i16]>) {
         if let Current::Bot { queue, .. } = &mut self.current {
-            if !samples.is_empty() {
-                queue.push_back(samples);
-            }
+            queue.push_back(samples);
+        }
+    }
+
+    /// Appends audio the bot streams itself; ignored once the bot's step is over.
+    pub fn bot_stream(&mut self, samples: &[i16]) {
+        if let Current::Bot { stream, .. } = &mut self.current {
+            stream.extend(samples);
         }
     }
 
@@ -286,19 +324,28 @@ impl Script {
 
     /// The caller started speaking: a prompt playing (not looped music or hold) stops and
     /// the script goes on, so a caller who knows what to say need not wait; whatever the
-    /// bot had queued is dropped too, as the caller is answering already. Returns how many
-    /// prompts were cut.
-    pub fn barge_in(&mut self) -> usize {
+    /// bot had queued or streamed is dropped too, as the caller is answering already.
+    pub fn barge_in(&mut self) -> Cut {
         match &mut self.current {
             Current::Playing { looped: false, .. } => {
                 self.advance();
-                1
+                Cut {
+                    prompts: 1,
+                    bot_audio: false,
+                }
             }
-            Current::Bot { queue, pos, .. } if !queue.is_empty() => {
+            Current::Bot {
+                queue, pos, stream, ..
+            } => {
                 *pos = 0;
-                std::mem::take(queue).len()
+                let bot_audio = !stream.is_empty();
+                stream.clear();
+                Cut {
+                    prompts: std::mem::take(queue).len(),
+                    bot_audio,
+                }
             }
-            _ => 0,
+            _ => Cut::default(),
         }
     }
 
@@ -376,6 +423,7 @@ impl Script {
                 spec,
                 queue: VecDeque::new(),
                 pos: 0,
+                stream: VecDeque::new(),
                 ending: None,
             },
             Step::Hangup => Current::Done,
@@ -551,7 +599,7 @@ mod tests {
         );
         assert_eq!(script.turn(&SILENT).out[0], 6, "the step's own voice");
         assert_eq!(script.turn(&SILENT).out[0], 5);
-        assert_eq!(script.barge_in(), 1, "speech is cut like a prompt");
+        assert_eq!(script.barge_in().prompts, 1, "speech is cut like a prompt");
         assert!(script.turn(&SILENT).hangup);
     }
 
@@ -562,9 +610,9 @@ mod tests {
             prompts(&[("welcome", 3 * FRAME, 100), ("music", FRAME, 7)]),
         );
         assert_eq!(script.turn(&[0; FRAME]).out[0], 100);
-        assert_eq!(script.barge_in(), 1, "the prompt stops");
+        assert_eq!(script.barge_in().prompts, 1, "the prompt stops");
         assert_eq!(script.turn(&[0; FRAME]).out[0], 7, "the next step at once");
-        assert_eq!(script.barge_in(), 0, "looped music goes on");
+        assert_eq!(script.barge_in(), Cut::default(), "looped music goes on");
         assert_eq!(script.turn(&[0; FRAME]).out[0], 7);
     }
 
@@ -590,7 +638,7 @@ mod tests {
         );
         let turn = script.turn(&[0; FRAME]);
         assert_eq!((turn.out[0], turn.bot_played), (2, 1));
-        assert_eq!(script.barge_in(), 1, "the rest is dropped");
+        assert_eq!(script.barge_in().prompts, 1, "the rest is dropped");
         assert_eq!(script.bot_queued(), 0);
         script.bot_play(vec![4; FRAME].into());
         script.bot_end(BotEnding::NextStep);
@@ -604,6 +652,49 @@ mod tests {
 
         let mut script = Script::new(vec![Step::Bot(BotSpec::Dialog)], prompts(&[]));
         script.turn(&[0; FRAME]);
+        script.bot_end(BotEnding::Hangup);
+        assert!(script.turn(&[0; FRAME]).hangup);
+    }
+
+    #[test]
+    fn an_empty_bot_clip_is_reported_played() {
+        let mut script = Script::new(vec![Step::Bot(BotSpec::Dialog)], prompts(&[]));
+        script.turn(&[0; FRAME]);
+        script.bot_play(Vec::new().into());
+        assert_eq!(script.turn(&[0; FRAME]).bot_played, 1);
+    }
+
+    #[test]
+    fn streamed_bot_audio_plays_seamlessly_after_prompts_and_is_cut_by_speech() {
+        let mut script = Script::new(vec![Step::Bot(BotSpec::Dialog)], prompts(&[]));
+        script.turn(&[0; FRAME]);
+        // Chunks that do not fall on frame boundaries still play back to back.
+        let audio: Vec<i16> = (1..=(2 * FRAME + 10) as i16).collect();
+        script.bot_stream(&audio[..100]);
+        script.bot_stream(&audio[100..]);
+        script.bot_play(vec![-1; FRAME].into());
+        assert_eq!(script.bot_streamed(), 2 * FRAME + 10);
+        assert_eq!(script.turn(&[0; FRAME]).out[0], -1, "a prompt goes first");
+        let turn = script.turn(&[0; FRAME]);
+        assert_eq!((turn.out[0], turn.out[FRAME - 1]), (1, FRAME as i16));
+        let turn = script.turn(&[0; FRAME]);
+        assert_eq!(turn.out[0], FRAME as i16 + 1);
+        assert!(!turn.bot_audio_played);
+        let turn = script.turn(&[0; FRAME]);
+        assert_eq!((turn.out[9], turn.out[10]), (2 * FRAME as i16 + 10, 0));
+        assert!(turn.bot_audio_played, "the stream ran out");
+
+        script.bot_stream(&audio);
+        script.turn(&[0; FRAME]);
+        assert_eq!(
+            script.barge_in(),
+            Cut {
+                prompts: 0,
+                bot_audio: true
+            }
+        );
+        assert_eq!(script.bot_streamed(), 0);
+        assert_eq!(script.turn(&[0; FRAME]).out[0], 0);
         script.bot_end(BotEnding::Hangup);
         assert!(script.turn(&[0; FRAME]).hangup);
     }

@@ -1,12 +1,13 @@
 //! The built-in bot walking a [`DialogPlan`] for one call. Sans-IO: the call feeds what the
-//! caller said or keyed and when they said nothing; the dialog answers with what to say,
-//! what to listen for, what to write to the shared context and when it is done. Rendering
-//! speech, timing the silence and reaching the context are the caller's.
+//! caller said or keyed, when they said nothing and what a CRM answered; the dialog
+//! answers with what to say, what to listen for, what to fetch, what to write to the shared
+//! context and when it is done. Rendering speech, timing the silence, making the request
+//! and reaching the context are the caller's.
 
 use super::customers::{birth_date, Customer, Customers};
 use super::entities::{self, Date, DateOrder};
 use super::intent::IntentModel;
-use super::plan::{template_parts, DialogPlan, Expect, Node, Part};
+use super::plan::{template_parts, DialogPlan, Expect, Fetch, HttpFetch, Node, Part};
 use crate::context::document::Intent;
 use crate::context::Change;
 use serde_json::{Map, Value};
@@ -29,6 +30,8 @@ const MAX_ANSWER: usize = 500;
 pub enum Output {
     /// Say this to the caller.
     Say(String),
+    /// Play this recorded prompt (the path of a WAV the dialplan names) to the caller.
+    Play(String),
     /// Listen for an answer: after everything said so far has been played, wait `timeout`
     /// for the caller to start; `max_digits` key presses (or `#`) end a keyed answer (none
     /// are taken at 0), and a final transcript is the answer when `speech` is set.
@@ -37,6 +40,13 @@ pub enum Output {
         timeout: Duration,
         max_digits: usize,
         speech: bool,
+    },
+    /// GET this URL as JSON within `timeout`, and give the outcome to
+    /// [`Dialog::fetched`]; the dialog puts out nothing more until then.
+    Fetch {
+        into: String,
+        url: String,
+        timeout: Duration,
     },
     /// Write this to the call's context.
     Write(Change),
@@ -73,6 +83,10 @@ pub struct Dialog {
     caller: Option<Customer>,
     /// The customer the caller proved to be.
     verified: Option<Customer>,
+    /// What CRMs answered, by the name each answer is kept under.
+    crm_answers: Map<String, Value>,
+    /// The name the answer to the outstanding request goes under.
+    fetching: Option<String>,
     slots: BTreeMap<String, Value>,
     node: String,
     failures: u32,
@@ -100,6 +114,8 @@ impl Dialog {
             customers,
             caller,
             verified: None,
+            crm_answers: Map::new(),
+            fetching: None,
             slots: BTreeMap::new(),
             node: String::new(),
             failures: 0,
@@ -128,7 +144,8 @@ impl Dialog {
         &self.node
     }
 
-    /// What the caller did; ignored unless the dialog is listening.
+    /// What the caller did; ignored unless the dialog is listening, which it never is
+    /// while a fetch is outstanding.
     pub fn handle(&mut self, input: Input<'_>) {
         if !self.listening || self.done {
             return;
@@ -147,6 +164,25 @@ impl Dialog {
         }
     }
 
+    /// What the CRM answered to the outstanding [`Output::Fetch`] (an error in one line);
+    /// the node then carries on, or goes to its `on_fail` when the fetch failed.
+    pub fn fetched(&mut self, result: Result<Value, String>) {
+        let Some(into) = self.fetching.take() else {
+            return;
+        };
+        let node = self.current();
+        match result {
+            Ok(value) => {
+                let mut data = Map::new();
+                data.insert(into.clone(), value.clone());
+                self.write(Change::CustomerData { data });
+                self.crm_answers.insert(into, value);
+                self.proceed(&node);
+            }
+            Err(message) => self.fetch_failed(&node, &into, &message),
+        }
+    }
+
     fn current(&self) -> Node {
         self.plan.nodes.get(&self.node).cloned().unwrap_or_default()
     }
@@ -155,7 +191,8 @@ impl Dialog {
         self.out.push_back(Output::Write(change));
     }
 
-    /// Runs a node: says its text, does its work, then listens or moves on.
+    /// Runs a node: fetches its data, then goes on with the rest of it at once or, when
+    /// the data comes over HTTP, once it has come.
     fn enter(&mut self, name: &str) {
         self.hops += 1;
         if self.hops > MAX_SILENT_HOPS {
@@ -172,9 +209,17 @@ impl Dialog {
         self.write(Change::BotStep {
             step: name.to_owned(),
         });
-        if let Some(field) = &node.fetch {
-            self.fetch(field);
+        match &node.fetch {
+            Some(Fetch::Http(http)) => return self.fetch(&node, http),
+            Some(Fetch::Field(field)) => self.copy_field(field),
+            None => {}
         }
+        self.proceed(&node);
+    }
+
+    /// The rest of a node, after its fetch: says its text, does its work, then listens or
+    /// moves on.
+    fn proceed(&mut self, node: &Node) {
         if let Some(action) = &node.action {
             let detail: Map<String, Value> = action
                 .detail
@@ -188,6 +233,9 @@ impl Dialog {
             self.write(Change::BotAttempt {
                 attempt: format!("{}: done", action.name),
             });
+        }
+        if let Some(file) = &node.play {
+            self.out.push_back(Output::Play(file.clone()));
         }
         if let Some(text) = &node.say {
             self.say(text);
@@ -223,7 +271,7 @@ impl Dialog {
             return self.end(Ending::Hangup);
         }
         if let Some(expect) = node.expect {
-            return self.listen(&node, expect);
+            return self.listen(node, expect);
         }
         match &node.next {
             Some(next) => self.enter(next),
@@ -309,12 +357,15 @@ impl Dialog {
             return self.enter(&target);
         }
         self.write(Change::BotReprompt);
-        let again = node
-            .reprompt
-            .clone()
-            .or_else(|| node.say.clone())
-            .unwrap_or_default();
-        self.say(&again);
+        match &node.reprompt {
+            Some(text) => self.say(text),
+            None => {
+                if let Some(file) = &node.play {
+                    self.out.push_back(Output::Play(file.clone()));
+                }
+                self.say(node.say.as_deref().unwrap_or_default());
+            }
+        }
         if let Some(expect) = node.expect {
             self.listen(node, expect);
         }
@@ -490,8 +541,34 @@ impl Dialog {
         verified
     }
 
+    /// Puts out the CRM request and waits for its answer, or fails at once when the URL
+    /// cannot be filled in.
+    fn fetch(&mut self, node: &Node, http: &HttpFetch) {
+        match self.render_url(&http.url) {
+            Ok(url) => {
+                self.fetching = Some(http.into.clone());
+                self.out.push_back(Output::Fetch {
+                    into: http.into.clone(),
+                    url,
+                    timeout: http.timeout(),
+                });
+            }
+            Err(message) => self.fetch_failed(node, &http.into, &message),
+        }
+    }
+
+    fn fetch_failed(&mut self, node: &Node, into: &str, message: &str) {
+        self.write(Change::BotAttempt {
+            attempt: format!("fetch {into}: {message}"),
+        });
+        match &node.on_fail {
+            Some(target) => self.enter(target),
+            None => self.proceed(node),
+        }
+    }
+
     /// Copies a field of the verified customer's record into the context.
-    fn fetch(&mut self, field: &str) {
+    fn copy_field(&mut self, field: &str) {
         let value = self
             .verified
             .as_ref()
@@ -509,7 +586,8 @@ impl Dialog {
         }
     }
 
-    /// Fills a template's values from the slots and the verified customer's record.
+    /// Fills a template's values from the slots, the verified customer's record and what
+    /// CRMs answered.
     fn render(&self, template: &str, how: Spoken) -> String {
         let Ok(parts) = template_parts(template) else {
             return template.to_owned();
@@ -518,26 +596,83 @@ impl Dialog {
         for part in parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Value(path) => {
-                    let mut keys = path.split('.');
-                    let root = keys.next().unwrap_or_default();
-                    let mut value = match root {
-                        "slot" => keys.next().and_then(|k| self.slots.get(k)),
-                        "customer" => self.verified.as_ref().map(|c| &c.record),
-                        _ => None,
-                    };
-                    for key in keys.by_ref() {
-                        value = value.and_then(|v| match key.parse::<usize>() {
-                            Ok(i) => v.get(i),
-                            Err(_) => v.get(key),
-                        });
-                    }
-                    out.push_str(&text_of(value, how));
-                }
+                Part::Value(path) => out.push_str(&text_of(self.value(path), how)),
             }
         }
         out
     }
+
+    /// Fills a URL template, each value percent-encoded; the error names a value the
+    /// dialog does not have.
+    fn render_url(&self, template: &str) -> Result<String, String> {
+        let mut out = String::new();
+        for part in template_parts(template)? {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Value(path) => {
+                    let text = match self.value(path) {
+                        Some(Value::String(s)) => s.clone(),
+                        Some(Value::Number(n)) => n.to_string(),
+                        Some(Value::Bool(b)) => b.to_string(),
+                        _ => String::new(),
+                    };
+                    if text.is_empty() {
+                        return Err(format!("no value for {{{path}}}"));
+                    }
+                    // Encoded or not, a segment of dots climbs the path.
+                    if text == "." || text == ".." {
+                        return Err(format!(
+                            "{{{path}}} is \"{text}\", which would move the URL's path"
+                        ));
+                    }
+                    out.push_str(&url_encoded(&text));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The value at a template's path: `slot.NAME...`, or `customer.PATH` in the verified
+    /// customer's record, else in what CRMs answered.
+    fn value(&self, path: &str) -> Option<&Value> {
+        let mut keys = path.split('.');
+        match keys.next()? {
+            "slot" => walk(self.slots.get(keys.next()?)?, keys),
+            "customer" => {
+                let in_record = self
+                    .verified
+                    .as_ref()
+                    .and_then(|c| walk(&c.record, keys.clone()));
+                in_record.or_else(|| walk(self.crm_answers.get(keys.next()?)?, keys))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The value down a path of keys and list positions.
+fn walk<'v, 'k>(value: &'v Value, mut keys: impl Iterator<Item = &'k str>) -> Option<&'v Value> {
+    keys.try_fold(value, |v, key| match key.parse::<usize>() {
+        Ok(i) => v.get(i),
+        Err(_) => v.get(key),
+    })
+}
+
+/// Text made safe as one path segment or query value: everything but letters, digits and
+/// `-._~` percent-encoded, so that a value never adds a `/`, `?`, `#` or `@`.
+fn url_encoded(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
 }
 
 /// Where an answer leads.
@@ -1011,6 +1146,192 @@ mod tests {
         );
         let out = drain(&mut d);
         assert_eq!(ending(&out), Some(&Ending::Escalate("dialog_loop".into())));
+    }
+
+    const CRM_PLAN: &str = r#"
+        start = "ask"
+        [node.ask]
+        say = "Your order number?"
+        expect = "text"
+        slot = "number"
+        next = "lookup"
+        [node.lookup]
+        fetch = { url = "http://crm.example/orders/{slot.number}/status?v=1", into = "order", timeout_ms = 500 }
+        say = "Your order is {customer.order.status}."
+        next = "goodbye"
+        on_fail = "sorry"
+        [node.whose]
+        fetch = { url = "http://crm.example/customers/{customer.id}", into = "profile" }
+        say = "One moment."
+        next = "goodbye"
+        [node.again]
+        fetch = { url = "http://crm.example/ping", into = "ping" }
+        next = "goodbye"
+        on_fail = "again"
+        [node.sorry]
+        say = "Our systems are down."
+        escalate = "crm_down"
+        [node.goodbye]
+        say = "Goodbye."
+        hangup = true
+    "#;
+
+    fn crm_dialog(start: &str) -> Dialog {
+        plain_dialog(toml::from_str(CRM_PLAN).unwrap(), start)
+    }
+
+    /// A dialog of `raw` without intents, over the test customers, at `start`.
+    fn plain_dialog(raw: RawDialog, start: &str) -> Dialog {
+        Dialog::new(
+            Arc::new(DialogPlan::check(raw).unwrap()),
+            Arc::new(IntentModel::new(&[])),
+            Arc::new(Customers::parse(CUSTOMERS).unwrap()),
+            None,
+            start,
+        )
+    }
+
+    #[test]
+    fn a_recorded_prompt_plays_before_the_words_and_again_on_a_retry() {
+        let raw: RawDialog = toml::from_str(
+            r#"
+            start = "ask"
+            fallback = "bye"
+            [node.ask]
+            play = "/media/chime.wav"
+            say = "Yes or no?"
+            expect = "yes_no"
+            yes = "bye"
+            no = "bye"
+            [node.bye]
+            hangup = true
+        "#,
+        )
+        .unwrap();
+        let mut d = plain_dialog(raw, "ask");
+        let prompts = |out: &[Output]| {
+            out.iter()
+                .filter_map(|o| match o {
+                    Output::Play(file) => Some(file.clone()),
+                    Output::Say(text) => Some(text.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let out = drain(&mut d);
+        assert_eq!(prompts(&out), ["/media/chime.wav", "Yes or no?"]);
+        d.handle(Input::Heard("purple"));
+        let out = drain(&mut d);
+        assert_eq!(prompts(&out), ["/media/chime.wav", "Yes or no?"]);
+    }
+
+    /// A dialog waiting for the CRM's answer about the order the caller named.
+    fn fetching_order(number: &str) -> (Dialog, Vec<Output>) {
+        let mut d = crm_dialog("ask");
+        drain(&mut d);
+        d.handle(Input::Heard(number));
+        let out = drain(&mut d);
+        (d, out)
+    }
+
+    #[test]
+    fn an_http_fetch_asks_for_an_encoded_url_and_waits() {
+        let (mut d, out) = fetching_order("A/1 ../x?y#z");
+        assert_eq!(
+            out.last(),
+            Some(&Output::Fetch {
+                into: "order".into(),
+                url: "http://crm.example/orders/A%2F1%20..%2Fx%3Fy%23z/status?v=1".into(),
+                timeout: Duration::from_millis(500),
+            }),
+            "the fetch is the last thing put out: {out:?}"
+        );
+        assert!(writes(&out).contains(&&Change::BotStep {
+            step: "lookup".into()
+        }));
+        // What the caller says meanwhile is not an answer to anything.
+        d.handle(Input::Heard("hello?"));
+        d.handle(Input::Silence);
+        assert_eq!(drain(&mut d), []);
+        assert!(!d.is_done());
+    }
+
+    #[test]
+    fn a_fetched_answer_is_customer_data_for_the_rest_of_the_node() {
+        let (mut d, _) = fetching_order("1234");
+        let order = serde_json::json!({ "status": "shipped" });
+        d.fetched(Ok(order.clone()));
+        let out = drain(&mut d);
+        let mut data = Map::new();
+        data.insert("order".into(), order);
+        assert!(
+            writes(&out).contains(&&Change::CustomerData { data }),
+            "{out:?}"
+        );
+        assert_eq!(said(&out), ["Your order is shipped.", "Goodbye."]);
+        assert_eq!(ending(&out), Some(&Ending::Hangup));
+        // An answer nobody is waiting for changes nothing.
+        d.fetched(Ok(Value::Null));
+        assert_eq!(drain(&mut d), []);
+    }
+
+    #[test]
+    fn a_failed_fetch_goes_to_on_fail() {
+        let (mut d, _) = fetching_order("1234");
+        d.fetched(Err("the CRM answered 503 Service Unavailable".into()));
+        let out = drain(&mut d);
+        assert!(writes(&out).contains(&&Change::BotAttempt {
+            attempt: "fetch order: the CRM answered 503 Service Unavailable".into()
+        }));
+        assert_eq!(said(&out), ["Our systems are down."]);
+        assert_eq!(ending(&out), Some(&Ending::Escalate("crm_down".into())));
+    }
+
+    #[test]
+    fn a_url_that_cannot_be_filled_is_never_fetched() {
+        // Nobody is verified, so there is no customer id to ask about.
+        let mut d = crm_dialog("whose");
+        let out = drain(&mut d);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Fetch { .. })),
+            "{out:?}"
+        );
+        assert!(writes(&out).contains(&&Change::BotAttempt {
+            attempt: "fetch profile: no value for {customer.id}".into()
+        }));
+        assert_eq!(
+            said(&out),
+            ["One moment.", "Goodbye."],
+            "without on_fail, on"
+        );
+
+        let (_, out) = fetching_order("..");
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Fetch { .. })),
+            "{out:?}"
+        );
+        assert_eq!(said(&out), ["Our systems are down."]);
+    }
+
+    #[test]
+    fn a_crm_that_keeps_failing_is_caught_by_the_loop_guard() {
+        let mut d = crm_dialog("again");
+        for _ in 0..MAX_SILENT_HOPS {
+            assert!(matches!(drain(&mut d).last(), Some(Output::Fetch { .. })));
+            d.fetched(Err("no answer within 2s".into()));
+        }
+        let out = drain(&mut d);
+        assert_eq!(ending(&out), Some(&Ending::Escalate("dialog_loop".into())));
+    }
+
+    #[test]
+    fn values_are_encoded_to_stay_one_segment() {
+        assert_eq!(url_encoded("C-1_a.b~"), "C-1_a.b~");
+        assert_eq!(
+            url_encoded("a/b?c=d&e#f@g:h%"),
+            "a%2Fb%3Fc%3Dd%26e%23f%40g%3Ah%25"
+        );
+        assert_eq!(url_encoded("é "), "%C3%A9%20");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! dialog toward a resolution, and the protocol through which an external bot does the
 //! same over a WebSocket.
 
+pub mod crm;
 pub mod customers;
 pub mod engine;
 pub mod entities;

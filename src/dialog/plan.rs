@@ -17,6 +17,11 @@ const MAX_ATTEMPTS: u32 = 5;
 const MAX_TIMEOUT_SECS: u32 = 60;
 /// Most digits a `digits` answer may ask for.
 const MAX_DIGITS: u32 = 32;
+/// How long a CRM has to answer, unless the node says otherwise.
+const DEFAULT_FETCH_MS: u32 = 2_000;
+/// Shortest and longest wait for a CRM: the caller hears silence meanwhile.
+const MIN_FETCH_MS: u32 = 100;
+const MAX_FETCH_MS: u32 = 30_000;
 
 /// A checked dialog: nodes by name, ready for [`super::engine::Dialog`].
 #[derive(Debug, Clone, PartialEq)]
@@ -56,10 +61,14 @@ pub struct IntentSpec {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
-    /// Said first; a template (`{slot.card}`, `{customer.accounts.0.balance}`).
+    /// A recorded prompt played first: a WAV in the media directory (once the dialplan
+    /// is loaded, its absolute path).
+    pub play: Option<String>,
+    /// Said first (after `play`); a template (`{slot.card}`,
+    /// `{customer.accounts.0.balance}`).
     pub say: Option<String>,
-    /// A field of the verified customer's record copied into the context's customer data.
-    pub fetch: Option<String>,
+    /// Customer data copied into the context before the node does anything else.
+    pub fetch: Option<Fetch>,
     /// Something done on the caller's behalf, recorded in the context.
     pub action: Option<ActionSpec>,
     /// Checks the caller's identity against the customer data.
@@ -91,13 +100,65 @@ pub struct Node {
     pub attempts: Option<u32>,
     /// Where to go next when the node has done its work.
     pub next: Option<String>,
-    /// Where to go when the answer never came or verification failed.
+    /// Where to go when the answer never came, verification failed or a CRM fetch failed.
     pub on_fail: Option<String>,
     /// Hands the call to a person, for this reason (`caller_request`, `policy`).
     pub escalate: Option<String>,
     /// Ends the call after saying `say`.
     #[serde(default)]
     pub hangup: bool,
+}
+
+/// Where a node's customer data comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetch {
+    /// A field of the verified customer's record, from the customer file.
+    Field(String),
+    /// A JSON document from a CRM over HTTP.
+    Http(HttpFetch),
+}
+
+/// A CRM request: `fetch = { url = "...", into = "accounts" }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFetch {
+    /// A template; every value filled in is percent-encoded, so that it stays one path
+    /// segment or query value.
+    pub url: String,
+    /// The name the answer is kept under: in the context's customer data, and for
+    /// templates as `{customer.NAME}`.
+    pub into: String,
+    /// Longest wait for the whole answer, in milliseconds.
+    pub timeout_ms: Option<u32>,
+}
+
+impl HttpFetch {
+    /// How long the whole request may take.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(u64::from(self.timeout_ms.unwrap_or(DEFAULT_FETCH_MS)))
+    }
+}
+
+/// `fetch` is a field name or a table; the table is read as [`HttpFetch`] key by key, so
+/// that an unknown key is reported at that key.
+impl<'de> Deserialize<'de> for Fetch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Fetch, D::Error> {
+        struct FetchVisitor;
+        impl<'de> serde::de::Visitor<'de> for FetchVisitor {
+            type Value = Fetch;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field of the customer record, or a table with url and into")
+            }
+            fn visit_str<E: serde::de::Error>(self, field: &str) -> Result<Fetch, E> {
+                Ok(Fetch::Field(field.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fetch, A::Error> {
+                HttpFetch::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Fetch::Http)
+            }
+        }
+        deserializer.deserialize_any(FetchVisitor)
+    }
 }
 
 /// What a node listens for.
@@ -246,6 +307,9 @@ impl DialogPlan {
                         errors.push((key(field), e));
                     }
                 }
+            }
+            if let Some(Fetch::Http(http)) = &node.fetch {
+                check_fetch(&mut errors, http, &|k| at(&["node", name, "fetch", k]));
             }
             if let Some(action) = &node.action {
                 check_code(&mut errors, key("action"), &action.name);
@@ -402,6 +466,60 @@ fn check_exit(errors: &mut Vec<PlanError>, name: &str, node: &Node, key: &dyn Fn
     }
 }
 
+/// A CRM request goes to a host written in the plan, with values only in its path and
+/// query, and waits a bounded time.
+fn check_fetch(errors: &mut Vec<PlanError>, http: &HttpFetch, key: &dyn Fn(&str) -> KeyPath) {
+    match check_template(&http.url) {
+        Err(e) => errors.push((key("url"), e)),
+        Ok(()) => {
+            if let Err(e) = check_fetch_url(&http.url) {
+                errors.push((key("url"), e));
+            }
+        }
+    }
+    let plain = !http.into.is_empty()
+        && http.into.len() <= 64
+        && http
+            .into
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        errors.push((
+            key("into"),
+            format!("\"{}\": use 1 to 64 letters, digits and _", http.into),
+        ));
+    }
+    if let Some(ms) = http.timeout_ms {
+        check_range(errors, key("timeout_ms"), ms, MIN_FETCH_MS, MAX_FETCH_MS);
+    }
+}
+
+fn check_fetch_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(format!(
+            "expected an http:// or https:// URL, got \"{url}\""
+        ));
+    };
+    // The host is written out, so that no answer a caller gives can send the request
+    // somewhere else.
+    let parts = template_parts(rest)?;
+    let literal = match parts.first() {
+        Some(Part::Text(text)) => *text,
+        _ => "",
+    };
+    let host = literal.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_ends = parts.len() == 1 || literal.len() > host.len();
+    if host.is_empty() || !host_ends {
+        return Err(format!(
+            "\"{url}\": write the host out; values may fill the path and query only"
+        ));
+    }
+    Ok(())
+}
+
 fn check_range(errors: &mut Vec<PlanError>, path: KeyPath, value: u32, min: u32, max: u32) {
     if !(min..=max).contains(&value) {
         errors.push((path, format!("expected {min} to {max}, got {value}")));
@@ -550,6 +668,103 @@ mod tests {
             assert!(
                 errors.contains(expected),
                 "missing {expected:?} in:\n{errors}"
+            );
+        }
+    }
+
+    /// What `baton check` says about a dialplan file whose one node has this `fetch`.
+    fn fetch_errors(fetch: &str) -> Vec<String> {
+        let text = format!(
+            "match = [\"x\"]\n[[step]]\nbot = \"dialog\"\n[dialog]\nstart = \"a\"\n\
+             [dialog.node.a]\nfetch = {fetch}\nhangup = true\n"
+        );
+        let file = std::path::Path::new("dialplans/test.toml");
+        match crate::dialplan::Dialplan::parse(&text, file, std::path::Path::new("media")) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn fetch_is_a_field_or_a_crm_request() {
+        assert_eq!(fetch_errors("\"accounts\""), Vec::<String>::new());
+        assert_eq!(
+            fetch_errors(
+                "{ url = \"https://crm.example/c/{customer.id}?card={slot.card}\", into = \"acc_1\" }"
+            ),
+            Vec::<String>::new()
+        );
+        let p = plan(
+            r#"
+            start = "a"
+            [node.a]
+            fetch = { url = "http://127.0.0.1:9100/c/{customer.id}", into = "accounts" }
+            hangup = true
+            [node.b]
+            fetch = { url = "http://127.0.0.1:9100/", into = "all", timeout_ms = 250 }
+            hangup = true
+            "#,
+        )
+        .unwrap();
+        let Some(Fetch::Http(http)) = &p.nodes["a"].fetch else {
+            panic!("{:?}", p.nodes["a"]);
+        };
+        assert_eq!(http.into, "accounts");
+        assert_eq!(http.timeout(), Duration::from_secs(2));
+        let Some(Fetch::Http(http)) = &p.nodes["b"].fetch else {
+            panic!("{:?}", p.nodes["b"]);
+        };
+        assert_eq!(http.timeout(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_bad_crm_request_is_named_at_its_line_and_key() {
+        for (fetch, expected) in [
+            (
+                r#"{ url = "ftp://crm.example/x", into = "a" }"#,
+                "dialplans/test.toml:7:11: key \"dialog.node.a.fetch.url\": expected an http:// \
+                 or https:// URL, got \"ftp://crm.example/x\"",
+            ),
+            (
+                r#"{ url = "http://{slot.host}/x", into = "a" }"#,
+                "dialplans/test.toml:7:11: key \"dialog.node.a.fetch.url\": \
+                 \"http://{slot.host}/x\": write the host out; values may fill the path and \
+                 query only",
+            ),
+            (
+                r#"{ url = "http://crm.example/{caller}", into = "a" }"#,
+                "dialplans/test.toml:7:11: key \"dialog.node.a.fetch.url\": \"{caller}\" is not a \
+                 value the bot has",
+            ),
+            (
+                r#"{ url = "http://crm.example/x" }"#,
+                "dialplans/test.toml:7:9: key \"dialog.node.a.fetch\": missing field `into`",
+            ),
+            (
+                r#"{ url = "http://crm.example/x", into = "a.b" }"#,
+                "dialplans/test.toml:7:41: key \"dialog.node.a.fetch.into\": \"a.b\": use 1 to 64 \
+                 letters, digits and _",
+            ),
+            (
+                r#"{ url = "http://crm.example/x", into = "a", method = "POST" }"#,
+                "dialplans/test.toml:7:53: key \"dialog.node.a.fetch.method\": unknown key \
+                 `method`, expected one of `url`, `into`, `timeout_ms`",
+            ),
+            (
+                r#"{ url = "http://crm.example/x", into = "a", timeout_ms = 50 }"#,
+                "dialplans/test.toml:7:53: key \"dialog.node.a.fetch.timeout_ms\": expected 100 \
+                 to 30000, got 50",
+            ),
+            (
+                "42",
+                "dialplans/test.toml:7:9: key \"dialog.node.a.fetch\": invalid type: integer `42`, \
+                 expected a field of the customer record, or a table with url and into",
+            ),
+        ] {
+            let errors = fetch_errors(fetch);
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(expected),
+                "{fetch}: expected {expected:?}, got {errors:#?}"
             );
         }
     }

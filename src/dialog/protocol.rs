@@ -33,6 +33,9 @@ pub enum ToBot {
         /// The dialled user or number.
         to: String,
         context: Arc<Context>,
+        /// With the dialplan's `audio = "l16"`: the format of the binary audio frames both
+        /// ways.
+        audio: Option<AudioFormat>,
     },
     /// A `say` finished playing, or the caller cut it short by speaking.
     #[serde(rename = "verb:done")]
@@ -79,6 +82,8 @@ pub enum ToBot {
     /// A frame or verb baton refused; the call carries on.
     #[serde(rename = "error")]
     Error {
+        /// The refused verb's `id`, when it had one.
+        id: Option<String>,
         message: String,
         /// The start of the refused frame.
         frame: Option<String>,
@@ -103,6 +108,9 @@ pub enum FromBot {
 pub enum Verb {
     /// Speak this with baton's text to speech; `verb:done` follows when it has played.
     Say { text: String, id: Option<String> },
+    /// Play a recorded prompt: a WAV file baton fetches over HTTP(S); `verb:done` follows
+    /// when it has played, or `error` when it cannot be fetched or read.
+    Play { url: String, id: Option<String> },
     /// Listen for the caller's answer: a final transcript, keys, or nothing before the
     /// timeout (counted from the end of what is queued to say); one `gather` frame follows.
     Gather {
@@ -132,6 +140,33 @@ pub enum Verb {
     Transfer { to: String },
     /// End the call once what is queued has been said.
     Hangup {},
+}
+
+/// The binary audio frames of a bot with its own speech stack, both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AudioFormat {
+    /// `L16`: signed 16-bit linear PCM.
+    pub encoding: String,
+    /// `little-endian`, as speech services take it (not RTP's network order).
+    pub byte_order: String,
+    pub sample_rate: u32,
+    pub channels: u8,
+    /// Audio in each frame baton sends, in milliseconds; the bot's frames may be any
+    /// whole number of samples.
+    pub frame_ms: u32,
+}
+
+impl AudioFormat {
+    /// The one format baton speaks: its internal audio, unconverted.
+    pub fn l16() -> AudioFormat {
+        AudioFormat {
+            encoding: "L16".into(),
+            byte_order: "little-endian".into(),
+            sample_rate: baton_media::SAMPLE_RATE,
+            channels: 1,
+            frame_ms: 20,
+        }
+    }
 }
 
 /// What a `gather` listens for.
@@ -230,6 +265,12 @@ impl Verb {
                         .map_err(|e| format!("context: changes[{i}]: {e}"))
                 })
             }
+            Verb::Play { url, .. }
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.len() > 1024 =>
+            {
+                Err("play: url must be http:// or https://, at most 1024 bytes".into())
+            }
             Verb::Escalate { reason } | Verb::Transfer { to: reason }
                 if reason.is_empty() || reason.len() > 128 =>
             {
@@ -244,6 +285,7 @@ impl ToBot {
     /// The error frame for a refused frame, quoting its start.
     pub fn refused(error: &FrameError, frame: &str) -> ToBot {
         ToBot::Error {
+            id: None,
             message: error.message.clone(),
             frame: Some(frame.chars().take(QUOTE).collect()),
         }

@@ -182,11 +182,14 @@ pub enum BotSpec {
     Dialog,
     /// An external bot speaking the bot protocol over a WebSocket.
     Remote {
-        /// `ws://host:port/path`.
+        /// `ws://host:port/path` or `wss://host/path`.
         url: String,
         /// The `[dialog]` node that takes the call over when the bot cannot be reached or
         /// goes away mid-call; without one, the call goes on to the next step.
         fallback: Option<String>,
+        /// `audio = "l16"`: the caller's audio goes to the bot, and the bot's binary frames
+        /// play to the caller, for bots with their own speech stack.
+        audio: bool,
     },
 }
 
@@ -204,6 +207,7 @@ pub(crate) struct BotArg {
 pub(crate) struct BotTable {
     pub(crate) url: String,
     pub(crate) fallback: Option<String>,
+    pub(crate) audio: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for BotArg {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 mod ports;
+pub mod softphone;
 use ports::{free_tcp_port, free_udp_tcp_port};
 
 /// Where the repository's shipped dialplans, prompts and SIPp scenarios live.
@@ -402,6 +403,19 @@ impl Baton {
             .as_str()
             .expect("an id")
             .to_owned()
+    }
+
+    /// The context of the last ended call to `dialplan`.
+    pub fn last_context(&self, dialplan: &str) -> Value {
+        let calls = self.calls(true);
+        let id = calls
+            .iter()
+            .rev()
+            .find(|c| c["dialplan"] == dialplan)
+            .and_then(|c| c["id"].as_str())
+            .unwrap_or_else(|| panic!("an ended call to {dialplan}"))
+            .to_owned();
+        self.get_json(&format!("/v1/calls/{id}/context"))
     }
 
     /// The recording a call lists whose file name ends with `suffix` (`-in.wav`, `-out.wav`).
@@ -1560,6 +1574,16 @@ pub fn payload_rms(payload: &[u8]) -> f64 {
 /// Calls `user` as a phone would (sending silence every 20 ms), keeps every RTP payload
 /// baton sends until baton hangs up (within `limit`), and answers its BYE.
 pub fn listen_until_bye(baton: &Baton, user: &str, limit: Duration) -> Heard {
+    talk_until_bye(baton, user, limit, |_| [ULAW_SILENCE; 160])
+}
+
+/// As [`listen_until_bye`], sending `payload(n)` (160 PCMU bytes) as the n-th packet.
+pub fn talk_until_bye(
+    baton: &Baton,
+    user: &str,
+    limit: Duration,
+    payload: impl Fn(u32) -> [u8; 160] + Send + 'static,
+) -> Heard {
     let rtp = UdpSocket::bind("127.0.0.1:0").expect("caller RTP socket");
     rtp.set_read_timeout(Some(Duration::from_millis(5)))
         .expect("RTP read timeout");
@@ -1583,7 +1607,7 @@ pub fn listen_until_bye(baton: &Baton, user: &str, limit: Duration) -> Heard {
                         sent as u16,
                         160 * sent,
                         0x7755,
-                        &[ULAW_SILENCE; 160],
+                        &payload(sent),
                     );
                     let _ = rtp.send_to(&packet, to);
                     sent += 1;
@@ -1627,4 +1651,82 @@ pub fn listen_until_bye(baton: &Baton, user: &str, limit: Duration) -> Heard {
     Heard {
         packets: media.join().expect("RTP thread"),
     }
+}
+
+/// An HTTP answer: status, content type, body.
+pub type HttpAnswer = (u16, &'static str, Vec<u8>);
+
+/// An HTTP server for what baton fetches (customer data, recordings): answers every
+/// request with `answer(path)` as (status, content type, body), and keeps the paths asked
+/// for. Stops with the test process.
+pub struct HttpStub {
+    pub addr: SocketAddr,
+    pub requests: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpStub {
+    pub fn start(answer: impl Fn(&str) -> HttpAnswer + Send + Sync + 'static) -> HttpStub {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("HTTP stub listener");
+        let addr = listener.local_addr().expect("HTTP stub address");
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let answer = Arc::new(answer);
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                let answer = answer.clone();
+                thread::spawn(move || {
+                    let _ = HttpStub::serve(stream, &*answer, &seen);
+                });
+            }
+        });
+        HttpStub { addr, requests }
+    }
+
+    fn serve(
+        mut stream: TcpStream,
+        answer: &dyn Fn(&str) -> HttpAnswer,
+        seen: &std::sync::Mutex<Vec<String>>,
+    ) -> std::io::Result<()> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && head.len() < 16_384 {
+            if stream.read(&mut byte)? == 0 {
+                return Ok(());
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        seen.lock().expect("requests").push(path.clone());
+        let (status, content_type, body) = answer(&path);
+        write!(
+            stream,
+            "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        )?;
+        stream.write_all(&body)?;
+        stream.flush()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// The server side of a WebSocket handshake for a test bot: agrees to baton's bot protocol
+/// whatever baton offers.
+// The callback's error type is tungstenite's own.
+#[allow(clippy::result_large_err)]
+pub fn agree_to_bot_protocol(
+    _: &tungstenite::handshake::server::Request,
+    mut response: tungstenite::handshake::server::Response,
+) -> Result<tungstenite::handshake::server::Response, tungstenite::handshake::server::ErrorResponse>
+{
+    let protocol = "baton.bot.v1".parse().expect("header value");
+    response
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol);
+    Ok(response)
 }

@@ -4,6 +4,7 @@
 //! Layers, bottom up: [`message`] (types), [`parse`] and [`mod@write`] (wire format),
 //! [`transaction`] (RFC 3261 §17 + RFC 6026 state machines), [`dialog`] (RFC 3261 §12).
 
+pub mod auth;
 pub mod build;
 pub mod dialog;
 pub mod message;
