@@ -7,6 +7,7 @@ use crate::agents::{Agents, Presence};
 use crate::calls::{CallNotice, Calls};
 use crate::config::{ApiToken, Role};
 use crate::context::{Author, Change, Context, ContextStore, StoreError};
+use crate::escalation::Escalations;
 use crate::metrics::Metrics;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -33,6 +34,7 @@ pub struct ApiState {
     /// Who may use the API; empty: anyone who can reach it (loopback only).
     pub tokens: Arc<Vec<ApiToken>>,
     pub agents: Arc<Agents>,
+    pub escalations: Arc<Escalations>,
 }
 
 /// The API's routes.
@@ -51,8 +53,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/calls/{id}/context/live", get(context_live))
         .route("/v1/schema/context", get(context_schema))
         .route("/v1/agents", get(list_agents))
+        .route("/v1/escalations", get(list_escalations))
         .route("/v1/agents/{id}/presence", put(set_presence))
         .with_state(state)
+}
+
+/// The calls that should go, or went, to a person, with the reasons and their evidence:
+/// everything for an operator or a bot, an agent only the calls they took.
+async fn list_escalations(State(s): State<ApiState>, client: Client) -> Response {
+    let mut list = s.escalations.list();
+    if let Client::Token(Role::Agent(me)) = &client {
+        list.retain(|r| r.agent_id.as_deref() == Some(me.as_str()));
+    }
+    Json(list).into_response()
 }
 
 /// The agents with their registration and presence: all of them for an operator or a
@@ -250,6 +263,12 @@ async fn patch_context(
             )
         }
     };
+    if patch.changes.iter().any(Change::baton_only) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "escalation: decided by baton only; a bot asks for a person with the escalate verb",
+        );
+    }
     if patch.changes.is_empty() || patch.changes.len() > MAX_PATCH_CHANGES {
         return error(
             StatusCode::BAD_REQUEST,

@@ -17,6 +17,7 @@ use crate::config::location::{self, KeyPath, Location, SourceFile};
 use crate::dialog::customers::Customers;
 use crate::dialog::plan::DialogPlan;
 use crate::dialog::BuiltinDialog;
+use crate::escalation::Policy;
 use crate::tts;
 use step::{RawStep, ACTIONS};
 
@@ -40,6 +41,9 @@ pub struct Dialplan {
     pub speech_hints: String,
     /// `[dialog]`: the built-in bot a `bot = "dialog"` step hands the call to.
     pub dialog: Option<BuiltinDialog>,
+    /// `[escalation]`: when this plan's calls go from the bot to a person; the defaults
+    /// when the plan has a bot but no table.
+    pub escalation: Option<Policy>,
 }
 
 /// One entry of `match`: an exact user/number, or a prefix written with a trailing `*`.
@@ -366,6 +370,7 @@ impl Dialplan {
 
         let steps = parse_steps(&source, media, errors, header.is_some());
         let dialog = parse_dialog(&source, file, &steps, media, errors);
+        let escalation = parse_escalation(&source, &steps, errors);
 
         // Problems in the steps do not stop the name and match entries from being claimed,
         // so a clash with another file is reported in the same run.
@@ -439,6 +444,7 @@ impl Dialplan {
             steps,
             speech_hints,
             dialog,
+            escalation,
         };
         let name_at = source.at_key(&KeyPath::keys(&["name"]));
         Some((plan, name_at, match_at))
@@ -460,6 +466,44 @@ struct RawHeader {
     _step: Option<serde::de::IgnoredAny>,
     #[serde(rename = "dialog")]
     _dialog: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "escalation")]
+    _escalation: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads and checks `[escalation]`; a plan with a bot and no table gets the defaults.
+fn parse_escalation(
+    source: &SourceFile<'_>,
+    steps: &[Step],
+    errors: &mut Vec<DialplanError>,
+) -> Option<Policy> {
+    let has_bot = steps.iter().any(|s| matches!(s, Step::Bot(_)));
+    let Some(item) = source.root().get("escalation") else {
+        return has_bot.then(Policy::default);
+    };
+    let key = |name: &str| KeyPath::keys(&["escalation", name]);
+    let Some(table) = item.as_table() else {
+        errors.push(DialplanError::Invalid {
+            at: source.at_key(&KeyPath::keys(&["escalation"])),
+            message: "expected an [escalation] table".to_owned(),
+        });
+        return None;
+    };
+    let policy: Policy = match location::deserialize_table(table) {
+        Ok(policy) => policy,
+        Err(e) => {
+            let (at, message) = source.at_error(&e);
+            errors.push(DialplanError::Invalid { at, message });
+            return None;
+        }
+    };
+    if let Err((name, message)) = policy.check() {
+        errors.push(DialplanError::Invalid {
+            at: source.at_key(&key(name)),
+            message,
+        });
+        return None;
+    }
+    Some(policy)
 }
 
 /// Reads and checks `[dialog]` and its customer file, which must go together with a
@@ -1395,6 +1439,37 @@ play = { file = "hold-music.wav", loop = true }
     }
 
     #[test]
+    fn escalation_is_read_with_defaults_and_bad_values_are_located() {
+        let bot = "match = [\"x\"]\n[[step]]\nbot = { url = \"ws://127.0.0.1:9/\" }\n";
+        let plan = parse_ok(bot);
+        assert_eq!(
+            plan.escalation,
+            Some(Policy::default()),
+            "a bot gets the defaults"
+        );
+        let plan = parse_ok(&format!(
+            "{bot}[escalation]\nthreshold = 0.4\nalways_intents = [\"complaint\"]\n"
+        ));
+        let policy = plan.escalation.expect("a policy");
+        assert_eq!(policy.threshold, 0.4);
+        assert!(policy.always_intents.contains("complaint"));
+        assert_eq!(
+            parse_ok("match = [\"x\"]\n[[step]]\nhangup = {}\n").escalation,
+            None,
+            "no bot, nothing to escalate from"
+        );
+        assert_eq!(
+            parse_errors(&format!("{bot}[escalation]\nthreshold = 11.0\n")),
+            ["dialplans/test.toml:5:1: key \"escalation.threshold\": expected 0 to 10"]
+        );
+        let errors = parse_errors(&format!("{bot}[escalation]\ntreshold = 0.5\n"));
+        assert!(
+            errors[0].contains("key \"escalation.treshold\": unknown key `treshold`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn missing_media_names_file_line_and_step_key() {
         let text = "# Baton Bank\nname = \"bank\"\nmatch = [\"bank\"]\n\n[[step]]\npause = 1\n[[step]]\nplay = \"welcom.wav\"\n";
         assert_eq!(
@@ -1503,7 +1578,7 @@ play = { file = "hold-music.wav", loop = true }
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
             [
                 "dialplans/test.toml:2:3: key \"steps\": unknown key `steps`, expected one of \
-              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`"
+              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`, `escalation`"
             ]
         );
     }

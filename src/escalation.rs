@@ -9,6 +9,7 @@
 //! escalates when their weighted sum reaches the dialplan's threshold.
 
 use crate::context::{Change, Event};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -46,7 +47,9 @@ const REQUEST_REACH: usize = 6;
 const MAX_QUOTE: usize = 80;
 
 /// How soon the caller should reach a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Urgency {
     Low,
@@ -57,7 +60,9 @@ pub enum Urgency {
 }
 
 /// Why a call should go to a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     /// The caller asked for a person.
@@ -78,8 +83,24 @@ pub enum Code {
     Complexity,
 }
 
+impl Code {
+    /// The reason as an agent reads it in the summary.
+    pub fn words(self) -> &'static str {
+        match self {
+            Code::CallerRequest => "the caller asked for a person",
+            Code::PolicyIntent => "policy for this request",
+            Code::PolicyCustomer => "policy for this customer",
+            Code::Sentiment => "the caller is upset",
+            Code::LowConfidence => "the bot is unsure what they want",
+            Code::NoMatch => "the bot did not understand",
+            Code::BotStuck => "the bot is stuck",
+            Code::Complexity => "a complex call",
+        }
+    }
+}
+
 /// One reason, with its score (0 to 1) and what it rests on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Reason {
     pub code: Code,
     pub score: f64,
@@ -87,7 +108,7 @@ pub struct Reason {
 }
 
 /// The engine's verdict at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Decision {
     pub escalate: bool,
     pub urgency: Urgency,
@@ -161,6 +182,89 @@ impl Default for Policy {
             long_call_secs: 300,
             arousal_rise: 0.3,
         }
+    }
+}
+
+impl Policy {
+    /// Checks the values serde cannot: the key at fault and what is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(0.0..=10.0).contains(&self.threshold) {
+            return Err(("threshold", "expected 0 to 10".into()));
+        }
+        let w = &self.weights;
+        for (name, weight) in [
+            ("sentiment", w.sentiment),
+            ("low_confidence", w.low_confidence),
+            ("no_match", w.no_match),
+            ("bot_stuck", w.bot_stuck),
+            ("complexity", w.complexity),
+        ] {
+            if !(0.0..=10.0).contains(&weight) {
+                return Err(("weights", format!("{name}: expected 0 to 10")));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.low_confidence) {
+            return Err(("low_confidence", "expected 0 to 1".into()));
+        }
+        if !(0.01..=1.0).contains(&self.arousal_rise) {
+            return Err(("arousal_rise", "expected 0.01 to 1".into()));
+        }
+        if self.max_no_match == 0 {
+            return Err(("max_no_match", "expected at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Escalations kept for the API, the most recent last.
+const MAX_RECORDS: usize = 10_000;
+
+/// One call that should go, or went, to a person.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub call_id: String,
+    /// When the decision to escalate was reached, in ms since the Unix epoch.
+    pub decided_at_ms: u64,
+    pub urgency: Urgency,
+    pub skill: Option<String>,
+    pub reasons: Vec<Reason>,
+    /// The agent who took the call, once one did.
+    pub agent_id: Option<String>,
+    /// `waiting` until routing and transfer report what became of it.
+    pub outcome: String,
+}
+
+/// Every recent escalation, for `GET /v1/escalations`.
+#[derive(Debug, Default)]
+pub struct Escalations {
+    list: std::sync::Mutex<std::collections::VecDeque<Record>>,
+}
+
+impl Escalations {
+    /// Lists call `call_id` as escalated for `decision`.
+    pub fn record(&self, call_id: &str, decision: &Decision) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if list.len() >= MAX_RECORDS {
+            list.pop_front();
+        }
+        list.push_back(Record {
+            call_id: call_id.to_owned(),
+            decided_at_ms: now,
+            urgency: decision.urgency,
+            skill: decision.skill.clone(),
+            reasons: decision.reasons.clone(),
+            agent_id: None,
+            outcome: "waiting".to_owned(),
+        });
+    }
+
+    /// Every escalation kept, oldest first.
+    pub fn list(&self) -> Vec<Record> {
+        let list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter().cloned().collect()
     }
 }
 
@@ -239,7 +343,7 @@ impl Engine {
                     .policy
                     .always_customer_flags
                     .iter()
-                    .find(|f| data.get(f.as_str()).is_some_and(|v| v == &true))
+                    .find(|f| data.get(f.as_str()).is_some_and(|v| *v == true))
                 {
                     s.flagged = Some(flag.clone());
                 }

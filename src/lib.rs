@@ -17,6 +17,7 @@ pub mod escalation;
 pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;
+pub mod routing;
 pub mod rtp_ports;
 pub mod server;
 pub mod speech;

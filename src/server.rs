@@ -10,6 +10,7 @@ use crate::context::archive::{Archive, ArchiveError};
 use crate::context::{ContextStore, MemoryStore};
 use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
+use crate::escalation::Escalations;
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, OutboundError};
 use crate::rtp_ports::PortPool;
@@ -49,6 +50,8 @@ pub struct Shared {
     pub outbound: Outbound,
     /// The agents, and where their phones are registered.
     pub agents: Arc<Agents>,
+    /// Calls that should go, or went, to a person.
+    pub escalations: Arc<Escalations>,
 }
 
 /// Why the server could not start.
@@ -118,6 +121,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Loading takes a moment of blocking IO; nothing else runs yet.
     let speech = Speech::start(&config.speech_model, config.speech_workers)?;
     let calls = Arc::new(Calls::default());
+    let escalations = Arc::new(Escalations::default());
     // Nonces need only outlive one registration attempt: a new key per start is enough.
     let agents = Arc::new(Agents::new(
         config.agents.clone(),
@@ -162,6 +166,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         tts,
         outbound,
         agents: agents.clone(),
+        escalations: escalations.clone(),
     });
     let (rate, burst) = config
         .invite_rate_limit
@@ -189,6 +194,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         contexts,
         tokens: Arc::new(config.api_tokens.clone()),
         agents,
+        escalations,
     };
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http_addr = http.local_addr().unwrap_or(http_addr);

@@ -109,48 +109,42 @@ fn presence_is_set_by_the_agent_or_an_operator_only() {
         .expect("HTTP")
         .0
     };
-    assert_eq!(
-        put(
-            "dana-token-0123456789ab",
+    let (dana, operator) = ("dana-token-0123456789ab", "operator-token-0123456789");
+    for (token, id, presence, status, why) in [
+        (
+            dana,
             "a-fraud",
-            r#"{"presence": "away"}"#
+            "away",
+            204,
+            "an agent sets their own presence",
         ),
-        204
-    );
+        (
+            dana,
+            "a-billing",
+            "away",
+            403,
+            "an agent sets only their own presence",
+        ),
+        (
+            operator,
+            "a-billing",
+            "busy",
+            204,
+            "an operator sets anyone's",
+        ),
+        (
+            operator,
+            "a-billing",
+            "asleep",
+            400,
+            "presences are a fixed list",
+        ),
+        (operator, "nobody", "away", 404, "no such agent"),
+    ] {
+        let body = format!(r#"{{"presence": "{presence}"}}"#);
+        assert_eq!(put(token, id, &body), status, "{why}");
+    }
     assert_eq!(agent(&baton, "a-fraud")["presence"], "away");
-    assert_eq!(
-        put(
-            "dana-token-0123456789ab",
-            "a-billing",
-            r#"{"presence": "away"}"#
-        ),
-        403,
-        "an agent sets only their own presence"
-    );
-    assert_eq!(
-        put(
-            "operator-token-0123456789",
-            "a-billing",
-            r#"{"presence": "busy"}"#
-        ),
-        204
-    );
     assert_eq!(agent(&baton, "a-billing")["presence"], "busy");
-    assert_eq!(
-        put(
-            "operator-token-0123456789",
-            "a-billing",
-            r#"{"presence": "asleep"}"#
-        ),
-        400
-    );
-    assert_eq!(
-        put(
-            "operator-token-0123456789",
-            "nobody",
-            r#"{"presence": "away"}"#
-        ),
-        404
-    );
     baton.assert_alive();
 }

@@ -3,6 +3,7 @@
 //! endpoint owns the dialog and talks to the task through [`CallEvent`] and [`Command`].
 
 mod bot;
+mod escalate;
 mod prompt;
 mod record;
 pub mod script;
@@ -218,6 +219,8 @@ struct Call {
     hints: watch::Sender<String>,
     /// The bot, while a `bot` step has the call.
     bot: Option<BotLink>,
+    /// The escalation engine, stopped with the call.
+    _escalation: Option<escalate::Watcher>,
 }
 
 /// The call's end of the channels to its bot.
@@ -288,6 +291,14 @@ async fn run(setup: CallSetup) {
     let _lease = sockets.lease;
     let caller_number = caller.clone();
     open_context(&shared, &id, caller).await;
+    let escalation = plan.escalation.clone().map(|policy| {
+        escalate::watch(
+            id.clone(),
+            shared.contexts.clone(),
+            policy,
+            shared.escalations.clone(),
+        )
+    });
     let (hints, hints_rx) = watch::channel(plan.speech_hints.clone());
     let tap = shared.calls.open_audio_tap(&id);
     let onsets = Arc::new(AtomicU32::new(0));
@@ -322,6 +333,7 @@ async fn run(setup: CallSetup) {
         caller_number,
         hints,
         bot: None,
+        _escalation: escalation,
     };
     if let Some(n) = media {
         call.set_media(&n);

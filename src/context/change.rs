@@ -5,6 +5,7 @@
 use super::document::{
     Action, Context, IntentGuess, Summary, TranscriptLine, VibeReading, VIBE_HISTORY,
 };
+use crate::escalation::Decision;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -18,6 +19,8 @@ pub const MAX_VALUE: usize = 16 * 1024;
 pub const MAX_LIST: usize = 1024;
 /// Most slots and customer-data keys a document holds.
 pub const MAX_KEYS: usize = 256;
+/// Most reasons an escalation decision gives.
+const MAX_REASONS: usize = 16;
 
 /// One write to a context.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -71,6 +74,9 @@ pub enum Change {
     Running { who: String },
     /// An agent joined (`joined` true) or left the call.
     Agent { id: String, joined: bool },
+    /// baton's escalation decision changed: whether the call should go to a person, how
+    /// urgently, for which skill, and why. Only baton writes it.
+    Escalation(Decision),
     /// The summary, rewritten. baton writes it itself after every other change (see
     /// [`super::summary`]); one written by a client stands until the next change.
     Summary(Summary),
@@ -275,6 +281,16 @@ impl Change {
                 }
             }
             Change::Agent { id, .. } => name("id", id),
+            Change::Escalation(decision) => {
+                if decision.reasons.len() > MAX_REASONS {
+                    return Err(invalid("reasons", format!("at most {MAX_REASONS}")));
+                }
+                decision
+                    .reasons
+                    .iter()
+                    .flat_map(|r| &r.evidence)
+                    .try_for_each(|e| text("evidence", e))
+            }
             Change::Summary(summary) => {
                 text("text", &summary.text)?;
                 for part in [
@@ -292,6 +308,12 @@ impl Change {
                 Ok(())
             }
         }
+    }
+
+    /// Whether only baton itself may write this change: the escalation decision is its
+    /// own, and a bot asks for a person with the protocol's `escalate` instead.
+    pub fn baton_only(&self) -> bool {
+        matches!(self, Change::Escalation(_))
     }
 
     /// Applies a valid change to `doc` (the caller bumps the version).
@@ -397,6 +419,7 @@ impl Change {
                     agents.push(id);
                 }
             }
+            Change::Escalation(decision) => doc.escalation = Some(decision),
             Change::Summary(summary) => doc.summary = summary,
         }
     }

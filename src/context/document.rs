@@ -29,6 +29,8 @@ pub struct Context {
     pub actions: Vec<Action>,
     pub bot: BotProgress,
     pub participants: Participants,
+    /// baton's latest escalation decision; `None` until something counted.
+    pub escalation: Option<crate::escalation::Decision>,
     pub summary: Summary,
 }
 

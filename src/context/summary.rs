@@ -226,7 +226,23 @@ fn progress(ctx: &Context) -> String {
 fn next_step(ctx: &Context, want: Option<&Want>) -> String {
     let bot_running = ctx.participants.running == "bot";
     let task = want.map(Want::task);
-    let step = if ctx.bot.stuck.is_some() && bot_running {
+    let handover = ctx
+        .escalation
+        .as_ref()
+        .filter(|d| d.escalate && bot_running);
+    let step = if let Some(decision) = handover {
+        let who = match &decision.skill {
+            Some(skill) => format!("a {} agent", clean(skill, 30)),
+            None => "an agent".to_string(),
+        };
+        let why: Vec<&str> = decision
+            .reasons
+            .iter()
+            .take(2)
+            .map(|r| r.code.words())
+            .collect();
+        format!("{who} should take over ({})", why.join("; "))
+    } else if ctx.bot.stuck.is_some() && bot_running {
         match &task {
             Some(t) => format!("an agent should take over and {t}"),
             None => "an agent should take over".to_string(),
@@ -527,6 +543,33 @@ mod tests {
         assert_eq!(
             s.next_step.as_deref(),
             Some("Next: confirm the outcome with the caller.")
+        );
+    }
+
+    #[test]
+    fn an_escalation_names_the_skill_and_why() {
+        use crate::escalation::{Code, Decision, Reason, Urgency};
+        let mut ctx = stolen_card();
+        ctx.participants.running = "bot".into();
+        let reason = |code| Reason {
+            code,
+            score: 1.0,
+            evidence: Vec::new(),
+        };
+        ctx.escalation = Some(Decision {
+            escalate: true,
+            urgency: Urgency::Immediate,
+            score: 0.7,
+            reasons: vec![reason(Code::PolicyIntent), reason(Code::Sentiment)],
+            skill: Some("fraud".into()),
+            at_ms: 9_000,
+        });
+        assert_eq!(
+            summarize(&ctx).next_step.as_deref(),
+            Some(
+                "Next: a fraud agent should take over (policy for this request; the caller \
+                 is upset)."
+            )
         );
     }
 

@@ -260,6 +260,12 @@ impl Verb {
                 if changes.is_empty() {
                     return Err("context: changes is empty".into());
                 }
+                if changes.iter().any(Change::baton_only) {
+                    return Err(
+                        "context: escalation is decided by baton; ask with the escalate verb"
+                            .into(),
+                    );
+                }
                 changes.iter().enumerate().try_for_each(|(i, c)| {
                     c.validate()
                         .map_err(|e| format!("context: changes[{i}]: {e}"))
