@@ -187,6 +187,7 @@ fn caller_keys_digits_over_info(transport: Transport) {
     let baton = Baton::start(&format!("dtmf-info-{}", transport.name()));
     let run = Sipp::new(&baton, "uac_dtmf_info.xml", transport)
         .user("echo")
+        .var("FIRST_KEY", "4")
         .timeout(Duration::from_secs(20))
         .run();
     run.assert_ok();

@@ -1,7 +1,7 @@
 //! The escalation engine runs beside every call with a bot: a SIPp caller (espeak-ng) who
-//! asks for a human is marked for a person at once, with the reason and the words it rests
-//! on, in the call's context, in its summary and in `GET /v1/escalations`; a caller who
-//! only asks a question is not.
+//! asks for a human, or presses 0, is marked for a person at once, with the reason and what
+//! it rests on, in the call's context, in its summary and in `GET /v1/escalations`; a
+//! caller who only asks a question is not.
 
 mod common;
 
@@ -99,5 +99,22 @@ fn a_caller_asking_for_a_human_is_marked_for_a_person_at_once() {
         baton.get_json("/v1/escalations").as_array().map(Vec::len),
         Some(1)
     );
+
+    let run = Sipp::new(&baton, "uac_dtmf_info.xml", Transport::Udp)
+        .user("esc")
+        .var("FIRST_KEY", "0")
+        .timeout(Duration::from_secs(20))
+        .run();
+    run.assert_ok();
+    let call = baton.wait_ended(&run.call_id, Duration::from_secs(5));
+    let id = call["id"].as_str().expect("call id");
+    let context = baton.get_json(&format!("/v1/calls/{id}/context"));
+    let reason = &context["escalation"]["reasons"][0];
+    assert_eq!(
+        reason["code"], "caller_request",
+        "{:#}",
+        context["escalation"]
+    );
+    assert_eq!(reason["evidence"][0], "caller pressed 0");
     baton.assert_alive();
 }

@@ -1,12 +1,12 @@
 //! Runs a call's escalation engine beside the call: it follows the call's context as it
-//! changes, writes each new decision back to the context (author `system`), and lists the
+//! changes and the keys the caller presses, writes each new decision back to the context (author `system`), and lists the
 //! call in the escalations once it should go to a person. The call stops it when it ends.
 
 use crate::context::{Author, Change, ContextStore};
 use crate::escalation::{Engine, Escalations, Policy};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
@@ -14,12 +14,25 @@ use tracing::{info, warn, Instrument};
 /// How often time alone is weighed (a call running long).
 const TICK: Duration = Duration::from_secs(1);
 
+/// Keys in flight to the engine; a caller cannot press faster than it reads them.
+const KEYS: usize = 32;
+
 /// The running engine; dropping it stops it.
-pub struct Watcher(JoinHandle<()>);
+pub struct Watcher {
+    task: JoinHandle<()>,
+    keys: mpsc::Sender<char>,
+}
+
+impl Watcher {
+    /// A key the caller pressed (0 asks for a person).
+    pub fn key(&self, digit: char) {
+        let _ = self.keys.try_send(digit);
+    }
+}
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -30,9 +43,9 @@ pub fn watch(
     policy: Policy,
     escalations: Arc<Escalations>,
 ) -> Watcher {
-    Watcher(tokio::spawn(
-        run(call_id, contexts, policy, escalations).in_current_span(),
-    ))
+    let (keys, keys_rx) = mpsc::channel(KEYS);
+    let task = tokio::spawn(run(call_id, contexts, policy, escalations, keys_rx).in_current_span());
+    Watcher { task, keys }
 }
 
 async fn run(
@@ -40,6 +53,7 @@ async fn run(
     contexts: Arc<dyn ContextStore>,
     policy: Policy,
     escalations: Arc<Escalations>,
+    mut keys: mpsc::Receiver<char>,
 ) {
     let mut feed = match contexts.subscribe(&call_id, 0).await {
         Ok(sub) => sub,
@@ -67,6 +81,7 @@ async fn run(
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                Some(digit) = keys.recv() => engine.key(digit, elapsed()).cloned(),
                 _ = ticker.tick() => engine.tick(elapsed()).cloned(),
             }
         };

@@ -220,7 +220,7 @@ struct Call {
     /// The bot, while a `bot` step has the call.
     bot: Option<BotLink>,
     /// The escalation engine, stopped with the call.
-    _escalation: Option<escalate::Watcher>,
+    escalation: Option<escalate::Watcher>,
 }
 
 /// The call's end of the channels to its bot.
@@ -333,7 +333,7 @@ async fn run(setup: CallSetup) {
         caller_number,
         hints,
         bot: None,
-        _escalation: escalation,
+        escalation,
     };
     if let Some(n) = media {
         call.set_media(&n);
@@ -438,7 +438,13 @@ impl Call {
             }
             CallEvent::Media(n) => self.media_changed(&n),
             CallEvent::Dtmf(digit) => {
-                feed_digits(&mut self.script, self.bot.as_ref(), &self.info, &[digit]);
+                feed_digits(
+                    &mut self.script,
+                    self.bot.as_ref(),
+                    self.escalation.as_ref(),
+                    &self.info,
+                    &[digit],
+                );
             }
             CallEvent::Bye => self.result = Some("caller_bye"),
             CallEvent::Cancelled => self.result = Some("cancelled"),
@@ -539,7 +545,13 @@ impl Call {
         };
         let mut out = None;
         let mut hangup = false;
-        feed_digits(&mut self.script, self.bot.as_ref(), &self.info, &digits);
+        feed_digits(
+            &mut self.script,
+            self.bot.as_ref(),
+            self.escalation.as_ref(),
+            &self.info,
+            &digits,
+        );
         let onsets = self.onsets.load(Ordering::Acquire);
         if onsets != self.onsets_seen {
             self.onsets_seen = onsets;
@@ -677,6 +689,7 @@ impl Drop for Call {
 fn feed_digits(
     script: &mut Option<Script>,
     bot: Option<&BotLink>,
+    escalation: Option<&escalate::Watcher>,
     info: &CallHandle,
     digits: &[char],
 ) {
@@ -690,6 +703,9 @@ fn feed_digits(
     }
     if let Some(bot) = bot {
         digits.iter().for_each(|d| bot.send(BotEvent::Key(*d)));
+    }
+    if let Some(escalation) = escalation {
+        digits.iter().for_each(|d| escalation.key(*d));
     }
     let mut info = calls::lock(info);
     info.dtmf.extend(digits);
