@@ -28,7 +28,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
@@ -439,10 +439,8 @@ impl Endpoint {
 
     /// A softphone registering: baton is the registrar of its agents.
     fn register(&mut self, tx: TxId, req: &Request, now: Instant) -> Result<(), Reject> {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        match self.shared.agents.register(req, now, wall) {
+        let wall_secs = crate::context::store::now_ms() / 1000;
+        match self.shared.agents.register(req, now, wall_secs) {
             Answer::Ok(contacts) => {
                 let mut resp = req.response(200, None).with_to_tag(&new_tag());
                 resp.headers.0.extend(contacts);

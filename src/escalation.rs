@@ -8,6 +8,7 @@
 //! that always go to a person). The others are scored from 0 to 1 and weighed; the call
 //! escalates when their weighted sum reaches the dialplan's threshold.
 
+use crate::context::store::now_ms;
 use crate::context::{Change, Event};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -243,16 +244,13 @@ pub struct Escalations {
 impl Escalations {
     /// Lists call `call_id` as escalated for `decision`.
     pub fn record(&self, call_id: &str, decision: &Decision) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         if list.len() >= MAX_RECORDS {
             list.pop_front();
         }
         list.push_back(Record {
             call_id: call_id.to_owned(),
-            decided_at_ms: now,
+            decided_at_ms: now_ms(),
             urgency: decision.urgency,
             skill: decision.skill.clone(),
             reasons: decision.reasons.clone(),
