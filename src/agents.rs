@@ -7,6 +7,7 @@
 //! and says what to answer. The endpoint sends the answer; the API reads the presence.
 
 use crate::config::{AgentConfig, DEFAULT_DIGEST};
+use crate::routing::Candidate;
 use baton_sip::auth::{self, Algorithm, AuthError, Digest};
 use baton_sip::message::{AuthParams, Contact, Header, NameAddr, Param, Request, Uri};
 use serde::Serialize;
@@ -50,8 +51,24 @@ struct Binding {
 struct Live {
     bindings: Vec<Binding>,
     presence: Presence,
-    /// Calls the agent is on now.
+    /// Calls the agent is on now, ringing ones included.
     calls: u32,
+    /// When their last call ended; `None` before their first.
+    last_ended: Option<Instant>,
+    /// Their recent handle time in seconds, a moving average; `None` before their first.
+    handle_secs: Option<f64>,
+}
+
+/// How much the newest call moves an agent's handle time: the last ten or so calls count.
+const HANDLE_SMOOTHING: f64 = 0.2;
+
+/// An agent routing may offer a call to, and where their phone rings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reachable {
+    pub candidate: Candidate,
+    pub name: String,
+    /// The Contact of their most recently registered phone.
+    pub contact: Uri,
 }
 
 /// Every agent and what baton knows of them now.
@@ -91,6 +108,8 @@ pub struct AgentView {
     /// Calls the agent is on now, and the most they take.
     pub calls: u32,
     pub max_calls: u32,
+    /// Their recent handle time in seconds (a moving average), once they have taken a call.
+    pub handle_secs: Option<f64>,
     pub skills: std::collections::BTreeMap<String, u8>,
     pub languages: Vec<String>,
 }
@@ -105,6 +124,8 @@ impl Agents {
                     bindings: Vec::new(),
                     presence: Presence::Available,
                     calls: 0,
+                    last_ended: None,
+                    handle_secs: None,
                 };
                 (a.id.clone(), live)
             })
@@ -281,11 +302,79 @@ impl Agents {
                     presence: l.map_or(Presence::Away, |l| l.presence),
                     calls: l.map_or(0, |l| l.calls),
                     max_calls: a.max_calls,
+                    handle_secs: l.and_then(|l| l.handle_secs),
                     skills: a.skills.clone(),
                     languages: a.languages.clone(),
                 }
             })
             .collect()
+    }
+
+    /// Whether no agent is configured: calls then never go to one.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The agents with a phone registered at `now`, as routing weighs them: whether they
+    /// can take a call, their load, idle and handle times.
+    pub fn reachable(&self, now: Instant) -> Vec<Reachable> {
+        let live = self.live();
+        self.list
+            .iter()
+            .filter_map(|a| {
+                let l = live.get(&a.id)?;
+                // The newest registration is the phone the agent is most likely at.
+                let binding = l.bindings.iter().rfind(|b| b.expires_at > now)?;
+                let idle_secs = l
+                    .last_ended
+                    .map_or(u64::MAX, |t| now.saturating_duration_since(t).as_secs());
+                Some(Reachable {
+                    candidate: Candidate {
+                        id: a.id.clone(),
+                        skills: a.skills.clone(),
+                        languages: a.languages.clone(),
+                        available: l.presence == Presence::Available,
+                        calls: l.calls,
+                        max_calls: a.max_calls,
+                        idle_secs,
+                        handle_secs: l.handle_secs,
+                    },
+                    name: a.name.clone(),
+                    contact: binding.contact.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Counts a call offered to agent `id` against their `max_calls`; false, and nothing
+    /// counted, when they have no room for it (taken by another call since routing looked).
+    pub fn claim(&self, id: &str) -> bool {
+        let max = self.list.iter().find(|a| a.id == id).map(|a| a.max_calls);
+        match (self.live().get_mut(id), max) {
+            (Some(l), Some(max)) if l.presence == Presence::Available && l.calls < max => {
+                l.calls += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Agent `id` is done with a call [`Agents::claim`] counted, at `now`; `handled` is
+    /// how long they talked, when they answered.
+    pub fn release(&self, id: &str, handled: Option<Duration>, now: Instant) {
+        let mut live = self.live();
+        let Some(l) = live.get_mut(id) else {
+            return;
+        };
+        l.calls = l.calls.saturating_sub(1);
+        if let Some(d) = handled {
+            let secs = d.as_secs_f64();
+            l.handle_secs = Some(match l.handle_secs {
+                Some(avg) => avg + HANDLE_SMOOTHING * (secs - avg),
+                None => secs,
+            });
+            l.last_ended = Some(now);
+        }
     }
 
     /// Sets an agent's presence; false when there is no such agent.

@@ -10,6 +10,7 @@ pub use step::{BotSpec, Step};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -44,6 +45,31 @@ pub struct Dialplan {
     /// `[escalation]`: when this plan's calls go from the bot to a person; the defaults
     /// when the plan has a bot but no table.
     pub escalation: Option<Policy>,
+    /// `[transfer]`: how a call escalated goes to an agent and comes back.
+    pub transfer: TransferPlan,
+}
+
+/// A dialplan's `[transfer]` table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransferPlan {
+    /// `ring_secs` (default 20, 5 to 120) and `update_secs` (default 20, 5 to 300).
+    pub settings: crate::transfer::Settings,
+    /// `return_to`: the `[dialog]` node the bot picks up at when a caller comes back from
+    /// an agent (or no agent could come); the dialog's start when not given.
+    pub return_to: Option<String>,
+    /// `music`: what the caller hears between the transfer's prompts (absolute path;
+    /// `hold-music.wav` unless named). `None` for a plan without a bot, which never
+    /// transfers.
+    pub music: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransfer {
+    ring_secs: Option<i64>,
+    update_secs: Option<i64>,
+    return_to: Option<String>,
+    music: Option<String>,
 }
 
 /// One entry of `match`: an exact user/number, or a prefix written with a trailing `*`.
@@ -337,6 +363,7 @@ impl Dialplan {
             .iter()
             .filter_map(Step::media_file)
             .chain(prompts)
+            .chain(self.transfer.music.as_deref())
     }
 
     /// Parses one file, pushing every problem found onto `errors`. Returns the plan (when
@@ -371,6 +398,7 @@ impl Dialplan {
         let steps = parse_steps(&source, media, errors, header.is_some());
         let dialog = parse_dialog(&source, file, &steps, media, errors);
         let escalation = parse_escalation(&source, &steps, errors);
+        let transfer = parse_transfer(&source, dialog.as_ref(), &steps, media, errors);
 
         // Problems in the steps do not stop the name and match entries from being claimed,
         // so a clash with another file is reported in the same run.
@@ -445,6 +473,7 @@ impl Dialplan {
             speech_hints,
             dialog,
             escalation,
+            transfer,
         };
         let name_at = source.at_key(&KeyPath::keys(&["name"]));
         Some((plan, name_at, match_at))
@@ -468,6 +497,85 @@ struct RawHeader {
     _dialog: Option<serde::de::IgnoredAny>,
     #[serde(rename = "escalation")]
     _escalation: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "transfer")]
+    _transfer: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads and checks `[transfer]`; the defaults without one.
+fn parse_transfer(
+    source: &SourceFile<'_>,
+    dialog: Option<&BuiltinDialog>,
+    steps: &[Step],
+    media: &mut MediaDir,
+    errors: &mut Vec<DialplanError>,
+) -> TransferPlan {
+    let mut plan = TransferPlan::default();
+    let has_bot = steps.iter().any(|s| matches!(s, Step::Bot(_)));
+    let mut music = |name: &str, errors: &mut Vec<DialplanError>| match media.check(name) {
+        Ok(path) => Some(path),
+        Err(problem) => {
+            errors.push(DialplanError::Media {
+                at: source.at_key(&KeyPath::keys(&["transfer", "music"])),
+                file: name.to_owned(),
+                problem,
+            });
+            None
+        }
+    };
+    let Some(item) = source.root().get("transfer") else {
+        if has_bot {
+            plan.music = music("hold-music.wav", errors);
+        }
+        return plan;
+    };
+    let at = |name: &str| source.at_key(&KeyPath::keys(&["transfer", name]));
+    let Some(table) = item.as_table() else {
+        errors.push(DialplanError::Invalid {
+            at: source.at_key(&KeyPath::keys(&["transfer"])),
+            message: "expected a [transfer] table".to_owned(),
+        });
+        return plan;
+    };
+    let raw: RawTransfer = match location::deserialize_table(table) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (at, message) = source.at_error(&e);
+            errors.push(DialplanError::Invalid { at, message });
+            return plan;
+        }
+    };
+    let mut secs = |name: &str, value: Option<i64>, max: i64, into: &mut Duration| {
+        let Some(v) = value else { return };
+        match u64::try_from(v) {
+            Ok(v) if (5..=max as u64).contains(&v) => *into = Duration::from_secs(v),
+            _ => errors.push(DialplanError::Invalid {
+                at: at(name),
+                message: format!("expected 5 to {max} seconds, got {v}"),
+            }),
+        }
+    };
+    secs("ring_secs", raw.ring_secs, 120, &mut plan.settings.ring);
+    secs(
+        "update_secs",
+        raw.update_secs,
+        300,
+        &mut plan.settings.update,
+    );
+    plan.music = music(raw.music.as_deref().unwrap_or("hold-music.wav"), errors);
+    if let Some(node) = raw.return_to {
+        match dialog {
+            Some(d) if d.plan.nodes.contains_key(&node) => plan.return_to = Some(node),
+            Some(_) => errors.push(DialplanError::Invalid {
+                at: at("return_to"),
+                message: format!("no [dialog] node is named {node:?}"),
+            }),
+            None => errors.push(DialplanError::Invalid {
+                at: at("return_to"),
+                message: "names a [dialog] node, but the plan has no [dialog]".to_owned(),
+            }),
+        }
+    }
+    plan
 }
 
 /// Reads and checks `[escalation]`; a plan with a bot and no table gets the defaults.
@@ -1578,7 +1686,7 @@ play = { file = "hold-music.wav", loop = true }
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
             [
                 "dialplans/test.toml:2:3: key \"steps\": unknown key `steps`, expected one of \
-              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`, `escalation`"
+              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`, `escalation`, `transfer`"
             ]
         );
     }

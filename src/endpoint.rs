@@ -5,7 +5,7 @@
 //! Every wire error maps to its status code here, in one place ([`Reject`]).
 
 use crate::agents::Answer;
-use crate::call::{self, CallEvent, CallSetup, Command};
+use crate::call::{self, AgentEvent, CallEvent, CallSetup, Command, Dial};
 use crate::calls::{CallInfo, CallState, MediaStats};
 use crate::dialplan::Dialplans;
 use crate::metrics::Direction as MetricDir;
@@ -15,14 +15,15 @@ use crate::transport::{Inbound, Transports};
 use baton_sdp::{
     LocalDescription, LocalMedia, Negotiated, NegotiationError, RemoteDescription, SdpSession,
 };
-use baton_sip::build::new_tag;
+use baton_sip::build::{new_call_id, new_tag};
 use baton_sip::dialog::{
     negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, SessionTimerError,
     Uas2xxEvent, Uas2xxRetransmit,
 };
 use baton_sip::transaction::{Peer, TransactionLayer, Transmit, Transport, TxEvent, TxId};
 use baton_sip::{
-    parse, Contact, Header, Message, Method, NameAddr, Param, Request, Response, SipUri, Uri, Via,
+    parse, CSeq, Contact, Header, Headers, Message, Method, NameAddr, Param, Request, Response,
+    SipUri, Uri, Via,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -57,6 +58,24 @@ enum Sent {
     Bye,
     /// A session refresh (RFC 4028 §7.4), by UPDATE or re-INVITE.
     Refresh,
+    /// The INVITE of an agent leg.
+    Invite,
+    /// The CANCEL of an agent leg's INVITE.
+    Cancel,
+}
+
+/// An agent leg whose INVITE has no final answer yet.
+struct Dialing {
+    invite: Request,
+    peer: Peer,
+    call: mpsc::Sender<CallEvent>,
+    media: LocalMedia,
+    sdp: SdpSession,
+    local: LocalDescription,
+    /// A provisional response came: a CANCEL may be sent (RFC 3261 §9.1).
+    provisional: bool,
+    /// The call gave up on the leg before a provisional response: CANCEL on the first.
+    cancel: bool,
 }
 
 /// A request baton answers with an error status instead of processing it.
@@ -132,9 +151,43 @@ struct Leg {
     peer_allows_update: bool,
     /// Our BYE is in flight: the leg goes when it completes.
     closing: bool,
+    /// For a leg baton dialled to an agent: its key, as the call knows it, and the ACK of
+    /// the 2xx, sent again for each retransmission of the 2xx.
+    agent: Option<(String, Request)>,
 }
 
 impl Leg {
+    /// Tells the call what happened on this leg: as itself for the caller's leg, as news
+    /// of an agent leg for one baton dialled.
+    fn notify(&self, ev: CallEvent) {
+        let ev = match &self.agent {
+            None => ev,
+            Some((key, _)) => {
+                let event = match ev {
+                    CallEvent::Media(n) | CallEvent::Acked(Some(n)) => AgentEvent::Media(n),
+                    CallEvent::Bye | CallEvent::Gone(_) | CallEvent::Cancelled => AgentEvent::Bye,
+                    // Agents' keys reach nobody; an ACK without media changes nothing.
+                    CallEvent::Dtmf(_) | CallEvent::Acked(None) | CallEvent::Agent { .. } => return,
+                };
+                CallEvent::Agent {
+                    key: key.clone(),
+                    event,
+                }
+            }
+        };
+        let _ = self.call.try_send(ev);
+    }
+
+    /// News of this agent leg for the call.
+    fn agent_news(&self, event: AgentEvent) {
+        if let Some((key, _)) = &self.agent {
+            let _ = self.call.try_send(CallEvent::Agent {
+                key: key.clone(),
+                event,
+            });
+        }
+    }
+
     /// Restarts the session timer: the session was just established or refreshed.
     fn refreshed(&mut self, now: Instant) {
         self.expires = self.timer.map(|t| t.expires_at(now));
@@ -178,6 +231,8 @@ pub struct Endpoint {
     origins: HashMap<Origin, String>,
     /// Which leg each of our client transactions belongs to, and what it is for.
     clients: HashMap<TxId, (String, Sent)>,
+    /// Agent legs ringing, by key.
+    dialing: HashMap<String, Dialing>,
     /// Leg deadlines (2xx retransmission, session expiry), checked lazily.
     wakeups: BinaryHeap<Reverse<(Instant, String)>>,
     commands: mpsc::Sender<Command>,
@@ -206,6 +261,7 @@ impl Endpoint {
             invites: HashMap::new(),
             origins: HashMap::new(),
             clients: HashMap::new(),
+            dialing: HashMap::new(),
             wakeups: BinaryHeap::new(),
             commands,
             // Only sessions whose UAC asks for a timer get one.
@@ -242,10 +298,11 @@ impl Endpoint {
                     }
                     if phase == Phase::Ending {
                         ending = true;
-                        let keys: Vec<String> = self.legs.keys().cloned().collect();
+                        let keys: Vec<String> =
+                            self.legs.keys().chain(self.dialing.keys()).cloned().collect();
                         for key in keys {
                             if let Some(leg) = self.legs.get(&key) {
-                                let _ = leg.call.try_send(CallEvent::Gone("shutdown"));
+                                leg.notify(CallEvent::Gone("shutdown"));
                             }
                             self.hangup(&key, Instant::now());
                         }
@@ -253,7 +310,11 @@ impl Endpoint {
                 }
             }
             self.flush(Instant::now());
-            if self.draining && self.legs.is_empty() && self.clients.is_empty() {
+            if self.draining
+                && self.legs.is_empty()
+                && self.clients.is_empty()
+                && self.dialing.is_empty()
+            {
                 return;
             }
         }
@@ -357,22 +418,25 @@ impl Endpoint {
                 ..
             } => self.handle_cancel(tx, invite, &request, now),
             TxEvent::Ack { request, .. } => self.handle_ack(&request, now),
-            TxEvent::Response { tx, response } if response.status >= 200 => {
-                match self.clients.get(&tx).cloned() {
-                    Some((key, Sent::Refresh)) => self.refresh_answered(&key, &response, now),
-                    Some((key, Sent::Bye)) => {
-                        self.clients.remove(&tx);
-                        self.client_done(&key);
-                    }
-                    None => {}
+            TxEvent::Response { tx, response } => match self.clients.get(&tx).cloned() {
+                Some((key, Sent::Invite)) => self.agent_answered(&key, &response, now),
+                Some(_) if response.status < 200 => {}
+                Some((key, Sent::Refresh)) => self.refresh_answered(&key, &response, now),
+                Some((key, Sent::Bye)) => {
+                    self.clients.remove(&tx);
+                    self.client_done(&key);
                 }
-            }
-            TxEvent::Response { .. } => {}
+                Some((_, Sent::Cancel)) => {
+                    self.clients.remove(&tx);
+                }
+                None => {}
+            },
             TxEvent::Timeout { tx, .. } | TxEvent::TransportError { tx } => {
                 match self.clients.remove(&tx) {
                     Some((key, Sent::Bye)) => self.client_done(&key),
                     Some((key, Sent::Refresh)) => self.refresh_failed(&key, "no answer", now),
-                    None => {}
+                    Some((key, Sent::Invite)) => self.agent_failed(&key, 408),
+                    Some((_, Sent::Cancel)) | None => {}
                 }
                 if let Some(key) = self.invites.remove(&tx) {
                     // The ACK for a final non-2xx never came, or the transport broke:
@@ -630,6 +694,7 @@ impl Endpoint {
                 refreshing: None,
                 peer_allows_update: req.headers.allow().any(|m| *m == Method::Update),
                 closing: false,
+                agent: None,
             },
         );
         Ok(())
@@ -671,6 +736,233 @@ impl Endpoint {
             }
             Command::Answer { key } => self.answer(&key, now),
             Command::Hangup { key } => self.hangup(&key, now),
+            Command::Dial(dial) => self.dial(*dial, now),
+        }
+    }
+
+    /// Rings an agent's phone: an INVITE offering our media, carrying where the call's
+    /// context is (Call-Info, RFC 3261 §20.9) so that their desktop can show it at once.
+    fn dial(&mut self, d: Dial, now: Instant) {
+        let Some(call) = self.legs.get(&d.caller).map(|l| l.call.clone()) else {
+            return; // the caller left while the command was on its way
+        };
+        let failed = |status| {
+            let _ = call.try_send(CallEvent::Agent {
+                key: d.key.clone(),
+                event: AgentEvent::Failed(status),
+            });
+        };
+        let Some(peer) = uri_peer(&d.target) else {
+            warn!(target = %d.target, "agent's contact is not an address baton can reach");
+            return failed(503);
+        };
+        let media = LocalMedia::new(self.config.advertised, d.port);
+        let local = baton_sdp::offer(&media);
+        let mut sdp = SdpSession::new(rand::random::<u32>().into());
+        let host = host_string(self.config.advertised);
+        let from_uri = Uri::Sip(SipUri {
+            secure: false,
+            user: Some(d.from_user.clone().unwrap_or_else(|| "anonymous".into())),
+            password: None,
+            host,
+            port: None,
+            params: Vec::new(),
+            headers: Vec::new(),
+        });
+        let mut headers = Headers::default();
+        headers.push(Header::MaxForwards(baton_sip::build::DEFAULT_MAX_FORWARDS));
+        headers.push(Header::From(NameAddr {
+            display: None,
+            uri: from_uri,
+            params: vec![Param::new("tag", &d.key)],
+        }));
+        headers.push(Header::To(NameAddr {
+            display: None,
+            uri: d.target.clone(),
+            params: Vec::new(),
+        }));
+        headers.push(Header::CallId(new_call_id()));
+        headers.push(Header::CSeq(CSeq {
+            seq: 1,
+            method: Method::Invite,
+        }));
+        headers.push(Header::Contact(Contact::Addr(self.contact(peer.transport))));
+        headers.push(other(
+            "Call-Info",
+            &format!("<{}>;purpose=info", d.context_url),
+        ));
+        headers.push(other("X-Baton-Call-Id", &d.call_id));
+        headers.push(Header::Allow(ALLOW.to_vec()));
+        headers.push(Header::Supported(
+            SUPPORTED.iter().map(|s| s.to_string()).collect(),
+        ));
+        headers.push(Header::ContentType("application/sdp".into()));
+        let mut invite = Request {
+            method: Method::Invite,
+            uri: d.target.clone(),
+            headers,
+            body: sdp.write(&local).to_vec(),
+        };
+        invite.push_via(self.via(peer.transport));
+        match self.txl.send_request(invite.clone(), peer, now) {
+            Ok(tx) => {
+                info!(agent_leg = %d.key, target = %d.target, "ringing an agent");
+                self.clients.insert(tx, (d.key.clone(), Sent::Invite));
+                self.dialing.insert(
+                    d.key,
+                    Dialing {
+                        invite,
+                        peer,
+                        call,
+                        media,
+                        sdp,
+                        local,
+                        provisional: false,
+                        cancel: false,
+                    },
+                );
+            }
+            Err(e) => {
+                warn!(error = %e, "agent INVITE not sent");
+                failed(503);
+            }
+        }
+    }
+
+    /// A response to an agent leg's INVITE: ringing, answered (ACKed, and the leg becomes a
+    /// dialog like the caller's), or refused.
+    fn agent_answered(&mut self, key: &str, resp: &Response, now: Instant) {
+        if let Some(leg) = self.legs.get(key) {
+            // The 2xx again: our ACK was lost (RFC 3261 §13.2.2.4).
+            if let (true, Some((_, ack))) = (resp.is_success(), &leg.agent) {
+                let peer = target_peer(&leg.dialog, leg.peer);
+                self.send_ack(ack.clone(), peer);
+            }
+            return;
+        }
+        let Some(d) = self.dialing.get_mut(key) else {
+            return;
+        };
+        if resp.status < 200 {
+            if resp.status > 100 && !d.provisional {
+                d.provisional = true;
+                let _ = d.call.try_send(CallEvent::Agent {
+                    key: key.to_owned(),
+                    event: AgentEvent::Ringing,
+                });
+                if d.cancel {
+                    self.cancel(key, now);
+                }
+            }
+            return;
+        }
+        let Some(d) = self.dialing.remove(key) else {
+            return;
+        };
+        if !resp.is_success() {
+            // The transaction layer ACKs a final error itself (RFC 3261 §17.1.1.3).
+            if !d.cancel {
+                let _ = d.call.try_send(CallEvent::Agent {
+                    key: key.to_owned(),
+                    event: AgentEvent::Failed(resp.status),
+                });
+            }
+            return;
+        }
+        let dialog = match Dialog::uac(&d.invite, resp) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                warn!(error = %e, "agent's 2xx makes no dialog");
+                let _ = d.call.try_send(CallEvent::Agent {
+                    key: key.to_owned(),
+                    event: AgentEvent::Failed(502),
+                });
+                return;
+            }
+        };
+        let mut ack = dialog.ack_for(resp);
+        let peer = target_peer(&dialog, d.peer);
+        ack.push_via(self.via(peer.transport));
+        self.send_ack(ack.clone(), peer);
+        let answer = accept_answer(&d.local, &resp.body);
+        let call_id = d.invite.headers.call_id().unwrap_or_default().to_owned();
+        self.legs.insert(
+            key.to_owned(),
+            Leg {
+                origin: (call_id.clone(), key.to_owned(), 1),
+                call_id,
+                dialog,
+                peer: d.peer,
+                call: d.call,
+                pending_invite: None,
+                answer: None,
+                retransmit: None,
+                media: d.media,
+                sdp: d.sdp,
+                local: d.local,
+                awaiting_answer: false,
+                timer: None,
+                expires: None,
+                refresh: None,
+                refreshing: None,
+                peer_allows_update: resp.headers.allow().any(|m| *m == Method::Update),
+                closing: false,
+                agent: Some((key.to_owned(), ack)),
+            },
+        );
+        let leg = &self.legs[key];
+        match answer {
+            Ok(n) if !d.cancel => leg.agent_news(AgentEvent::Answered(n)),
+            Ok(_) => self.hangup(key, now),
+            Err(e) => {
+                warn!(error = %e, "agent's SDP answer is unusable; hanging up");
+                leg.agent_news(AgentEvent::Failed(488));
+                self.hangup(key, now);
+            }
+        }
+    }
+
+    fn send_ack(&self, ack: Request, to: Peer) {
+        transmit(
+            &self.shared,
+            &self.transports,
+            Transmit {
+                msg: Message::Request(ack),
+                to,
+                tx: None,
+            },
+        );
+    }
+
+    /// The agent leg's INVITE got no answer at all, or could not be sent.
+    fn agent_failed(&mut self, key: &str, status: u16) {
+        if let Some(d) = self.dialing.remove(key) {
+            if !d.cancel {
+                let _ = d.call.try_send(CallEvent::Agent {
+                    key: key.to_owned(),
+                    event: AgentEvent::Failed(status),
+                });
+            }
+        }
+    }
+
+    /// Gives up an agent leg that rings: CANCEL once the phone has answered provisionally,
+    /// as RFC 3261 §9.1 requires, else as soon as it does.
+    fn cancel(&mut self, key: &str, now: Instant) {
+        let Some(d) = self.dialing.get_mut(key) else {
+            return;
+        };
+        d.cancel = true;
+        if !d.provisional {
+            return;
+        }
+        let cancel = d.invite.cancel();
+        let peer = d.peer;
+        match self.txl.send_request(cancel, peer, now) {
+            Ok(tx) => {
+                self.clients.insert(tx, (key.to_owned(), Sent::Cancel));
+            }
+            Err(e) => debug!(error = %e, "CANCEL not sent"),
         }
     }
 
@@ -701,6 +993,9 @@ impl Endpoint {
 
     /// The call wants to end: BYE if answered, otherwise a final error for the INVITE.
     fn hangup(&mut self, key: &str, now: Instant) {
+        if self.dialing.contains_key(key) {
+            return self.cancel(key, now);
+        }
         let Some(leg) = self.legs.get_mut(key) else {
             return;
         };
@@ -833,9 +1128,7 @@ impl Endpoint {
                 leg.dialog.handle_response(resp);
                 if sent == Method::Invite && !resp.body.is_empty() {
                     match accept_answer(&leg.local, &resp.body) {
-                        Ok(n) => {
-                            let _ = leg.call.try_send(CallEvent::Media(n));
-                        }
+                        Ok(n) => leg.notify(CallEvent::Media(n)),
                         Err(e) => {
                             warn!(error = %e, "the refresh's SDP answer is unusable");
                             return self.refresh_failed(key, "bad answer", now);
@@ -880,7 +1173,7 @@ impl Endpoint {
         };
         leg.refreshing = None;
         info!(call_id = %leg.call_id, why, "session refresh failed; ending the call");
-        let _ = leg.call.try_send(CallEvent::Gone("refresh_failed"));
+        leg.notify(CallEvent::Gone("refresh_failed"));
         self.hangup(key, now);
     }
 
@@ -899,7 +1192,7 @@ impl Endpoint {
 
     fn drop_leg(&mut self, key: &str, why: CallEvent) {
         if let Some(leg) = self.remove_leg(key) {
-            let _ = leg.call.try_send(why);
+            leg.notify(why);
         }
     }
 
@@ -950,14 +1243,14 @@ impl Endpoint {
                 Err(e) => {
                     // RFC 3261 §13.3.1.4 leaves us nothing to answer: end the call.
                     warn!(error = %e, "the ACK's SDP answer is unusable; ending the call");
-                    let _ = leg.call.try_send(CallEvent::Gone("bad_answer"));
+                    leg.notify(CallEvent::Gone("bad_answer"));
                     let key = tag.to_string();
                     self.hangup(&key, now);
                     return;
                 }
             }
         }
-        let _ = leg.call.try_send(CallEvent::Acked(media));
+        leg.notify(CallEvent::Acked(media));
     }
 
     fn in_dialog(
@@ -980,7 +1273,7 @@ impl Endpoint {
         match req.method {
             Method::Bye => {
                 let leg = self.remove_leg(tag).expect("leg looked up above");
-                let _ = leg.call.try_send(CallEvent::Bye);
+                leg.notify(CallEvent::Bye);
                 self.respond(tx, req.response(200, None), now);
                 Ok(())
             }
@@ -1032,7 +1325,7 @@ impl Endpoint {
                     ));
                 }
                 if let Some(n) = changed {
-                    let _ = leg.call.try_send(CallEvent::Media(n));
+                    leg.notify(CallEvent::Media(n));
                 }
                 let wake = leg_deadline(leg);
                 self.respond(tx, resp, now);
@@ -1050,7 +1343,7 @@ impl Endpoint {
                 // Other INFO packages are acknowledged so the peer does not tear down.
                 if let Some(digit) = info_dtmf(req) {
                     if let Some(leg) = self.legs.get(tag) {
-                        let _ = leg.call.try_send(CallEvent::Dtmf(digit));
+                        leg.notify(CallEvent::Dtmf(digit));
                     }
                 }
                 self.respond(tx, req.response(200, None), now);
@@ -1089,7 +1382,7 @@ impl Endpoint {
             let refresh_due = leg.refresh.is_some_and(|r| r <= now) && leg.refreshing.is_none();
             if let Some(why) = gone {
                 info!(call_id = %leg.call_id, why, "ending call");
-                let _ = leg.call.try_send(CallEvent::Gone(why));
+                leg.notify(CallEvent::Gone(why));
                 leg.retransmit = None;
                 self.hangup(&key, now);
                 continue;
@@ -1141,6 +1434,26 @@ fn target_peer(dialog: &Dialog, came_from: Peer) -> Peer {
         }
     }
     came_from
+}
+
+/// Where a request to `uri` goes: its host must be an address (an agent's registered
+/// Contact is); `transport=tcp` picks TCP.
+fn uri_peer(uri: &Uri) -> Option<Peer> {
+    let Uri::Sip(u) = uri else {
+        return None;
+    };
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    let ip = host.parse::<IpAddr>().ok()?;
+    let tcp = u.params.iter().any(|p| {
+        p.name.eq_ignore_ascii_case("transport")
+            && p.value
+                .as_deref()
+                .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+    });
+    Some(Peer {
+        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        transport: if tcp { Transport::Tcp } else { Transport::Udp },
+    })
 }
 
 /// The media agreed by the SDP answer in `body` to our offer `local` (in an ACK, or in the

@@ -80,6 +80,8 @@ pub enum Code {
     NoMatch,
     /// The bot said it cannot go on.
     BotStuck,
+    /// The bot handed the call over (its dialog, or an external bot, asked for a person).
+    BotHandover,
     /// Several topics, failed attempts, or a call running long.
     Complexity,
 }
@@ -95,6 +97,7 @@ impl Code {
             Code::LowConfidence => "the bot is unsure what they want",
             Code::NoMatch => "the bot did not understand",
             Code::BotStuck => "the bot is stuck",
+            Code::BotHandover => "the bot handed over",
             Code::Complexity => "a complex call",
         }
     }
@@ -229,10 +232,22 @@ pub struct Record {
     pub urgency: Urgency,
     pub skill: Option<String>,
     pub reasons: Vec<Reason>,
-    /// The agent who took the call, once one did.
+    /// The agent who took the call, once one did (or whose phone rings now).
     pub agent_id: Option<String>,
+    /// When an agent joined the caller, in ms since the Unix epoch.
+    pub connected_at_ms: Option<u64>,
+    /// Agents offered the call who did not take it, in order.
+    pub missed: Vec<MissedAgent>,
     /// `waiting` until routing and transfer report what became of it.
     pub outcome: String,
+}
+
+/// An agent whose phone was offered a call and did not take it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissedAgent {
+    pub agent_id: String,
+    /// `no answer`, `busy`, `declined` or `unreachable`.
+    pub why: String,
 }
 
 /// Every recent escalation, for `GET /v1/escalations`.
@@ -242,9 +257,16 @@ pub struct Escalations {
 }
 
 impl Escalations {
-    /// Lists call `call_id` as escalated for `decision`.
+    /// Lists call `call_id` as escalated for `decision`; a call listed already has its
+    /// reasons, urgency and skill brought up to date (the decision grew after it was taken).
     pub fn record(&self, call_id: &str, decision: &Decision) {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
+            r.urgency = decision.urgency;
+            r.skill.clone_from(&decision.skill);
+            r.reasons.clone_from(&decision.reasons);
+            return;
+        }
         if list.len() >= MAX_RECORDS {
             list.pop_front();
         }
@@ -255,8 +277,38 @@ impl Escalations {
             skill: decision.skill.clone(),
             reasons: decision.reasons.clone(),
             agent_id: None,
+            connected_at_ms: None,
+            missed: Vec::new(),
             outcome: "waiting".to_owned(),
         });
+    }
+
+    /// What became of call `call_id`'s escalation: the agent who has it (or last had
+    /// it), its outcome, and the agents who did not take it.
+    pub fn outcome(
+        &self,
+        call_id: &str,
+        agent_id: Option<&str>,
+        outcome: &str,
+        missed: &[(String, &str)],
+    ) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
+            if let Some(id) = agent_id {
+                r.agent_id = Some(id.to_owned());
+            }
+            if outcome == "connected" {
+                r.connected_at_ms = Some(now_ms());
+            }
+            r.outcome = outcome.to_owned();
+            r.missed = missed
+                .iter()
+                .map(|(id, why)| MissedAgent {
+                    agent_id: id.clone(),
+                    why: (*why).to_owned(),
+                })
+                .collect();
+        }
     }
 
     /// Every escalation kept, oldest first.
@@ -280,6 +332,7 @@ struct Signals {
     stuck: Option<String>,
     failed_attempts: u32,
     flagged: Option<String>,
+    handover: Option<String>,
     elapsed_ms: u64,
 }
 
@@ -359,6 +412,14 @@ impl Engine {
         self.evaluate(at_ms)
     }
 
+    /// The bot handed the call over for `reason`: a person now, as when the caller asks.
+    pub fn handover(&mut self, reason: &str, at_ms: u64) -> Option<&Decision> {
+        if self.signals.handover.is_none() {
+            self.signals.handover = Some(format!("the bot handed over: {}", quote(reason)));
+        }
+        self.evaluate(at_ms)
+    }
+
     /// Time passing: a call that runs long grows complex.
     pub fn tick(&mut self, at_ms: u64) -> Option<&Decision> {
         let long = self.policy.long_call_secs.saturating_mul(1000);
@@ -414,6 +475,10 @@ impl Engine {
                 1.0,
                 vec![format!("intent {name} always goes to a person")],
             ));
+        }
+        if let Some(evidence) = &s.handover {
+            immediate = true;
+            reasons.push(reason(Code::BotHandover, 1.0, vec![evidence.clone()]));
         }
         if let Some(flag) = &s.flagged {
             immediate = true;

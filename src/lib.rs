@@ -21,5 +21,6 @@ pub mod routing;
 pub mod rtp_ports;
 pub mod server;
 pub mod speech;
+pub mod transfer;
 pub mod transport;
 pub mod tts;

@@ -52,6 +52,9 @@ pub struct Shared {
     pub agents: Arc<Agents>,
     /// Calls that should go, or went, to a person.
     pub escalations: Arc<Escalations>,
+    /// The HTTP API as others reach it (`http://192.0.2.1:8080`): an agent's phone finds the
+    /// call's context there.
+    pub api_base: String,
 }
 
 /// Why the server could not start.
@@ -167,6 +170,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         outbound,
         agents: agents.clone(),
         escalations: escalations.clone(),
+        api_base: match (advertised, config.http.port()) {
+            (IpAddr::V6(ip), port) => format!("http://[{ip}]:{port}"),
+            (ip, port) => format!("http://{ip}:{port}"),
+        },
     });
     let (rate, burst) = config
         .invite_rate_limit

@@ -64,9 +64,11 @@ pub struct Listener {
     /// Words that bias recognition: what the dialplan, and the dialog's current question,
     /// expect the caller to say.
     pub hints: watch::Receiver<String>,
-    /// Counts the caller's speech onsets; the call task watches it to stop a prompt the
-    /// caller talks over (barge-in) on its next frame.
+    /// Counts the speaker's onsets; the call task watches the caller's to stop a prompt
+    /// the caller talks over (barge-in) on its next frame.
     pub onsets: Arc<AtomicU32>,
+    /// Whose audio this listener transcribes: [`Side::Caller`] or [`Side::Agent`].
+    pub side: Side,
 }
 
 /// Starts the listener of one call; it ends when the call's audio tap closes, after the
@@ -184,7 +186,7 @@ impl Listener {
         while open || pending > 0 {
             tokio::select! {
                 got = self.audio.recv(), if open => match got {
-                    Ok(LegFrame { side: Side::Caller, frame: f }) => {
+                    Ok(LegFrame { side, frame: f }) if side == self.side => {
                         frame += 1;
                         let event = vad.push(&f);
                         if vad.in_speech() {
@@ -304,9 +306,9 @@ impl Listener {
         if kind == JobKind::Final {
             said.early.forget(number);
             let prosody = said.measured.remove(&number).unwrap_or_default();
-            // Only speech moves the mood: nothing heard, or no voice in it (a click, line
-            // noise at hang-up), says nothing about the caller.
-            if !text.is_empty() && prosody.pitch_hz > 0.0 {
+            // Only the caller's speech moves the mood: nothing heard, or no voice in it (a
+            // click, line noise at hang-up), says nothing about the caller.
+            if self.side == Side::Caller && !text.is_empty() && prosody.pitch_hz > 0.0 {
                 self.read_mood(&mut said.mood, &prosody, &text).await;
             }
         }
@@ -366,7 +368,11 @@ impl Listener {
         let base = heard.start_frame * 20;
         let ms = |d: std::time::Duration| base + d.as_millis() as u64;
         let entry = TranscriptEntry {
-            speaker: "caller",
+            speaker: if self.side == Side::Agent {
+                "agent"
+            } else {
+                "caller"
+            },
             text: t.text.clone(),
             is_final: heard.kind == JobKind::Final,
             utterance: heard.utterance,
@@ -391,7 +397,8 @@ impl Listener {
                 confidence = entry.confidence,
                 queued_ms = done.queued.as_millis() as u64,
                 ran_ms = done.ran.as_millis() as u64,
-                "caller said"
+                speaker = entry.speaker,
+                "said"
             );
             calls::lock(&self.info).transcript.push(entry.clone());
         }

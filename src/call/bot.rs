@@ -99,6 +99,9 @@ pub struct Bot {
     pub caller_audio: Option<mpsc::Receiver<Box<[i16]>>>,
     /// When the call began, for the time of the bot's lines in the transcript.
     pub call_started: SystemTime,
+    /// The `[dialog]` node to start at (the caller is back from an agent); the dialog's
+    /// start when `None`.
+    pub start_at: Option<String>,
 }
 
 /// Starts the bot; it ends with its dialog or its call.
@@ -308,7 +311,7 @@ impl Bot {
             return;
         };
         let mut brain = match self.spec.clone() {
-            BotSpec::Dialog => match self.local(None) {
+            BotSpec::Dialog => match self.local(self.start_at.clone().as_deref()) {
                 Some(dialog) => Brain::Local(Box::new(dialog)),
                 None => return self.finish(Ending::Escalate("no_dialog".into())).await,
             },

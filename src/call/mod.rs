@@ -4,6 +4,8 @@
 
 mod bot;
 mod escalate;
+mod handoff;
+mod leg;
 mod prompt;
 mod record;
 pub mod script;
@@ -13,25 +15,26 @@ pub use prompt::{load_fallback, load_prompts, PromptError};
 
 use crate::calls::{self, CallHandle, CallState};
 use crate::context::document::Caller;
-use crate::context::{Change, Context};
+use crate::context::{Author, Change, Context};
 use crate::dialog::engine::Ending;
 use crate::dialplan::{BotSpec, Dialplan};
+use crate::escalation::{Code, Decision};
 use crate::rtp_ports::{PortLease, PortPool};
 use crate::server::Shared;
 use crate::speech::{self, Listener};
-use baton_media::jitter::Playout;
-use baton_media::rtp::{RtpConfig, RtpEvent, RtpSession};
-use baton_media::stats::LegStats;
-use baton_media::{AudioFrame, CodecKind, Decoder, Encoder};
-use baton_sdp::{Codec, Negotiated};
+use crate::transfer::{Missed, Transfer, Words};
+use baton_media::AudioFrame;
+use baton_sdp::Negotiated;
 use bot::{Bot, BotCommand, BotEvent};
+use handoff::{CallRef, Handoff, Hold, Live};
+use leg::MediaLeg;
 use record::Recorder;
 use script::{BotEnding, Script};
-use socket::{MediaSocket, TickTime};
+use socket::TickTime;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -51,6 +54,24 @@ pub enum CallEvent {
     Cancelled,
     /// The dialog ended for a reason the call could not see (ACK timeout, session expiry).
     Gone(&'static str),
+    /// News of an agent leg the call dialled (`key` names it).
+    Agent { key: String, event: AgentEvent },
+}
+
+/// What happened on an agent leg.
+#[derive(Debug)]
+pub enum AgentEvent {
+    /// Their phone rings (180 or 183).
+    Ringing,
+    /// They answered, with this media.
+    Answered(Negotiated),
+    /// The INVITE failed with this final status (408 for no answer at all from the phone,
+    /// 503 when it could not be sent).
+    Failed(u16),
+    /// The agent's phone changed the media (hold, a new codec).
+    Media(Negotiated),
+    /// The answered leg ended: the agent hung up, or the dialog died.
+    Bye,
 }
 
 /// What a call asks of the endpoint. `key` names the dialog (our To tag).
@@ -60,8 +81,29 @@ pub enum Command {
     Ring { key: String },
     /// Send the prepared 200 OK.
     Answer { key: String },
-    /// End the call: BYE, or a final error if it was never answered.
+    /// End the call: BYE, or a final error if it was never answered. For an agent leg:
+    /// CANCEL while it rings, BYE once answered.
     Hangup { key: String },
+    /// Ring an agent's phone: a new leg named `key` (our From tag), its news reported to
+    /// the call whose caller leg is `caller`.
+    Dial(Box<Dial>),
+}
+
+/// An INVITE to an agent.
+#[derive(Debug)]
+pub struct Dial {
+    pub key: String,
+    pub caller: String,
+    /// The agent's registered Contact.
+    pub target: baton_sip::Uri,
+    /// The caller's number or name, for the agent's display.
+    pub from_user: Option<String>,
+    /// Where the agent's desktop finds the call's context (Call-Info), and baton's id of
+    /// the call (X-Baton-Call-Id).
+    pub context_url: String,
+    pub call_id: String,
+    /// Our RTP port for the leg.
+    pub port: u16,
 }
 
 /// Which side of a call an audio frame belongs to.
@@ -69,8 +111,10 @@ pub enum Command {
 pub enum Side {
     /// What the caller said.
     Caller,
-    /// What baton played to the caller.
+    /// What baton played to the caller (the bot, prompts, or the agent once bridged).
     Baton,
+    /// What the agent said, on their leg.
+    Agent,
 }
 
 /// One 20 ms frame of one side of a call, as published to subscribers.
@@ -79,10 +123,6 @@ pub struct LegFrame {
     pub side: Side,
     pub frame: AudioFrame,
 }
-
-/// Empty playout slots concealed before the caller's side is taken as silent (80 ms, the
-/// length of the G.711 concealment fade).
-const CONCEAL_UNDERRUN: u32 = 4;
 
 /// Frames (both sides, so about 1.3 s of a call) a slow subscriber may fall behind before it
 /// misses the oldest; the media path never waits. A power of two, as the channel rounds up.
@@ -152,61 +192,17 @@ pub fn spawn(setup: CallSetup) {
     tokio::spawn(run(setup).instrument(span));
 }
 
-/// The media state of a negotiated leg.
-struct Media {
-    session: RtpSession,
-    decoder: Decoder,
-    encoder: Encoder,
-    remote: SocketAddr,
-    remote_rtcp: SocketAddr,
-    can_send: bool,
-    /// Consecutive slots the jitter buffer had nothing for.
-    underrun: u32,
-    /// What the leg's sessions before a codec change counted: the call's figures cover
-    /// the whole call, not only its last codec.
-    earlier: LegStats,
-}
-
-impl Media {
-    fn new(n: &Negotiated, id: &str, inactivity: Duration, now: Instant) -> Result<Media, String> {
-        let kind = codec_kind(n.codec.codec);
-        let mut config = RtpConfig::new(kind, n.codec.payload_type, format!("{id}@baton"));
-        config.telephone_event_pt = n.telephone_event.map(|t| t.payload_type);
-        config.remote_rtp = Some(n.remote_rtp);
-        config.remote_rtcp = Some(n.remote_rtcp);
-        config.inactivity_timeout = Some(inactivity);
-        Ok(Media {
-            session: RtpSession::new(config, now, SystemTime::now()).map_err(|e| e.to_string())?,
-            decoder: Decoder::new(kind).map_err(|e| e.to_string())?,
-            encoder: Encoder::new(kind).map_err(|e| e.to_string())?,
-            remote: n.remote_rtp,
-            remote_rtcp: n.remote_rtcp,
-            can_send: n.can_send(),
-            underrun: 0,
-            earlier: LegStats::default(),
-        })
-    }
-
-    /// The leg's figures over every session it had.
-    fn stats(&self) -> LegStats {
-        self.session.stats().after(&self.earlier)
-    }
-}
-
 struct Call {
     id: String,
     key: String,
     info: CallHandle,
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
-    rtp: MediaSocket,
-    rtcp: MediaSocket,
-    media: Option<Media>,
+    caller: MediaLeg,
     script: Option<Script>,
     plan: Arc<Dialplan>,
     recorder: Option<Recorder>,
     tap: broadcast::Sender<LegFrame>,
-    payload: Vec<u8>,
     /// Why the call ended, once it has.
     result: Option<&'static str>,
     /// The caller's speech onsets as the speech listener counts them, and how many the
@@ -221,6 +217,14 @@ struct Call {
     bot: Option<BotLink>,
     /// The escalation engine, stopped with the call.
     escalation: Option<escalate::Watcher>,
+    /// The warm transfer to an agent, while one runs.
+    handoff: Option<Handoff>,
+    /// The bot handed the call over itself: its last words are its goodbye, and play whole.
+    handed_over: bool,
+    /// The `[dialog]` node the next bot starts at (the caller is back from a transfer).
+    resume_at: Option<String>,
+    /// The agents' side of the call is being transcribed.
+    agent_listening: bool,
 }
 
 /// The call's end of the channels to its bot.
@@ -276,19 +280,15 @@ async fn run(setup: CallSetup) {
         commands,
         mut events,
     } = setup;
-    let (rtp, rtcp) = match (
-        MediaSocket::new(sockets.rtp),
-        MediaSocket::new(sockets.rtcp),
-    ) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let caller_leg = match MediaLeg::new(sockets, format!("{id}@baton")) {
+        Ok(leg) => leg,
+        Err(e) => {
             warn!(error = %e, "RTP socket unusable");
             let _ = commands.send(Command::Hangup { key }).await;
             finish(&shared, &info, &id, "media_error", None);
             return;
         }
     };
-    let _lease = sockets.lease;
     let caller_number = caller.clone();
     open_context(&shared, &id, caller).await;
     let escalation = plan.escalation.clone().map(|policy| {
@@ -312,6 +312,7 @@ async fn run(setup: CallSetup) {
         notices: shared.calls.open_notices(&id),
         hints: hints_rx,
         onsets: onsets.clone(),
+        side: Side::Caller,
     });
     let mut call = Call {
         id,
@@ -319,14 +320,11 @@ async fn run(setup: CallSetup) {
         info,
         shared,
         commands,
-        rtp,
-        rtcp,
-        media: None,
+        caller: caller_leg,
         script: None,
         plan,
         recorder: None,
         tap,
-        payload: Vec::with_capacity(512),
         result: None,
         onsets,
         onsets_seen: 0,
@@ -334,6 +332,10 @@ async fn run(setup: CallSetup) {
         hints,
         bot: None,
         escalation,
+        handoff: None,
+        handed_over: false,
+        resume_at: None,
+        agent_listening: false,
     };
     if let Some(n) = media {
         call.set_media(&n);
@@ -382,12 +384,18 @@ impl Call {
         let mut tick = tokio::time::interval(baton_media::FRAME_DURATION);
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut ticks = 0u32;
+        // The decision to hand the call to a person is acted on the moment it is taken,
+        // not on the next tick.
+        let mut decisions = self.escalation.as_ref().map(escalate::Watcher::decisions);
         while self.result.is_none() {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => { self.handle_event(ev); }
                     None => self.result = Some("dialog_gone"),
                 },
+                Some(decision) = escalate::next(decisions.as_mut()) => {
+                    self.start_transfer(decision).await;
+                }
                 _ = tick.tick() => {
                     let now = TickTime::now();
                     self.receive(now, ticks % RTCP_READ_TICKS == 0);
@@ -398,22 +406,207 @@ impl Call {
         }
     }
 
-    /// Feeds the session what arrived since the last tick (without a session, it is read
-    /// and dropped so that it does not pile up).
+    /// Feeds each leg's session what arrived since the last tick.
     fn receive(&mut self, now: TickTime, rtcp_too: bool) {
-        let mut media = self.media.as_mut();
-        self.rtp.drain(now, |data, from, at| {
-            if let Some(m) = media.as_mut() {
-                m.session.handle_rtp(data, from, at);
-            }
-        });
-        if rtcp_too {
-            self.rtcp.drain(now, |data, from, at| {
-                if let Some(m) = media.as_mut() {
-                    m.session.handle_rtcp(data, from, at);
-                }
-            });
+        self.caller.receive(now, rtcp_too);
+        if let Some(agent) = self.handoff.as_mut().and_then(|h| h.agent.as_mut()) {
+            agent.leg.receive(now, rtcp_too);
         }
+    }
+
+    /// Whether this call can go to an agent: its plan has a bot (and so an escalation
+    /// policy), and there are agents.
+    fn transfers(&self) -> bool {
+        self.escalation.is_some() && !self.shared.agents.is_empty()
+    }
+
+    /// The decision to hand the call to a person: the bot stops (its words in progress
+    /// finish), the best agent's phone rings, and the caller hears what is happening.
+    async fn start_transfer(&mut self, decision: Decision) {
+        if self.handoff.is_some() || !self.transfers() || self.result.is_some() {
+            return;
+        }
+        let decided = Instant::now();
+        self.bot = None;
+        let rest = self
+            .script
+            .as_mut()
+            .map(|s| s.take_bot_audio(self.handed_over))
+            .unwrap_or_default();
+        self.handed_over = false;
+        let ctx = self.shared.contexts.get(&self.id).await.ok();
+        let want = ctx.as_ref().and_then(|c| {
+            let intent = c.intent.name.as_ref()?;
+            let dialog = self.plan.dialog.as_ref()?;
+            dialog.plan.intents.get(intent)?.description.clone()
+        });
+        let words = Words {
+            first_name: ctx
+                .as_ref()
+                .filter(|c| c.identity.verified)
+                .and_then(|c| c.customer_data.get("first_name"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            skill: decision.skill.clone(),
+            want: want.clone(),
+        };
+        let need = crate::routing::Need {
+            skill: decision.skill.clone(),
+            language: "en".into(),
+            urgency: decision.urgency,
+            distressed: decision
+                .reasons
+                .iter()
+                .any(|r| r.code == Code::Sentiment && r.score >= 0.5),
+        };
+        let music = self
+            .plan
+            .transfer
+            .music
+            .as_deref()
+            .and_then(|p| self.shared.prompts.file(p).cloned());
+        let mut hold = Hold::new(music);
+        hold.push(rest.into());
+        let now = Instant::now();
+        let machine = Transfer::start(
+            self.plan.transfer.settings.clone(),
+            need,
+            crate::routing::Weights::default(),
+            words,
+            &mut Live {
+                agents: &self.shared.agents,
+                now,
+            },
+            now,
+        );
+        let mut h = Handoff::new(machine, hold, decided, want);
+        h.act(&self.call_ref(decision.skill.as_deref()), now);
+        info!(
+            took_us = decided.elapsed().as_micros() as u64,
+            "transfer started"
+        );
+        self.handoff = Some(h);
+    }
+
+    fn call_ref<'a>(&'a self, skill: Option<&'a str>) -> CallRef<'a> {
+        CallRef {
+            id: &self.id,
+            key: &self.key,
+            shared: &self.shared,
+            commands: &self.commands,
+            caller_number: self.caller_number.as_deref(),
+            skill,
+        }
+    }
+
+    /// News of an agent leg.
+    fn agent_event(&mut self, key: String, event: AgentEvent) {
+        let now = Instant::now();
+        let inactivity = self.shared.rtp_inactivity;
+        let Some(h) = self.handoff.as_mut() else {
+            if matches!(event, AgentEvent::Answered(_)) {
+                // Answered after the transfer ended: nobody is there for them.
+                let _ = self.commands.try_send(Command::Hangup { key });
+            }
+            return;
+        };
+        let mut pool = Live {
+            agents: &self.shared.agents,
+            now,
+        };
+        let current = h.agent.as_mut().filter(|a| a.key == key);
+        match event {
+            AgentEvent::Ringing => debug!(agent_leg = %key, "agent's phone rings"),
+            AgentEvent::Answered(n) => match current {
+                Some(a) => {
+                    if let Err(e) = a.leg.set_media(&n, inactivity) {
+                        warn!(error = %e, "agent leg's media unusable");
+                        h.machine.agent_left(&key, now);
+                        let _ = self.commands.try_send(Command::Hangup { key });
+                    } else {
+                        a.answered = true;
+                        info!(
+                            agent_leg = %key,
+                            after_ms = now.saturating_duration_since(h.decided).as_millis() as u64,
+                            "agent answered"
+                        );
+                        h.machine.answered(&key, now);
+                    }
+                }
+                None => {
+                    let _ = self.commands.try_send(Command::Hangup { key });
+                }
+            },
+            AgentEvent::Failed(status) => {
+                info!(agent_leg = %key, status, "agent did not take the call");
+                h.machine
+                    .missed(&key, Missed::of_status(status), &mut pool, now);
+            }
+            AgentEvent::Bye => h.machine.agent_left(&key, now),
+            AgentEvent::Media(n) => {
+                if let Some(a) = current {
+                    if let Err(e) = a.leg.update_media(&n, inactivity) {
+                        warn!(error = %e, "agent leg's new media unusable");
+                    }
+                }
+            }
+        }
+        self.after_transfer_step(now);
+    }
+
+    /// Carries out what the transfer decided, and gives the caller back to the bot when
+    /// it is over.
+    fn after_transfer_step(&mut self, now: Instant) {
+        let Some(mut h) = self.handoff.take() else {
+            return;
+        };
+        let skill = h.machine.skill().map(str::to_owned);
+        h.act(&self.call_ref(skill.as_deref()), now);
+        if h.agent.as_ref().is_some_and(|a| a.answered) && !self.agent_listening {
+            self.agent_listening = true;
+            self.listen_to_agents();
+        }
+        match h.returned {
+            None => self.handoff = Some(h),
+            Some(callback) => {
+                info!(callback, "the caller is back with the bot");
+                self.resume_at = self.plan.transfer.return_to.clone();
+                if callback {
+                    let change = Change::Action {
+                        name: "callback_offered".into(),
+                        detail: serde_json::json!({ "number": self.caller_number }),
+                    };
+                    let (contexts, id) = (self.shared.contexts.clone(), self.id.clone());
+                    tokio::spawn(
+                        async move {
+                            let _ = contexts
+                                .write(&id, Author::System, None, vec![change])
+                                .await;
+                        }
+                        .in_current_span(),
+                    );
+                }
+                if let Some(w) = &self.escalation {
+                    w.rearm();
+                }
+            }
+        }
+    }
+
+    /// Transcribes what agents say, as the agent's lines of the call's transcript.
+    fn listen_to_agents(&self) {
+        speech::listen(Listener {
+            speech: self.shared.speech.clone(),
+            contexts: self.shared.contexts.clone(),
+            metrics: self.shared.metrics.clone(),
+            call_id: self.id.clone(),
+            info: self.info.clone(),
+            audio: self.tap.subscribe(),
+            notices: self.shared.calls.open_notices(&self.id),
+            hints: self.hints.subscribe(),
+            onsets: Arc::new(AtomicU32::new(0)),
+            side: Side::Agent,
+        });
     }
 
     /// Applies an endpoint event; true when the call is over.
@@ -449,6 +642,7 @@ impl Call {
             CallEvent::Bye => self.result = Some("caller_bye"),
             CallEvent::Cancelled => self.result = Some("cancelled"),
             CallEvent::Gone(why) => self.result = Some(why),
+            CallEvent::Agent { key, event } => self.agent_event(key, event),
         }
         self.result.is_some()
     }
@@ -464,32 +658,25 @@ impl Call {
     }
 
     fn set_media(&mut self, n: &Negotiated) {
-        let inactivity = self.shared.rtp_inactivity;
-        match Media::new(n, &self.id, inactivity, Instant::now()) {
-            Ok(mut m) => {
-                if let Some(old) = &self.media {
-                    m.earlier = old.stats();
-                }
-                calls::lock(&self.info).media.codec = n.codec.name().to_string();
-                self.media = Some(m);
-            }
-            Err(e) => {
-                warn!(error = %e, "media setup failed");
-                self.hang_up("media_error");
-            }
-        }
+        let changed = self.caller.set_media(n, self.shared.rtp_inactivity);
+        self.media_set(changed.map(Some));
     }
 
     /// A re-negotiation: same codec keeps the session (sequence numbers continue, RFC 3550);
     /// a new codec starts a new one.
     fn update_media(&mut self, n: &Negotiated) {
-        match &mut self.media {
-            Some(m) if m.encoder.kind() == codec_kind(n.codec.codec) => {
-                m.remote = n.remote_rtp;
-                m.remote_rtcp = n.remote_rtcp;
-                m.can_send = n.can_send() && !n.remote_rtp.ip().is_unspecified();
+        let changed = self.caller.update_media(n, self.shared.rtp_inactivity);
+        self.media_set(changed);
+    }
+
+    fn media_set(&mut self, changed: Result<Option<&'static str>, String>) {
+        match changed {
+            Ok(Some(codec)) => calls::lock(&self.info).media.codec = codec.to_string(),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(error = %e, "media setup failed");
+                self.hang_up("media_error");
             }
-            _ => self.set_media(n),
         }
     }
 
@@ -506,143 +693,27 @@ impl Call {
         calls::lock(&self.info).state = state;
     }
 
-    /// One 20 ms step: what the caller said in, what the script says out.
+    /// One 20 ms step: what the caller said in, and what they hear: the script's output,
+    /// or during a transfer the hold audio and then the agent.
     fn frame(&mut self, now: Instant) {
-        let Some(m) = &mut self.media else { return };
-        if now >= m.session.poll_timeout() {
-            m.session.handle_timeout(now);
-        }
-        let mut digits = Vec::new();
-        let mut inactive = false;
-        while let Some(ev) = m.session.poll_event() {
-            match ev {
-                RtpEvent::RemoteLatched(addr) => m.remote = addr,
-                RtpEvent::RemoteRtcpLatched(addr) => m.remote_rtcp = addr,
-                RtpEvent::Dtmf(tone) => digits.push(tone.as_char()),
-                RtpEvent::Inactive => inactive = true,
-                RtpEvent::SsrcChanged { old, new } => debug!(old, new, "caller SSRC changed"),
-                RtpEvent::Bye => debug!("caller sent RTCP BYE"),
-            }
-        }
-        let input = match m.session.pop_playout(now) {
-            Playout::Frame(p) => {
-                m.underrun = 0;
-                m.decoder
-                    .decode(&p)
-                    .unwrap_or_else(|_| m.decoder.conceal(None))
-            }
-            Playout::Lost { next } => {
-                m.underrun = 0;
-                m.decoder.conceal(next.as_deref())
-            }
-            // A packet late for its slot mid-stream is concealed like a lost one; once the
-            // caller has been silent for a while (hold, end of talkspurt) it is silence.
-            Playout::Empty if m.underrun < CONCEAL_UNDERRUN => {
-                m.underrun += 1;
-                m.decoder.conceal(None)
-            }
-            Playout::Empty => AudioFrame::silence(),
+        let Some((input, heard)) = self.caller.hear(now) else {
+            return;
         };
-        let mut out = None;
-        let mut hangup = false;
         feed_digits(
             &mut self.script,
             self.bot.as_ref(),
             self.escalation.as_ref(),
             &self.info,
-            &digits,
+            &heard.digits,
         );
-        let onsets = self.onsets.load(Ordering::Acquire);
-        if onsets != self.onsets_seen {
-            self.onsets_seen = onsets;
-            let cut = self
-                .script
-                .as_mut()
-                .map(Script::barge_in)
-                .unwrap_or_default();
-            if cut.prompts > 0 || cut.bot_audio {
-                info!("the caller spoke over a prompt: prompt stopped");
-                if let Some(bot) = &self.bot {
-                    (0..cut.prompts).for_each(|_| bot.send(BotEvent::Cut));
-                    if cut.bot_audio {
-                        bot.send(BotEvent::AudioCut);
-                    }
-                }
-            }
-        }
-        if let Some(script) = &mut self.script {
-            if let Some(spec) = script.bot() {
-                if self.bot.is_none() {
-                    self.bot = Some(start_bot(
-                        &self.shared,
-                        &self.plan,
-                        spec.clone(),
-                        &self.id,
-                        self.caller_number.as_deref(),
-                        &self.hints,
-                        &self.info,
-                    ));
-                }
-                if let Some(bot) = &mut self.bot {
-                    // What is not taken waits in the channel, and a bot that says more
-                    // than the caller can hear waits on it: memory stays bounded.
-                    while script.bot_queued() < MAX_QUEUED_PROMPTS
-                        && script.bot_streamed() < MAX_STREAMED
-                    {
-                        let Ok(cmd) = bot.commands.try_recv() else {
-                            break;
-                        };
-                        match cmd {
-                            BotCommand::Play(samples) => script.bot_play(samples),
-                            BotCommand::Stream(samples) => script.bot_stream(&samples),
-                            BotCommand::End(ending) => {
-                                info!(?ending, "the bot is done");
-                                script.bot_end(match ending {
-                                    Ending::Hangup => BotEnding::Hangup,
-                                    Ending::Escalate(_) => BotEnding::NextStep,
-                                });
-                            }
-                        }
-                    }
-                }
-            }
-            let turn = script.turn(input.samples());
-            if let Some(bot) = &self.bot {
-                (0..turn.bot_played).for_each(|_| bot.send(BotEvent::Played));
-                if turn.bot_audio_played {
-                    bot.send(BotEvent::AudioPlayed);
-                }
-                bot.hear(input.samples());
-            }
-            let frame = AudioFrame::new(turn.out);
-            if turn.record {
-                let rec = self.recorder.get_or_insert_with(|| {
-                    Recorder::create(&self.shared.recordings, &self.id, &self.info)
-                });
-                rec.write(&input, &frame);
-            }
-            hangup = turn.hangup;
-            out = Some(frame);
-            if let Some(digit) = turn.send_dtmf {
-                let sent = baton_media::dtmf::DtmfTone::from_char(digit)
-                    .is_some_and(|tone| m.session.send_dtmf(tone, script::DTMF_TONE));
-                if !sent {
-                    debug!(%digit, "DTMF not sent: the caller did not offer telephone-event");
-                }
-            }
-        }
-        if m.can_send {
-            if let Some(frame) = &out {
-                self.payload.clear();
-                if m.encoder.encode(frame, &mut self.payload).is_ok() {
-                    let pkt = m.session.packetize(&self.payload, now);
-                    self.rtp.send_to(&pkt, m.remote);
-                }
-            }
-        }
-        while let Some(pkt) = m.session.poll_rtcp() {
-            self.rtcp.send_to(&pkt, m.remote_rtcp);
-        }
+        let mut hangup = false;
+        let out = if self.handoff.is_some() {
+            self.transfer_frame(&input, now)
+        } else {
+            self.barge_in();
+            self.script_frame(&input, &mut hangup)
+        };
+        self.caller.say(out.as_ref(), now);
         // Subscribers get the frames after the packet left: they never delay the media.
         let _ = self.tap.send(LegFrame {
             side: Side::Caller,
@@ -654,12 +725,175 @@ impl Call {
                 frame,
             });
         }
-        if inactive {
+        if heard.inactive {
             info!("no RTP from the caller: ending the call");
             self.hang_up("rtp_timeout");
         } else if hangup {
             self.hang_up("baton_bye");
         }
+    }
+
+    /// The caller spoke: a prompt playing stops, and the bot is told.
+    fn barge_in(&mut self) {
+        let onsets = self.onsets.load(Ordering::Acquire);
+        if onsets == self.onsets_seen {
+            return;
+        }
+        self.onsets_seen = onsets;
+        let cut = self
+            .script
+            .as_mut()
+            .map(Script::barge_in)
+            .unwrap_or_default();
+        if cut.prompts > 0 || cut.bot_audio {
+            info!("the caller spoke over a prompt: prompt stopped");
+            if let Some(bot) = &self.bot {
+                (0..cut.prompts).for_each(|_| bot.send(BotEvent::Cut));
+                if cut.bot_audio {
+                    bot.send(BotEvent::AudioCut);
+                }
+            }
+        }
+    }
+
+    /// The script's frame for the caller (the bot's included); `hangup` when it is done.
+    fn script_frame(&mut self, input: &AudioFrame, hangup: &mut bool) -> Option<AudioFrame> {
+        let transfers = self.transfers();
+        let script = self.script.as_mut()?;
+        if let Some(spec) = script.bot() {
+            if self.bot.is_none() {
+                self.bot = Some(start_bot(
+                    &self.shared,
+                    &self.plan,
+                    spec.clone(),
+                    BotStart {
+                        call_id: &self.id,
+                        caller_number: self.caller_number.as_deref(),
+                        node: self.resume_at.take(),
+                    },
+                    &self.hints,
+                    &self.info,
+                ));
+            }
+            if let Some(bot) = &mut self.bot {
+                // What is not taken waits in the channel, and a bot that says more
+                // than the caller can hear waits on it: memory stays bounded.
+                while script.bot_queued() < MAX_QUEUED_PROMPTS
+                    && script.bot_streamed() < MAX_STREAMED
+                {
+                    let Ok(cmd) = bot.commands.try_recv() else {
+                        break;
+                    };
+                    match cmd {
+                        BotCommand::Play(samples) => script.bot_play(samples),
+                        BotCommand::Stream(samples) => script.bot_stream(&samples),
+                        BotCommand::End(Ending::Escalate(reason)) if transfers => {
+                            // The transfer starts on the engine's decision; the bot's
+                            // last words play out meanwhile.
+                            info!(%reason, "the bot hands the call over");
+                            self.handed_over = true;
+                            if let Some(w) = &self.escalation {
+                                w.handover(reason);
+                            }
+                        }
+                        BotCommand::End(ending) => {
+                            info!(?ending, "the bot is done");
+                            script.bot_end(match ending {
+                                Ending::Hangup => BotEnding::Hangup,
+                                Ending::Escalate(_) => BotEnding::NextStep,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let turn = script.turn(input.samples());
+        if let Some(bot) = &self.bot {
+            (0..turn.bot_played).for_each(|_| bot.send(BotEvent::Played));
+            if turn.bot_audio_played {
+                bot.send(BotEvent::AudioPlayed);
+            }
+            bot.hear(input.samples());
+        }
+        let frame = AudioFrame::new(turn.out);
+        if turn.record {
+            let rec = self.recorder.get_or_insert_with(|| {
+                Recorder::create(&self.shared.recordings, &self.id, &self.info)
+            });
+            rec.write(input, &frame);
+        }
+        *hangup = turn.hangup;
+        if let Some(digit) = turn.send_dtmf {
+            let sent = baton_media::dtmf::DtmfTone::from_char(digit).is_some_and(|tone| {
+                self.caller
+                    .media
+                    .as_mut()
+                    .is_some_and(|m| m.session.send_dtmf(tone, script::DTMF_TONE))
+            });
+            if !sent {
+                debug!(%digit, "DTMF not sent: the caller did not offer telephone-event");
+            }
+        }
+        Some(frame)
+    }
+
+    /// A frame of a transfer: the agent's leg hears the whisper and then the caller; the
+    /// caller hears the hold audio and then the agent.
+    fn transfer_frame(&mut self, input: &AudioFrame, now: Instant) -> Option<AudioFrame> {
+        let h = self.handoff.as_mut()?;
+        h.collect_spoken();
+        h.machine.tick(
+            &mut Live {
+                agents: &self.shared.agents,
+                now,
+            },
+            now,
+        );
+        let mut from_agent = None;
+        let mut whispered = None;
+        let mut agent_silent = None;
+        if let Some(a) = h.agent.as_mut() {
+            if let Some((frame, heard)) = a.leg.hear(now) {
+                if heard.inactive {
+                    agent_silent = Some(a.key.clone());
+                }
+                from_agent = Some(frame);
+            }
+            let to_agent = match a.whisper_frame() {
+                Some((frame, done)) => {
+                    if done {
+                        whispered = Some(a.key.clone());
+                    }
+                    Some(frame)
+                }
+                None if h.machine.bridged() => Some(input.clone()),
+                // Answered, whisper still rendering: silence keeps the stream going.
+                None if a.answered => Some(AudioFrame::silence()),
+                None => None,
+            };
+            a.leg.say(to_agent.as_ref(), now);
+        }
+        if let Some(key) = whispered {
+            h.machine.whispered(&key);
+        }
+        if let Some(key) = agent_silent {
+            info!("no RTP from the agent: their leg ends");
+            h.machine.agent_left(&key, now);
+            let _ = self.commands.try_send(Command::Hangup { key });
+        }
+        let out = if h.machine.bridged() {
+            from_agent.clone().unwrap_or_else(AudioFrame::silence)
+        } else {
+            h.hold.frame()
+        };
+        if let Some(frame) = from_agent {
+            let _ = self.tap.send(LegFrame {
+                side: Side::Agent,
+                frame,
+            });
+        }
+        self.after_transfer_step(now);
+        Some(out)
     }
 }
 
@@ -679,7 +913,14 @@ impl Drop for Call {
         if let Some(rec) = self.recorder.take() {
             rec.finish();
         }
-        let stats = self.media.as_ref().map(Media::stats);
+        // An agent still ringing or talking is let go with the caller.
+        if let Some(mut h) = self.handoff.take() {
+            let now = Instant::now();
+            h.machine.caller_left(now);
+            let skill = h.machine.skill().map(str::to_owned);
+            h.act(&self.call_ref(skill.as_deref()), now);
+        }
+        let stats = self.caller.stats();
         finish(&self.shared, &self.info, &self.id, result, stats);
     }
 }
@@ -710,14 +951,6 @@ fn feed_digits(
     let mut info = calls::lock(info);
     info.dtmf.extend(digits);
     debug!(digits = %info.dtmf, "DTMF");
-}
-
-fn codec_kind(c: Codec) -> CodecKind {
-    match c {
-        Codec::Pcmu => CodecKind::Pcmu,
-        Codec::Pcma => CodecKind::Pcma,
-        Codec::Opus => CodecKind::Opus,
-    }
 }
 
 fn finish(
@@ -758,16 +991,28 @@ fn finish(
     info!(result, "call ended");
 }
 
+/// Which call a bot starts for, and where in its dialog.
+struct BotStart<'a> {
+    call_id: &'a str,
+    caller_number: Option<&'a str>,
+    /// The `[dialog]` node to start at; the start node when `None`.
+    node: Option<String>,
+}
+
 /// Starts the bot of a `bot` step: the dialplan's built-in dialog.
 fn start_bot(
     shared: &Arc<Shared>,
     plan: &Dialplan,
     spec: BotSpec,
-    call_id: &str,
-    caller_number: Option<&str>,
+    start: BotStart<'_>,
     hints: &watch::Sender<String>,
     info: &CallHandle,
 ) -> BotLink {
+    let BotStart {
+        call_id,
+        caller_number,
+        node,
+    } = start;
     let (events_tx, events) = mpsc::channel(BOT_CHANNEL);
     let (commands, commands_rx) = mpsc::channel(BOT_CHANNEL);
     let (caller_audio_tx, caller_audio) = match &spec {
@@ -797,6 +1042,7 @@ fn start_bot(
         events,
         caller_audio,
         call_started,
+        start_at: node,
     });
     BotLink {
         events: events_tx,

@@ -297,6 +297,29 @@ impl Script {
         }
     }
 
+    /// Takes the bot's audio out of the script, for a transfer to play it: the rest of the
+    /// prompt playing now, and with `all` every prompt queued after it (the bot's goodbye);
+    /// the rest is dropped. The script stays at the bot's step.
+    pub fn take_bot_audio(&mut self, all: bool) -> Vec<i16> {
+        let Current::Bot {
+            queue, pos, stream, ..
+        } = &mut self.current
+        else {
+            return Vec::new();
+        };
+        let mut rest: Vec<i16> = match queue.pop_front() {
+            Some(playing) => playing.get(*pos..).unwrap_or_default().to_vec(),
+            None => stream.iter().copied().collect(),
+        };
+        if all {
+            queue.iter().for_each(|clip| rest.extend_from_slice(clip));
+        }
+        queue.clear();
+        stream.clear();
+        *pos = 0;
+        rest
+    }
+
     /// A DTMF digit from the caller: may end a recording or a collection.
     pub fn dtmf(&mut self, digit: char) {
         let done = match &mut self.current {

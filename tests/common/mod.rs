@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod capture;
 mod ports;
 pub mod softphone;
 use ports::{free_tcp_port, free_udp_tcp_port};
@@ -769,6 +770,7 @@ pub struct Sipp {
     vars: Vec<(String, String)>,
     args: Vec<String>,
     timeout: Duration,
+    media_port: u16,
 }
 
 impl Sipp {
@@ -783,7 +785,14 @@ impl Sipp {
             vars: Vec::new(),
             args: Vec::new(),
             timeout: Duration::from_secs(30),
+            media_port: free_sipp_media_port(),
         }
+    }
+
+    /// The port SIPp sends and receives its RTP on (`-mp`), for a capture of what the
+    /// caller hears.
+    pub fn media_port(&self) -> u16 {
+        self.media_port
     }
 
     /// The user dialled (SIPp's `-s`, the scenario's `[service]`).
@@ -811,7 +820,7 @@ impl Sipp {
     }
 
     /// Starts SIPp in the background; [`SippProcess::wait`] collects the outcome.
-    pub fn spawn(self) -> SippProcess {
+    pub fn spawn(mut self) -> SippProcess {
         let tag = format!(
             "{}-{}-{:08x}",
             self.scenario.trim_end_matches(".xml"),
@@ -836,7 +845,7 @@ impl Sipp {
             cmd.arg("-sf")
                 .arg(&scenario)
                 .args(["-nostdin", "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
-                .args(["-mp", &free_sipp_media_port().to_string()])
+                .args(["-mp", &self.media_port.to_string()])
                 .args(["-t", self.transport.sipp_flag()])
                 .args(["-timeout", &format!("{}s", self.timeout.as_secs().max(1))])
                 .args(["-timeout_error", "-trace_err", "-error_file"])
@@ -860,6 +869,7 @@ impl Sipp {
                 && fs::read_to_string(&errors).is_ok_and(|e| e.contains("Unable to bind"));
             if bind_failed && attempt < 3 {
                 let _ = fs::remove_file(&errors);
+                self.media_port = free_sipp_media_port();
                 continue;
             }
             break child;

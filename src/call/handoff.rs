@@ -1,0 +1,455 @@
+//! The call's side of a warm transfer ([`crate::transfer`] decides; this carries it out):
+//! what the caller hears while an agent is found (the bot's last words, the bridging
+//! prompt and updates over hold music, never silence), the agent's leg and its media, the
+//! whisper only the agent hears, and the bridge.
+
+use super::leg::MediaLeg;
+use super::RtpSockets;
+use crate::agents::{Agents, Reachable};
+use crate::context::{Author, Change, ContextStore};
+use crate::server::Shared;
+use crate::transfer::{Action, Outcome, Pool, Transfer};
+use baton_media::{AudioFrame, FRAME_SAMPLES};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::{info, warn, Instrument};
+
+/// Speech rendered for the transfer, on its way back from text to speech.
+pub(super) enum Spoken {
+    /// For the caller, after what is queued.
+    Caller(Arc<[i16]>),
+    /// The summary for the agent on leg `key`.
+    Whisper { key: String, audio: Arc<[i16]> },
+}
+
+/// Rendered prompts in flight: a handful at most, one per update.
+const SPOKEN_CHANNEL: usize = 16;
+
+/// Samples below this (about -46 dBFS) at the start or end of a rendered prompt are cut:
+/// text to speech pads its output with silence, which would add to the gaps the caller
+/// hears between prompt and music.
+const TRIM_LEVEL: i16 = 160;
+/// Kept on each side of a trimmed prompt (20 ms), so that words do not start abruptly.
+const TRIM_MARGIN: usize = 320;
+
+/// How loud the music plays under a prompt (about -10 dB): the pauses between a prompt's
+/// sentences are never silence, and the words stay clear above it.
+const MUSIC_UNDER_PROMPT: f32 = 0.3;
+
+/// What the caller hears while on hold: the music throughout, and the queued clips in
+/// order over it (the music lowered beneath them).
+pub(super) struct Hold {
+    music: Option<Arc<[i16]>>,
+    music_pos: usize,
+    queue: VecDeque<(Arc<[i16]>, usize)>,
+}
+
+impl Hold {
+    pub fn new(music: Option<Arc<[i16]>>) -> Hold {
+        Hold {
+            music,
+            music_pos: 0,
+            queue: VecDeque::new(),
+        }
+    }
+
+    pub fn push(&mut self, clip: Arc<[i16]>) {
+        if !clip.is_empty() {
+            self.queue.push_back((clip, 0));
+        }
+    }
+
+    pub fn frame(&mut self) -> AudioFrame {
+        let mut out = [0i16; FRAME_SAMPLES];
+        if let Some(music) = self.music.as_ref().filter(|m| !m.is_empty()) {
+            for o in out.iter_mut() {
+                *o = music[self.music_pos];
+                self.music_pos = (self.music_pos + 1) % music.len();
+            }
+        }
+        let mut filled = 0;
+        while filled < FRAME_SAMPLES {
+            let Some((clip, pos)) = self.queue.front_mut() else {
+                break;
+            };
+            let n = (clip.len() - *pos).min(FRAME_SAMPLES - filled);
+            for (o, s) in out[filled..filled + n]
+                .iter_mut()
+                .zip(&clip[*pos..*pos + n])
+            {
+                let under = f32::from(*o) * MUSIC_UNDER_PROMPT;
+                *o = (f32::from(*s) + under).clamp(-32768.0, 32767.0) as i16;
+            }
+            *pos += n;
+            filled += n;
+            if *pos >= clip.len() {
+                self.queue.pop_front();
+            }
+        }
+        AudioFrame::new(out)
+    }
+}
+
+/// An agent's leg: its media, and the whisper while they hear it.
+pub(super) struct AgentLeg {
+    pub key: String,
+    pub leg: MediaLeg,
+    /// Whether the agent answered.
+    pub answered: bool,
+    whisper: Option<(Arc<[i16]>, usize)>,
+    /// The agent answered before the whisper was rendered: it plays as soon as it is.
+    whisper_due: bool,
+    /// The rendered whisper, kept until the agent answers.
+    whisper_ready: Option<Arc<[i16]>>,
+}
+
+impl AgentLeg {
+    /// The next frame of the whisper; `None` once it has played (or before it starts).
+    pub fn whisper_frame(&mut self) -> Option<(AudioFrame, bool)> {
+        let (clip, pos) = self.whisper.as_mut()?;
+        let mut out = [0i16; FRAME_SAMPLES];
+        let n = (clip.len() - *pos).min(FRAME_SAMPLES);
+        out[..n].copy_from_slice(&clip[*pos..*pos + n]);
+        *pos += n;
+        let done = *pos >= clip.len();
+        if done {
+            self.whisper = None;
+        }
+        Some((AudioFrame::new(out), done))
+    }
+
+    /// The agent answered: the whisper starts, or will as soon as it is rendered.
+    pub fn start_whisper(&mut self) {
+        match self.whisper_ready.take() {
+            Some(clip) => self.whisper = Some((clip, 0)),
+            None => self.whisper_due = true,
+        }
+    }
+
+    fn whisper_rendered(&mut self, clip: Arc<[i16]>) {
+        if self.whisper_due {
+            self.whisper_due = false;
+            self.whisper = Some((clip, 0));
+        } else {
+            self.whisper_ready = Some(clip);
+        }
+    }
+}
+
+/// A call's transfer in progress.
+pub(super) struct Handoff {
+    pub machine: Transfer,
+    pub hold: Hold,
+    pub agent: Option<AgentLeg>,
+    spoken: mpsc::Receiver<Spoken>,
+    spoken_tx: mpsc::Sender<Spoken>,
+    /// When the decision was taken, for the transfer's timing.
+    pub decided: Instant,
+    /// The caller gets the bot back (the transfer is over); `callback` if one was offered.
+    pub returned: Option<bool>,
+    /// What the caller wants, for the whisper ("block a lost or stolen card").
+    want: Option<String>,
+}
+
+/// The agents as the transfer of one call sees them.
+pub(super) struct Live<'a> {
+    pub agents: &'a Agents,
+    pub now: Instant,
+}
+
+impl Pool for Live<'_> {
+    fn reachable(&mut self) -> Vec<Reachable> {
+        self.agents.reachable(self.now)
+    }
+
+    fn claim(&mut self, id: &str) -> bool {
+        self.agents.claim(id)
+    }
+
+    fn new_key(&mut self) -> String {
+        baton_sip::build::new_tag()
+    }
+}
+
+impl Handoff {
+    pub fn new(machine: Transfer, hold: Hold, decided: Instant, want: Option<String>) -> Handoff {
+        let (spoken_tx, spoken) = mpsc::channel(SPOKEN_CHANNEL);
+        Handoff {
+            machine,
+            hold,
+            agent: None,
+            spoken,
+            spoken_tx,
+            decided,
+            returned: None,
+            want,
+        }
+    }
+
+    /// Takes in the speech rendered since the last frame.
+    pub fn collect_spoken(&mut self) {
+        while let Ok(spoken) = self.spoken.try_recv() {
+            match spoken {
+                Spoken::Caller(clip) => self.hold.push(clip),
+                Spoken::Whisper { key, audio } => {
+                    if let Some(a) = self.agent.as_mut().filter(|a| a.key == key) {
+                        a.whisper_rendered(audio);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out what the transfer asks, as far as it can without waiting.
+    pub fn act(&mut self, call: &CallRef<'_>, now: Instant) {
+        while let Some(action) = self.machine.poll() {
+            match action {
+                Action::Tell(text) => {
+                    info!(%text, "telling the caller");
+                    let (tts, tx) = (call.shared.tts.clone(), self.spoken_tx.clone());
+                    tokio::spawn(
+                        async move {
+                            let audio = trim(&tts.render(&text).await.audio);
+                            let _ = tx.send(Spoken::Caller(audio)).await;
+                        }
+                        .in_current_span(),
+                    );
+                }
+                Action::Dial { key, agent } => {
+                    let Some(sockets) = RtpSockets::bind(&call.shared.ports, call.shared.bind_ip)
+                    else {
+                        warn!("no free RTP port for the agent leg");
+                        self.machine.missed(
+                            &key,
+                            crate::transfer::Missed::Unreachable,
+                            &mut Live {
+                                agents: &call.shared.agents,
+                                now,
+                            },
+                            now,
+                        );
+                        continue;
+                    };
+                    let port = sockets.port();
+                    let leg = match MediaLeg::new(sockets, format!("{}-{key}@baton", call.id)) {
+                        Ok(leg) => leg,
+                        Err(e) => {
+                            warn!(error = %e, "agent leg's RTP socket unusable");
+                            continue;
+                        }
+                    };
+                    info!(agent = %agent.id, contact = %agent.contact, skilled = agent.skilled, "ringing an agent");
+                    self.agent = Some(AgentLeg {
+                        key: key.clone(),
+                        leg,
+                        answered: false,
+                        whisper: None,
+                        whisper_due: false,
+                        whisper_ready: None,
+                    });
+                    self.render_whisper(call, &key, agent.skilled);
+                    let _ = call
+                        .commands
+                        .try_send(super::Command::Dial(Box::new(super::Dial {
+                            key,
+                            caller: call.key.to_owned(),
+                            target: agent.contact,
+                            from_user: call.caller_number.map(str::to_owned),
+                            context_url: format!(
+                                "{}/v1/calls/{}/context",
+                                call.shared.api_base, call.id
+                            ),
+                            call_id: call.id.to_owned(),
+                            port,
+                        })));
+                }
+                Action::Drop { key } => {
+                    if self.agent.as_ref().is_some_and(|a| a.key == key) {
+                        self.agent = None;
+                    }
+                    let _ = call.commands.try_send(super::Command::Hangup { key });
+                }
+                Action::Whisper { key } => {
+                    if let Some(a) = self.agent.as_mut().filter(|a| a.key == key) {
+                        a.start_whisper();
+                    }
+                }
+                Action::Bridge { key } => {
+                    info!(agent_leg = %key, after_ms = now.saturating_duration_since(self.decided).as_millis() as u64, "caller and agent bridged");
+                }
+                Action::Return { callback } => {
+                    self.returned = Some(callback);
+                }
+                Action::Release { id, handled } => call.shared.agents.release(&id, handled, now),
+                Action::Outcome {
+                    agent,
+                    outcome,
+                    missed,
+                } => {
+                    info!(
+                        agent = agent.as_deref().unwrap_or("none"),
+                        outcome = outcome.as_str(),
+                        ?missed,
+                        "transfer"
+                    );
+                    call.shared.escalations.outcome(
+                        call.id,
+                        agent.as_deref(),
+                        outcome.as_str(),
+                        &missed,
+                    );
+                    let change = match (outcome, agent) {
+                        (Outcome::Connected, Some(id)) => Some(vec![
+                            Change::Agent {
+                                id: id.clone(),
+                                joined: true,
+                            },
+                            Change::Running {
+                                who: format!("agent:{id}"),
+                            },
+                        ]),
+                        (Outcome::Returned | Outcome::Completed, Some(id)) => Some(vec![
+                            Change::Agent { id, joined: false },
+                            Change::Running { who: "bot".into() },
+                        ]),
+                        _ => None,
+                    };
+                    if let Some(changes) = change {
+                        write(call.shared.contexts.clone(), call.id, changes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Renders, while the agent's phone rings, the short summary they hear on answering.
+    fn render_whisper(&self, call: &CallRef<'_>, key: &str, skilled: bool) {
+        let (tts, tx, contexts) = (
+            call.shared.tts.clone(),
+            self.spoken_tx.clone(),
+            call.shared.contexts.clone(),
+        );
+        let (id, key) = (call.id.to_owned(), key.to_owned());
+        let skill = call.skill.map(|s| s.replace('_', " "));
+        let want = self.want.clone();
+        tokio::spawn(
+            async move {
+                let text = match contexts.get(&id).await {
+                    Ok(ctx) => whisper_text(&ctx, skill.as_deref(), skilled, want.as_deref()),
+                    Err(_) => "Incoming call from the bot.".to_owned(),
+                };
+                info!(%text, "whisper for the agent");
+                let audio = trim(&tts.render(&text).await.audio);
+                let _ = tx.send(Spoken::Whisper { key, audio }).await;
+            }
+            .in_current_span(),
+        );
+    }
+}
+
+/// What the transfer needs of its call.
+pub(super) struct CallRef<'a> {
+    pub id: &'a str,
+    pub key: &'a str,
+    pub shared: &'a Arc<Shared>,
+    pub commands: &'a mpsc::Sender<super::Command>,
+    pub caller_number: Option<&'a str>,
+    pub skill: Option<&'a str>,
+}
+
+/// What the agent hears before the caller, in a few seconds: what kind of call, who, what
+/// they want and how they sound. Their screen has the rest.
+fn whisper_text(
+    ctx: &crate::context::Context,
+    skill: Option<&str>,
+    skilled: bool,
+    want: Option<&str>,
+) -> String {
+    let mut text = match (skill, skilled) {
+        (Some(skill), true) => format!("{} call.", capitalized(skill)),
+        _ => "Call from the bot.".to_owned(),
+    };
+    let name = ctx
+        .customer_data
+        .get("name")
+        .and_then(|v| v.as_str())
+        .filter(|_| ctx.identity.verified);
+    text.push_str(&match name {
+        Some(name) => format!(" {name}, verified."),
+        None => " Not verified.".to_owned(),
+    });
+    if let Some(want) = want {
+        text.push_str(&format!(" Wants to {want}."));
+    }
+    if let Some(mood) = ctx
+        .vibe
+        .label
+        .as_deref()
+        .filter(|l| !matches!(*l, "neutral" | "calm" | "positive"))
+    {
+        text.push_str(&format!(" Sounds {mood}."));
+    }
+    text
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Cuts the silence text to speech puts around its words.
+fn trim(audio: &Arc<[i16]>) -> Arc<[i16]> {
+    let loud = |s: &i16| s.unsigned_abs() > TRIM_LEVEL as u16;
+    let (Some(first), Some(last)) = (audio.iter().position(loud), audio.iter().rposition(loud))
+    else {
+        return audio.clone();
+    };
+    let from = first.saturating_sub(TRIM_MARGIN);
+    let to = (last + TRIM_MARGIN).min(audio.len() - 1);
+    audio[from..=to].into()
+}
+
+fn write(contexts: Arc<dyn ContextStore>, id: &str, changes: Vec<Change>) {
+    let id = id.to_owned();
+    tokio::spawn(
+        async move {
+            if let Err(e) = contexts.write(&id, Author::System, None, changes).await {
+                warn!(error = %e, "transfer not written to the context");
+            }
+        }
+        .in_current_span(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_plays_clips_in_order_over_the_music_lowered() {
+        let music: Arc<[i16]> = vec![1000; 1000].into();
+        let mut hold = Hold::new(Some(music));
+        assert!(hold.frame().samples().iter().all(|s| *s == 1000));
+        hold.push(vec![7000; 400].into());
+        let f = hold.frame();
+        assert!(f.samples().iter().all(|s| *s == 7300));
+        // The clip's last 80 samples, then the music alone again.
+        let f = hold.frame();
+        assert_eq!(&f.samples()[..80], &[7300; 80]);
+        assert_eq!(f.samples()[80], 1000);
+    }
+
+    #[test]
+    fn text_to_speech_padding_is_trimmed() {
+        let mut audio = vec![0i16; 8000];
+        audio.extend([5000i16; 1600]);
+        audio.extend(vec![0i16; 8000]);
+        let trimmed = trim(&audio.into());
+        assert_eq!(trimmed.len(), 1600 + 2 * TRIM_MARGIN);
+    }
+}

@@ -1,0 +1,848 @@
+//! The warm transfer of one call from the bot to a person, as a state machine without IO:
+//! the call feeds it what happened (an agent's phone rang, answered, refused, hung up; the
+//! caller left; time passed) and carries out the [`Action`]s it asks for.
+//!
+//! ```text
+//!  start ──► Ringing(agent 1) ──answer──► Whisper ──whispered──► Bridged ──agent BYE──► back to the bot
+//!               │ no answer (ring time), busy, decline, unreachable
+//!               ▼
+//!            Ringing(agent 2) … ──no one left──► back to the bot, with a callback offer
+//! ```
+//!
+//! The caller is never left in silence: the first action is always something to say, and
+//! while a phone rings the caller hears hold music with an update every `update` interval;
+//! the call plays them. Every agent offered the call is counted against their load from the
+//! moment their phone rings ([`Action::Release`] gives it back).
+
+use crate::agents::Reachable;
+use crate::routing::{self, Need, Weights};
+use baton_sip::Uri;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How a transfer is carried out; the dialplan's `[transfer]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// How long an agent's phone rings before the next agent is tried.
+    pub ring: Duration,
+    /// How often the caller on hold hears how things stand.
+    pub update: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            ring: Duration::from_secs(20),
+            update: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What became of an escalation, as `GET /v1/escalations` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// An agent's phone is ringing.
+    Ringing,
+    /// An agent answered and is talking with the caller.
+    Connected,
+    /// The agent hung up and the bot has the caller again.
+    Returned,
+    /// No agent could take the call: the bot has the caller again, with a callback offered.
+    NoAgent,
+    /// The caller hung up before an agent joined.
+    Abandoned,
+    /// The caller hung up while with the agent.
+    Completed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ringing => "ringing",
+            Outcome::Connected => "connected",
+            Outcome::Returned => "returned",
+            Outcome::NoAgent => "no_agent",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Completed => "completed",
+        }
+    }
+}
+
+/// Why an agent did not take the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missed {
+    /// Rang out.
+    NoAnswer,
+    /// 486 or 600: on another call.
+    Busy,
+    /// 603, or another refusal.
+    Declined,
+    /// No answer at all from their phone (timeout, transport error, 408, 480, 5xx).
+    Unreachable,
+}
+
+impl Missed {
+    /// The reason of a final SIP status other than 2xx.
+    pub fn of_status(status: u16) -> Missed {
+        match status {
+            486 | 600 => Missed::Busy,
+            408 | 480 | 500..=599 => Missed::Unreachable,
+            _ => Missed::Declined,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Missed::NoAnswer => "no answer",
+            Missed::Busy => "busy",
+            Missed::Declined => "declined",
+            Missed::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// An agent the call is offered to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub id: String,
+    pub name: String,
+    pub contact: Uri,
+    /// Has the skill the call asks for.
+    pub skilled: bool,
+    pub score: f64,
+}
+
+/// What the call should do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Say this to the caller, after what is playing.
+    Tell(String),
+    /// Ring `agent` on a new leg named `key`.
+    Dial { key: String, agent: Offer },
+    /// End the agent leg `key`: CANCEL while it rings, BYE once answered.
+    Drop { key: String },
+    /// The agent on leg `key` answered: play them the summary, which the caller does not hear.
+    Whisper { key: String },
+    /// Join the caller and the agent on leg `key`.
+    Bridge { key: String },
+    /// Give the caller back to the bot; `callback` when no one could take the call.
+    Return { callback: bool },
+    /// Agent `id` no longer has this call; `handled` is how long they talked.
+    Release {
+        id: String,
+        handled: Option<Duration>,
+    },
+    /// Where the escalation stands, for its record and the call's context.
+    Outcome {
+        agent: Option<String>,
+        outcome: Outcome,
+        /// The agents who did not take it, and why, in order.
+        missed: Vec<(String, &'static str)>,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    Ringing {
+        agent: Offer,
+        key: String,
+        since: Instant,
+    },
+    Whisper {
+        agent: Offer,
+        key: String,
+        answered: Instant,
+    },
+    Bridged {
+        agent: Offer,
+        key: String,
+        answered: Instant,
+    },
+    Over,
+}
+
+/// The agents, as the transfer sees them: read only when an agent must be chosen.
+pub trait Pool {
+    /// The agents with a registered phone now.
+    fn reachable(&mut self) -> Vec<Reachable>;
+    /// Counts a call against agent `id`'s load; false when they have no room (another
+    /// call took them since [`Pool::reachable`]).
+    fn claim(&mut self, id: &str) -> bool;
+    /// A fresh name for an agent leg.
+    fn new_key(&mut self) -> String;
+}
+
+/// What the prompts say about the call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Words {
+    /// The caller's first name, when the bot verified them.
+    pub first_name: Option<String>,
+    /// The skill the call asks for (`fraud`).
+    pub skill: Option<String>,
+    /// What the caller wants, as a phrase that reads after "help you" ("block a lost or
+    /// stolen card").
+    pub want: Option<String>,
+}
+
+/// One call's transfer.
+#[derive(Debug)]
+pub struct Transfer {
+    settings: Settings,
+    need: Need,
+    weights: Weights,
+    words: Words,
+    state: State,
+    /// Agents offered the call already, with why they did not take it.
+    missed: Vec<(String, &'static str)>,
+    next_update: Instant,
+    updates: u32,
+    actions: VecDeque<Action>,
+    legs: u32,
+}
+
+impl Transfer {
+    /// Starts the transfer at `now`: the best agent of the `pool` is rung, and the caller
+    /// told.
+    pub fn start(
+        settings: Settings,
+        need: Need,
+        weights: Weights,
+        words: Words,
+        pool: &mut dyn Pool,
+        now: Instant,
+    ) -> Transfer {
+        let mut t = Transfer {
+            next_update: now + settings.update,
+            settings,
+            need,
+            weights,
+            words,
+            state: State::Over,
+            missed: Vec::new(),
+            updates: 0,
+            actions: VecDeque::new(),
+            legs: 0,
+        };
+        if t.ring_next(pool, now) {
+            let line = t.bridging_line();
+            t.actions.push_front(Action::Tell(line));
+        }
+        t
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The agent leg ringing or talking now, if any.
+    pub fn agent_leg(&self) -> Option<&str> {
+        match &self.state {
+            State::Ringing { key, .. }
+            | State::Whisper { key, .. }
+            | State::Bridged { key, .. } => Some(key),
+            State::Over => None,
+        }
+    }
+
+    /// The agent of the leg ringing or talking now.
+    pub fn agent(&self) -> Option<&Offer> {
+        match &self.state {
+            State::Ringing { agent, .. }
+            | State::Whisper { agent, .. }
+            | State::Bridged { agent, .. } => Some(agent),
+            State::Over => None,
+        }
+    }
+
+    /// The skill the call asks for.
+    pub fn skill(&self) -> Option<&str> {
+        self.need.skill.as_deref()
+    }
+
+    /// Whether the caller and the agent talk to each other now.
+    pub fn bridged(&self) -> bool {
+        matches!(self.state, State::Bridged { .. })
+    }
+
+    /// Whether the transfer has ended (the caller is back with the bot, or gone).
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, State::Over)
+    }
+
+    /// The agent on leg `key` answered at `now`.
+    pub fn answered(&mut self, key: &str, now: Instant) {
+        let State::Ringing { key: k, .. } = &self.state else {
+            return;
+        };
+        if k != key {
+            return;
+        }
+        let State::Ringing { agent, key, .. } = std::mem::replace(&mut self.state, State::Over)
+        else {
+            return;
+        };
+        self.actions.push_back(Action::Whisper { key: key.clone() });
+        self.state = State::Whisper {
+            agent,
+            key,
+            answered: now,
+        };
+    }
+
+    /// The whisper to the agent on leg `key` has played: the legs are joined.
+    pub fn whispered(&mut self, key: &str) {
+        let State::Whisper { key: k, .. } = &self.state else {
+            return;
+        };
+        if k != key {
+            return;
+        }
+        let State::Whisper {
+            agent,
+            key,
+            answered,
+        } = std::mem::replace(&mut self.state, State::Over)
+        else {
+            return;
+        };
+        self.actions.push_back(Action::Bridge { key: key.clone() });
+        self.outcome(Some(agent.id.clone()), Outcome::Connected);
+        self.state = State::Bridged {
+            agent,
+            key,
+            answered,
+        };
+    }
+
+    /// The agent leg `key` failed before it was answered (`why`); the next agent is rung.
+    pub fn missed(&mut self, key: &str, why: Missed, pool: &mut dyn Pool, now: Instant) {
+        if !matches!(&self.state, State::Ringing { key: k, .. } if k == key) {
+            return;
+        }
+        let State::Ringing { agent, .. } = std::mem::replace(&mut self.state, State::Over) else {
+            return;
+        };
+        self.actions.push_back(Action::Release {
+            id: agent.id.clone(),
+            handled: None,
+        });
+        self.missed.push((agent.id, why.as_str()));
+        if self.ring_next(pool, now) {
+            self.actions.push_back(Action::Tell(self.next_agent_line()));
+        }
+    }
+
+    /// The agent leg `key` ended from the agent's side once answered: the caller goes back
+    /// to the bot.
+    pub fn agent_left(&mut self, key: &str, now: Instant) {
+        match std::mem::replace(&mut self.state, State::Over) {
+            State::Whisper {
+                agent,
+                key: k,
+                answered,
+            }
+            | State::Bridged {
+                agent,
+                key: k,
+                answered,
+            } if k == key => {
+                self.actions.push_back(Action::Release {
+                    id: agent.id.clone(),
+                    handled: Some(now.saturating_duration_since(answered)),
+                });
+                self.outcome(Some(agent.id), Outcome::Returned);
+                self.actions.push_back(Action::Return { callback: false });
+            }
+            other => self.state = other,
+        }
+    }
+
+    /// The caller hung up at `now`: the agent leg, if any, ends too.
+    pub fn caller_left(&mut self, now: Instant) {
+        match std::mem::replace(&mut self.state, State::Over) {
+            State::Ringing { agent, key, .. } => {
+                self.actions.push_back(Action::Drop { key });
+                self.actions.push_back(Action::Release {
+                    id: agent.id,
+                    handled: None,
+                });
+                self.outcome(None, Outcome::Abandoned);
+            }
+            State::Whisper {
+                agent,
+                key,
+                answered,
+            } => self.hang_up_agent(agent, key, answered, Outcome::Abandoned, now),
+            State::Bridged {
+                agent,
+                key,
+                answered,
+            } => self.hang_up_agent(agent, key, answered, Outcome::Completed, now),
+            State::Over => {}
+        }
+    }
+
+    fn hang_up_agent(
+        &mut self,
+        agent: Offer,
+        key: String,
+        answered: Instant,
+        outcome: Outcome,
+        now: Instant,
+    ) {
+        self.actions.push_back(Action::Drop { key });
+        self.actions.push_back(Action::Release {
+            id: agent.id.clone(),
+            handled: Some(now.saturating_duration_since(answered)),
+        });
+        self.outcome(Some(agent.id), outcome);
+    }
+
+    /// Time passing: a phone that rang too long is given up, and the caller on hold hears
+    /// how things stand.
+    pub fn tick(&mut self, pool: &mut dyn Pool, now: Instant) {
+        if let State::Ringing { key, since, .. } = &self.state {
+            if now.saturating_duration_since(*since) >= self.settings.ring {
+                let key = key.clone();
+                self.actions.push_back(Action::Drop { key: key.clone() });
+                self.missed(&key, Missed::NoAnswer, pool, now);
+            }
+        }
+        if matches!(self.state, State::Ringing { .. } | State::Whisper { .. })
+            && now >= self.next_update
+        {
+            self.next_update = now + self.settings.update;
+            self.updates += 1;
+            self.actions.push_back(Action::Tell(self.update_line()));
+        }
+    }
+
+    /// Rings the best agent not tried yet who has room; true if one rings. With none,
+    /// the caller goes back to the bot with a callback offered.
+    fn ring_next(&mut self, pool: &mut dyn Pool, now: Instant) -> bool {
+        let reachable = pool.reachable();
+        let fresh: Vec<&Reachable> = reachable
+            .iter()
+            .filter(|r| !self.missed.iter().any(|(id, _)| *id == r.candidate.id))
+            .collect();
+        let candidates: Vec<routing::Candidate> =
+            fresh.iter().map(|r| r.candidate.clone()).collect();
+        for ranked in routing::rank(&self.need, &candidates, &self.weights) {
+            if !pool.claim(&ranked.agent.id) {
+                continue;
+            }
+            let Some(r) = fresh.iter().find(|r| r.candidate.id == ranked.agent.id) else {
+                continue;
+            };
+            let agent = Offer {
+                id: r.candidate.id.clone(),
+                name: r.name.clone(),
+                contact: r.contact.clone(),
+                skilled: ranked.skilled,
+                score: ranked.score,
+            };
+            let key = pool.new_key();
+            self.legs += 1;
+            self.actions.push_back(Action::Dial {
+                key: key.clone(),
+                agent: agent.clone(),
+            });
+            self.outcome(Some(agent.id.clone()), Outcome::Ringing);
+            self.state = State::Ringing {
+                agent,
+                key,
+                since: now,
+            };
+            return true;
+        }
+        self.actions.push_back(Action::Tell(self.no_agent_line()));
+        self.outcome(None, Outcome::NoAgent);
+        self.actions.push_back(Action::Return { callback: true });
+        self.state = State::Over;
+        false
+    }
+
+    fn outcome(&mut self, agent: Option<String>, outcome: Outcome) {
+        self.actions.push_back(Action::Outcome {
+            agent,
+            outcome,
+            missed: self.missed.clone(),
+        });
+    }
+
+    /// Who the caller is being put through to, in words: "one of our fraud specialists".
+    fn role(&self) -> String {
+        match &self.words.skill {
+            Some(skill) => format!("one of our {} specialists", skill.replace('_', " ")),
+            None => "one of our team".to_owned(),
+        }
+    }
+
+    fn bridging_line(&self) -> String {
+        let thanks = match &self.words.first_name {
+            Some(name) => format!("Thank you, {name}. "),
+            None => String::new(),
+        };
+        format!(
+            "{thanks}I'm bringing in {}, who can already see what we've discussed. It should \
+             take {}.",
+            self.role(),
+            wait_words(self.settings.ring / 2),
+        )
+    }
+
+    fn next_agent_line(&self) -> String {
+        "That colleague is not free after all, so I'm trying another one. \
+         You won't need to repeat anything."
+            .to_owned()
+    }
+
+    fn update_line(&self) -> String {
+        if self.updates % 2 == 1 {
+            let want = match &self.words.want {
+                Some(want) => format!(" to help you {want}"),
+                None => String::new(),
+            };
+            format!(
+                "Thanks for holding. I'm still bringing in {}{want}, and they already have \
+                 the details of your call.",
+                self.role()
+            )
+        } else {
+            "You're still connected, and you won't have to repeat anything. It won't be much longer."
+                .to_owned()
+        }
+    }
+
+    fn no_agent_line(&self) -> String {
+        let tried = if self.legs > 0 {
+            "None of our specialists could come to the phone just now"
+        } else {
+            "All of our specialists are busy just now"
+        };
+        format!(
+            "I'm sorry. {tried}. We will call you back on this number as soon as one is free, \
+             and they will already know what this is about. In the meantime, I can carry on helping you."
+        )
+    }
+}
+
+/// A wait in words, rounded so that it reads naturally: "a few seconds", "about 10 seconds",
+/// "about 2 minutes".
+fn wait_words(wait: Duration) -> String {
+    let secs = wait.as_secs();
+    match secs {
+        0..=9 => "a few seconds".to_owned(),
+        10..=59 => format!("about {} seconds", (secs + 5) / 10 * 10),
+        60..=89 => "about a minute".to_owned(),
+        _ => format!("about {} minutes", (secs + 30) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::{Candidate, Urgency};
+    use std::collections::BTreeMap;
+
+    fn agent(id: &str, skill: Option<(&str, u8)>) -> Reachable {
+        Reachable {
+            candidate: Candidate {
+                id: id.into(),
+                skills: skill
+                    .map(|(s, l)| BTreeMap::from([(s.to_owned(), l)]))
+                    .unwrap_or_default(),
+                languages: vec!["en".into()],
+                available: true,
+                calls: 0,
+                max_calls: 1,
+                idle_secs: 60,
+                handle_secs: None,
+            },
+            name: id.to_uppercase(),
+            contact: format!("sip:{id}@127.0.0.1:5070").parse().expect("uri"),
+        }
+    }
+
+    fn need() -> Need {
+        Need {
+            skill: Some("fraud".into()),
+            language: "en".into(),
+            urgency: Urgency::Immediate,
+            distressed: true,
+        }
+    }
+
+    /// Agents in a list; `busy` ones refuse a claim.
+    struct Agents {
+        list: Vec<Reachable>,
+        busy: Vec<&'static str>,
+        keys: u32,
+    }
+
+    impl Agents {
+        fn new(list: &[Reachable]) -> Agents {
+            Agents {
+                list: list.to_vec(),
+                busy: Vec::new(),
+                keys: 0,
+            }
+        }
+    }
+
+    impl Pool for Agents {
+        fn reachable(&mut self) -> Vec<Reachable> {
+            self.list.clone()
+        }
+
+        fn claim(&mut self, id: &str) -> bool {
+            !self.busy.contains(&id)
+        }
+
+        fn new_key(&mut self) -> String {
+            self.keys += 1;
+            format!("leg{}", self.keys)
+        }
+    }
+
+    struct Run {
+        t: Transfer,
+        pool: Agents,
+        now: Instant,
+    }
+
+    impl Run {
+        fn start(agents: &[Reachable], words: Words) -> Run {
+            let now = Instant::now();
+            let mut pool = Agents::new(agents);
+            let t = Transfer::start(
+                Settings::default(),
+                need(),
+                Weights::default(),
+                words,
+                &mut pool,
+                now,
+            );
+            Run { t, pool, now }
+        }
+
+        fn actions(&mut self) -> Vec<Action> {
+            std::iter::from_fn(|| self.t.poll()).collect()
+        }
+
+        fn tick(&mut self, secs: u64) {
+            self.now += Duration::from_secs(secs);
+            self.t.tick(&mut self.pool, self.now);
+        }
+
+        fn missed(&mut self, key: &str, status: u16) {
+            self.t
+                .missed(key, Missed::of_status(status), &mut self.pool, self.now);
+        }
+    }
+
+    fn dialled(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Dial { agent, .. } => Some(agent.id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_caller_hears_who_is_coming_and_the_skilled_agent_rings_first() {
+        let agents = [
+            agent("billing", Some(("billing", 5))),
+            agent("fraud", Some(("fraud", 3))),
+        ];
+        let words = Words {
+            first_name: Some("Dana".into()),
+            skill: Some("fraud".into()),
+            want: Some("block a lost or stolen card".into()),
+        };
+        let mut run = Run::start(&agents, words);
+        let actions = run.actions();
+        let Action::Tell(first) = &actions[0] else {
+            panic!("the caller is told first: {actions:?}");
+        };
+        assert_eq!(
+            first,
+            "Thank you, Dana. I'm bringing in one of our fraud specialists, who can already see \
+             what we've discussed. It should take about 10 seconds."
+        );
+        assert_eq!(dialled(&actions), ["fraud"]);
+        assert_eq!(run.t.agent_leg(), Some("leg1"));
+    }
+
+    #[test]
+    fn answer_whisper_bridge_then_the_agent_hangs_up_and_the_bot_takes_back() {
+        let agents = [agent("fraud", Some(("fraud", 3)))];
+        let mut run = Run::start(&agents, Words::default());
+        run.actions();
+        run.t.answered("stale", run.now);
+        assert!(
+            run.actions().is_empty(),
+            "an answer on another leg changes nothing"
+        );
+        run.t.answered("leg1", run.now);
+        assert_eq!(run.actions(), [Action::Whisper { key: "leg1".into() }]);
+        run.t.whispered("leg1");
+        let actions = run.actions();
+        assert_eq!(actions[0], Action::Bridge { key: "leg1".into() });
+        assert!(matches!(
+            &actions[1],
+            Action::Outcome { outcome: Outcome::Connected, agent: Some(a), .. } if a == "fraud"
+        ));
+        assert!(run.t.bridged());
+        run.tick(30);
+        assert!(run.actions().is_empty(), "no hold updates once bridged");
+        run.t.agent_left("leg1", run.now + Duration::from_secs(90));
+        let actions = run.actions();
+        assert_eq!(
+            actions[0],
+            Action::Release {
+                id: "fraud".into(),
+                handled: Some(Duration::from_secs(120))
+            }
+        );
+        assert!(matches!(
+            actions[1],
+            Action::Outcome {
+                outcome: Outcome::Returned,
+                ..
+            }
+        ));
+        assert_eq!(actions[2], Action::Return { callback: false });
+        assert!(run.t.is_over());
+    }
+
+    #[test]
+    fn no_answer_busy_and_decline_fall_over_to_the_next_agent_then_to_a_callback() {
+        let agents = [
+            agent("a", Some(("fraud", 5))),
+            agent("b", Some(("fraud", 4))),
+            agent("c", Some(("fraud", 3))),
+            agent("d", Some(("fraud", 2))),
+        ];
+        let mut run = Run::start(&agents, Words::default());
+        assert_eq!(dialled(&run.actions()), ["a"]);
+        run.tick(19);
+        assert!(dialled(&run.actions()).is_empty());
+        run.tick(1);
+        let actions = run.actions();
+        assert_eq!(actions[0], Action::Drop { key: "leg1".into() });
+        assert_eq!(dialled(&actions), ["b"]);
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Tell(_))),
+            "{actions:?}"
+        );
+        run.missed("leg2", 486);
+        assert_eq!(dialled(&run.actions()), ["c"]);
+        run.missed("leg3", 603);
+        assert_eq!(dialled(&run.actions()), ["d"]);
+        run.missed("leg4", 503);
+        assert_eq!(run.pool.keys, 4, "no leg without a free agent");
+        let actions = run.actions();
+        assert!(matches!(&actions[1], Action::Tell(t) if t.contains("call you back")));
+        let Action::Outcome {
+            outcome, missed, ..
+        } = &actions[2]
+        else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(*outcome, Outcome::NoAgent);
+        assert_eq!(
+            missed,
+            &[
+                ("a".into(), "no answer"),
+                ("b".into(), "busy"),
+                ("c".into(), "declined"),
+                ("d".into(), "unreachable")
+            ]
+        );
+        assert_eq!(actions[3], Action::Return { callback: true });
+    }
+
+    #[test]
+    fn an_agent_taken_by_another_call_is_skipped_and_none_free_means_a_callback() {
+        let agents = [
+            agent("a", Some(("fraud", 5))),
+            agent("b", Some(("fraud", 1))),
+        ];
+        let now = Instant::now();
+        let mut pool = Agents::new(&agents);
+        pool.busy.push("a");
+        let start = |pool: &mut Agents| {
+            Transfer::start(
+                Settings::default(),
+                need(),
+                Weights::default(),
+                Words::default(),
+                pool,
+                now,
+            )
+        };
+        let mut t = start(&mut pool);
+        let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
+        assert_eq!(dialled(&actions), ["b"]);
+        let mut t = start(&mut Agents::new(&[]));
+        let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
+        assert!(matches!(&actions[0], Action::Tell(t) if t.starts_with("I'm sorry. All of our")));
+        assert_eq!(actions.last(), Some(&Action::Return { callback: true }));
+    }
+
+    #[test]
+    fn the_caller_on_hold_hears_an_update_every_interval() {
+        let agents = [agent("a", Some(("fraud", 5)))];
+        let mut run = Run::start(&agents, Words::default());
+        run.actions();
+        run.t.settings.ring = Duration::from_secs(600);
+        let mut told = 0;
+        for _ in 0..60 {
+            run.tick(1);
+            told += run
+                .actions()
+                .iter()
+                .filter(|a| matches!(a, Action::Tell(_)))
+                .count();
+        }
+        assert_eq!(told, 3);
+    }
+
+    #[test]
+    fn a_caller_hanging_up_mid_transfer_cancels_the_ringing_agent() {
+        let agents = [agent("a", Some(("fraud", 5)))];
+        let mut run = Run::start(&agents, Words::default());
+        run.actions();
+        run.t.caller_left(run.now);
+        let actions = run.actions();
+        assert_eq!(actions[0], Action::Drop { key: "leg1".into() });
+        assert_eq!(
+            actions[1],
+            Action::Release {
+                id: "a".into(),
+                handled: None
+            }
+        );
+        assert!(matches!(
+            actions[2],
+            Action::Outcome {
+                outcome: Outcome::Abandoned,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn waits_read_naturally() {
+        assert_eq!(wait_words(Duration::from_secs(4)), "a few seconds");
+        assert_eq!(wait_words(Duration::from_secs(26)), "about 30 seconds");
+        assert_eq!(wait_words(Duration::from_secs(70)), "about a minute");
+        assert_eq!(wait_words(Duration::from_secs(150)), "about 3 minutes");
+    }
+}

@@ -1,0 +1,404 @@
+//! The warm transfer with real peers: SIPp as the caller and baresip as the agents'
+//! softphones, registered to baton with digest auth and answering on their own.
+//!
+//! - The bank: a caller verifies, then asks in an agitated voice to block a stolen card.
+//!   The escalation names the policy and the caller's mood; the fraud agent (not the
+//!   billing one) gets the call; from the decision to the bridge the caller never hears
+//!   more than 300 ms of silence (measured on the wire); the agent hears the whisper, then
+//!   the caller; the caller then hears the agent.
+//! - A phone that rings out passes the call to the next agent; when that agent hangs up,
+//!   the bot has the caller again.
+//! - A caller who hangs up while the agent's phone rings cancels it.
+//! - With no agent registered, the caller is offered a callback and the bot carries on.
+
+mod common;
+
+use common::capture::{self, Capture};
+use common::softphone::{Answer, Softphone};
+use common::{caller_conversation, wait_for, Baton, Sipp, Transport, AGITATED_VOICE, CALM_VOICE};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const AGENTS: &str = "\
+[[agent]]\n\
+id = \"a-fraud\"\nname = \"Dana\"\nsip_user = \"dana\"\npassword = \"correct-horse-battery\"\n\
+skills = { fraud = 4, billing = 1 }\n\
+digest = [\"MD5\"]\n\
+[[agent]]\n\
+id = \"a-billing\"\nname = \"Sam\"\nsip_user = \"sam\"\npassword = \"battery-staple-42\"\n\
+skills = { billing = 3 }\n\
+digest = [\"MD5\"]\n";
+
+/// A bot that asks how it can help; a caller who asks for a person goes to one, and comes
+/// back to "Is there anything else?".
+const DESK: &str = "name = \"desk\"\nmatch = [\"desk\"]\n\n\
+    [[step]]\nbot = \"dialog\"\n\n\
+    [dialog]\nstart = \"greet\"\n\
+    [dialog.node.greet]\nsay = \"How can I help?\"\nexpect = \"text\"\nslot = \"request\"\n\
+    next = \"anything\"\ntimeout_secs = 30\n\
+    [dialog.node.anything]\nsay = \"Is there anything else?\"\nexpect = \"text\"\n\
+    slot = \"more\"\nnext = \"bye\"\ntimeout_secs = 30\n\
+    [dialog.node.bye]\nsay = \"Thank you, goodbye.\"\nhangup = true\n\n\
+    [transfer]\nring_secs = 5\nreturn_to = \"anything\"\n";
+
+/// The agent's tone, and the caller's, each telling whose audio reached the other side.
+const AGENT_TONE_HZ: f64 = 500.0;
+const CALLER_TONE_HZ: f64 = 700.0;
+
+/// The latest escalation listed.
+fn escalation(baton: &Baton) -> Value {
+    let list = baton.get_json("/v1/escalations");
+    list.as_array()
+        .and_then(|l| l.last())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn agent(baton: &Baton, id: &str) -> Value {
+    let agents = baton.get_json("/v1/agents");
+    agents
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["id"] == id))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_registered(baton: &Baton, phones: &[(&str, &Softphone)]) {
+    for (id, phone) in phones {
+        assert!(
+            wait_for(Duration::from_secs(10), || agent(baton, id)["registered"]
+                == true),
+            "{id} registers: {}",
+            phone.log()
+        );
+    }
+}
+
+/// An 8 kHz WAV of a tone: `secs` of `hz` at a third of full scale, after `lead_secs` of
+/// silence.
+fn tone_wav(path: &Path, hz: f64, lead_secs: f64, secs: f64) -> PathBuf {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(path, spec).expect("tone wav");
+    let lead = (lead_secs * 8000.0) as usize;
+    for i in 0..lead + (secs * 8000.0) as usize {
+        let s = if i < lead {
+            0.0
+        } else {
+            (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin() * 11_000.0
+        };
+        wav.write_sample(s as i16).expect("sample");
+    }
+    wav.finalize().expect("tone wav");
+    path.to_owned()
+}
+
+/// The frequency of a stretch of audio, from its zero crossings.
+fn pitch(samples: &[f64], rate: f64) -> f64 {
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
+    crossings as f64 / 2.0 / (samples.len() as f64 / rate)
+}
+
+fn rms(samples: &[f64]) -> f64 {
+    (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt()
+}
+
+/// The 100 ms windows of a WAV (as -1..1 samples) at which it is loud, with their pitch.
+fn windows(path: &Path) -> Vec<(f64, f64, f64)> {
+    let mut reader = hound::WavReader::open(path).expect("agent's recording");
+    let rate = f64::from(reader.spec().sample_rate);
+    let samples: Vec<f64> = reader
+        .samples::<i16>()
+        .map(|s| f64::from(s.unwrap_or(0)) / 32768.0)
+        .collect();
+    let n = (rate / 10.0) as usize;
+    samples
+        .chunks(n)
+        .enumerate()
+        .map(|(i, w)| (i as f64 / 10.0, rms(w), pitch(w, rate)))
+        .collect()
+}
+
+/// Whether a window holds the tone at `hz` (within 4%), loud enough to be heard.
+fn is_tone(level: f64, hz_heard: f64, hz: f64) -> bool {
+    level > 0.05 && (hz_heard - hz).abs() < hz * 0.04
+}
+
+#[test]
+fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
+    let baton = Baton::builder("transfer-bank").config(AGENTS).start();
+    let dir = baton.dir.clone();
+    let agent_tone = tone_wav(&dir.join("agent-tone.wav"), AGENT_TONE_HZ, 0.0, 100.0);
+    let dana = Softphone::builder().records().sends(&agent_tone).start(
+        &baton,
+        "dana",
+        "correct-horse-battery",
+    );
+    let sam = Softphone::builder()
+        .records()
+        .start(&baton, "sam", "battery-staple-42");
+    wait_registered(&baton, &[("a-fraud", &dana), ("a-billing", &sam)]);
+
+    // Verified calmly, then upset about the card; a tone once the agent must be there.
+    let answers: Vec<&str> = include_str!("data/bank-answers.txt").lines().collect();
+    let talk = caller_conversation(
+        &dir,
+        "talk",
+        &[
+            (CALM_VOICE, answers[0]),
+            (CALM_VOICE, answers[1]),
+            (AGITATED_VOICE, answers[2]),
+        ],
+        9.0,
+        7.0,
+    );
+    let tone = tone_wav(&dir.join("caller-tone.wav"), CALLER_TONE_HZ, 0.0, 2.0);
+    // The tone starts 20 s after the last answer: the transfer is long done by then.
+    let silence = dir.join("caller-wait.wav");
+    let with_wait = dir.join("caller.wav");
+    common::run_tool(
+        std::process::Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law"])
+            .arg(&silence)
+            .args(["trim", "0", "20"]),
+        Duration::from_secs(30),
+    );
+    common::run_tool(
+        std::process::Command::new("sox")
+            .arg(&talk.path)
+            .arg(&silence)
+            .arg(&tone)
+            .args(["-r", "8000", "-c", "1", "-e", "u-law"])
+            .arg(&with_wait),
+        Duration::from_secs(30),
+    );
+    let call_secs = talk.total_secs() + 20.0 + 2.0 + 3.0;
+    let sipp = Sipp::new(&baton, "uac_audio.xml", Transport::Udp)
+        .user("bank")
+        .var("AUDIO", with_wait.display())
+        .var("MILLIS", (call_secs * 1000.0) as u64)
+        .timeout(Duration::from_secs_f64(call_secs + 30.0));
+    let heard = Capture::start(&dir, sipp.media_port());
+    let run = sipp.run();
+    let packets = heard.stop();
+    assert!(run.ok(), "{}", run.report);
+
+    let record = escalation(&baton);
+    let dump = format!("{record:#}");
+    println!("{dump}");
+    assert_eq!(record["skill"], "fraud", "{dump}");
+    let codes: Vec<&str> = record["reasons"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["code"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(codes.contains(&"policy_intent"), "{dump}");
+    assert!(
+        codes.contains(&"sentiment"),
+        "the caller's mood counts: {dump}"
+    );
+    assert_eq!(record["agent_id"], "a-fraud", "{dump}");
+    assert_eq!(record["outcome"], "completed", "{dump}");
+    let decided = record["decided_at_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    let bridged = record["connected_at_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+    assert!(bridged > decided, "{dump}");
+
+    // What the caller heard, on the wire: never 300 ms of silence from the decision to
+    // the bridge, and the agent's tone after it.
+    let audio = capture::rtp_audio(&packets, 0);
+    let quiet = capture::longest_quiet(&audio, decided, bridged);
+    println!(
+        "decision to bridge {:.2} s; the caller's longest silence in it {:.0} ms",
+        bridged - decided,
+        quiet * 1000.0
+    );
+    assert!(quiet <= 0.3, "the caller heard {quiet:.3} s of silence");
+    let after: Vec<f64> = audio
+        .iter()
+        .filter(|(at, _)| *at > bridged + 0.5 && *at < bridged + 3.0)
+        .flat_map(|(_, p)| p.iter().map(|b| common::ulaw_decode(*b)))
+        .collect();
+    let heard_hz = pitch(&after, 8000.0);
+    assert!(
+        is_tone(rms(&after), heard_hz, AGENT_TONE_HZ),
+        "the caller hears the agent once bridged: {heard_hz:.0} Hz at {:.3}",
+        rms(&after)
+    );
+
+    // The fraud agent heard the whisper first, then the caller's tone; the billing agent
+    // was never called.
+    let mut dana = dana;
+    dana.stop();
+    let recording = dana.heard().expect("the fraud agent's recording");
+    let w = windows(&recording);
+    // A second of the tone, not a word of the whisper that happens to cross as often.
+    let first_tone = w
+        .windows(10)
+        .find(|run| run.iter().all(|(_, l, hz)| is_tone(*l, *hz, CALLER_TONE_HZ)))
+        .map(|run| run[0].0)
+        .unwrap_or_else(|| panic!("the agent hears the caller's tone: {w:?}"));
+    let whisper = w
+        .iter()
+        .take_while(|(at, ..)| *at < first_tone)
+        .filter(|(_, level, _)| *level > 0.02)
+        .count();
+    assert!(
+        w.iter().take(10).any(|(_, level, _)| *level > 0.02),
+        "the whisper starts as the agent answers: {w:?}"
+    );
+    assert!(
+        whisper >= 15,
+        "the agent heard {whisper} loud windows of whisper before the caller"
+    );
+    assert!(
+        !sam.log_contains("Call established"),
+        "the billing agent was not called: {}",
+        sam.log()
+    );
+    println!(
+        "the agent heard {:.1} s of whisper, the caller's tone at {first_tone:.1} s",
+        whisper as f64 / 10.0
+    );
+}
+
+/// Places a call to `desk` saying "I want to speak to a human", staying on `stay_secs`
+/// after the words; returns the SIPp run's Call-ID.
+fn ask_for_a_person(baton: &Baton, stem: &str, stay_secs: f64) -> common::SippRun {
+    let audio = caller_conversation(
+        &baton.dir,
+        stem,
+        &[(CALM_VOICE, "I want to speak to a human.")],
+        2.5,
+        0.0,
+    );
+    let millis = ((audio.total_secs() + stay_secs) * 1000.0) as u64;
+    Sipp::new(baton, "uac_audio.xml", Transport::Udp)
+        .user("desk")
+        .var("AUDIO", audio.path.display())
+        .var("MILLIS", millis)
+        .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
+        .run()
+}
+
+fn context_of_last_call(baton: &Baton) -> Value {
+    let id = escalation(baton)["call_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    baton.get_json(&format!("/v1/calls/{id}/context"))
+}
+
+#[test]
+fn a_phone_ringing_out_passes_the_call_on_and_the_bot_takes_it_back() {
+    let baton = Baton::builder("transfer-fallover")
+        .config(AGENTS)
+        .dialplan("desk", DESK)
+        .start();
+    // Without a skill asked, Sam (a-billing) ranks first: his phone rings and is not answered.
+    let sam = Softphone::builder()
+        .answer(Answer::Manual)
+        .start(&baton, "sam", "battery-staple-42");
+    let mut dana = Softphone::start(&baton, "dana", "correct-horse-battery");
+    wait_registered(&baton, &[("a-fraud", &dana), ("a-billing", &sam)]);
+
+    let caller = std::thread::scope(|s| {
+        let call = s.spawn(|| ask_for_a_person(&baton, "fallover", 30.0));
+        // Dana hangs up a few seconds after joining.
+        let joined = wait_for(Duration::from_secs(30), || {
+            escalation(&baton)["outcome"] == "connected"
+        });
+        if joined {
+            std::thread::sleep(Duration::from_secs(3));
+            dana.stop();
+        }
+        call.join().expect("caller")
+    });
+    assert!(caller.ok(), "{}", caller.report);
+    let record = escalation(&baton);
+    let dump = format!("{record:#}");
+    assert_eq!(record["agent_id"], "a-fraud", "{dump}");
+    assert_eq!(record["missed"][0]["agent_id"], "a-billing", "{dump}");
+    assert_eq!(record["missed"][0]["why"], "no answer", "{dump}");
+    assert_eq!(record["outcome"], "returned", "{dump}");
+    assert!(sam.log_contains("Incoming call"), "{}", sam.log());
+    assert!(
+        !sam.log_contains("Call established"),
+        "Sam's ringing phone was cancelled: {}",
+        sam.log()
+    );
+
+    let context = context_of_last_call(&baton);
+    let said_after = context["transcript"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .any(|l| l["speaker"] == "bot" && l["text"] == "Is there anything else?")
+        })
+        .unwrap_or(false);
+    assert!(
+        said_after,
+        "the bot picks up where the plan says: {:#}",
+        context["transcript"]
+    );
+    assert_eq!(context["participants"]["running"], "bot");
+    assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
+    assert_eq!(agent(&baton, "a-billing")["calls"], 0);
+}
+
+#[test]
+fn a_caller_hanging_up_while_the_agent_rings_cancels_the_ringing() {
+    let baton = Baton::builder("transfer-cancel")
+        .config(AGENTS)
+        .dialplan(
+            "desk",
+            DESK.replace("ring_secs = 5", "ring_secs = 60").as_str(),
+        )
+        .start();
+    let dana =
+        Softphone::builder()
+            .answer(Answer::Manual)
+            .start(&baton, "dana", "correct-horse-battery");
+    wait_registered(&baton, &[("a-fraud", &dana)]);
+    let run = ask_for_a_person(&baton, "cancel", 4.0);
+    assert!(run.ok(), "{}", run.report);
+    let record = escalation(&baton);
+    assert_eq!(record["outcome"], "abandoned", "{record:#}");
+    assert!(
+        wait_for(Duration::from_secs(5), || dana
+            .log_contains("session closed")),
+        "the agent's ringing phone is cancelled: {}",
+        dana.log()
+    );
+    assert!(dana.log_contains("Incoming call"), "{}", dana.log());
+    assert!(!dana.log_contains("Call established"), "{}", dana.log());
+    assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
+}
+
+#[test]
+fn with_no_agent_registered_the_caller_is_offered_a_callback() {
+    let baton = Baton::builder("transfer-none")
+        .config(AGENTS)
+        .dialplan("desk", DESK)
+        .start();
+    let run = ask_for_a_person(&baton, "none", 20.0);
+    assert!(run.ok(), "{}", run.report);
+    let record = escalation(&baton);
+    assert_eq!(record["outcome"], "no_agent", "{record:#}");
+    let context = context_of_last_call(&baton);
+    let offered = context["actions"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|a| a["name"] == "callback_offered"));
+    assert!(offered, "{:#}", context["actions"]);
+    let back = context["transcript"].as_array().is_some_and(|t| {
+        t.iter()
+            .any(|l| l["speaker"] == "bot" && l["text"] == "Is there anything else?")
+    });
+    assert!(back, "the bot carries on: {:#}", context["transcript"]);
+}
