@@ -52,7 +52,8 @@ pub struct Dialplan {
 /// A dialplan's `[transfer]` table.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TransferPlan {
-    /// `ring_secs` (default 20, 5 to 120) and `update_secs` (default 20, 5 to 300).
+    /// `ring_secs` (default 20, 5 to 120), `update_secs` (default 20, 5 to 300) and
+    /// `queue_secs` (default 300, 5 to 3600).
     pub settings: crate::transfer::Settings,
     /// `return_to`: the `[dialog]` node the bot picks up at when a caller comes back from
     /// an agent (or no agent could come); the dialog's start when not given.
@@ -68,6 +69,7 @@ pub struct TransferPlan {
 struct RawTransfer {
     ring_secs: Option<i64>,
     update_secs: Option<i64>,
+    queue_secs: Option<i64>,
     return_to: Option<String>,
     music: Option<String>,
 }
@@ -555,12 +557,9 @@ fn parse_transfer(
         }
     };
     secs("ring_secs", raw.ring_secs, 120, &mut plan.settings.ring);
-    secs(
-        "update_secs",
-        raw.update_secs,
-        300,
-        &mut plan.settings.update,
-    );
+    let settings = &mut plan.settings;
+    secs("update_secs", raw.update_secs, 300, &mut settings.update);
+    secs("queue_secs", raw.queue_secs, 3600, &mut settings.queue);
     plan.music = music(raw.music.as_deref().unwrap_or("hold-music.wav"), errors);
     if let Some(node) = raw.return_to {
         match dialog {
@@ -1575,6 +1574,34 @@ play = { file = "hold-music.wav", loop = true }
             errors[0].contains("key \"escalation.treshold\": unknown key `treshold`"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn transfer_is_read_with_defaults_and_bad_values_are_located() {
+        let bot = "match = [\"x\"]\n[[step]]\nbot = { url = \"ws://127.0.0.1:9/\" }\n";
+        let plan = parse_ok(bot);
+        assert_eq!(plan.transfer.settings, crate::transfer::Settings::default());
+        assert!(
+            plan.transfer
+                .music
+                .is_some_and(|m| m.ends_with("hold-music.wav")),
+            "a bot's plan holds to the default music"
+        );
+        let plan = parse_ok(&format!(
+            "{bot}[transfer]\nring_secs = 8\nqueue_secs = 60\n"
+        ));
+        assert_eq!(plan.transfer.settings.ring, Duration::from_secs(8));
+        assert_eq!(plan.transfer.settings.queue, Duration::from_secs(60));
+        assert_eq!(
+            parse_errors(&format!("{bot}[transfer]\nring_secs = 3\n")),
+            ["dialplans/test.toml:5:1: key \"transfer.ring_secs\": expected 5 to 120 seconds, got 3"]
+        );
+        assert_eq!(
+            parse_errors(&format!("{bot}[transfer]\nreturn_to = \"menu\"\n")),
+            ["dialplans/test.toml:5:1: key \"transfer.return_to\": names a [dialog] node, but the plan has no [dialog]"]
+        );
+        let errors = parse_errors(&format!("{bot}[transfer]\nmusic = \"nope.wav\"\n"));
+        assert!(errors[0].contains("\"nope.wav\" not found"), "{errors:?}");
     }
 
     #[test]

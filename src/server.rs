@@ -52,6 +52,8 @@ pub struct Shared {
     pub agents: Arc<Agents>,
     /// Calls that should go, or went, to a person.
     pub escalations: Arc<Escalations>,
+    /// The calls waiting for a busy agent, across every plan.
+    pub queue: std::sync::Mutex<crate::routing::Queue>,
     /// The HTTP API as others reach it (`http://192.0.2.1:8080`): an agent's phone finds the
     /// call's context there.
     pub api_base: String,
@@ -170,6 +172,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         outbound,
         agents: agents.clone(),
         escalations: escalations.clone(),
+        queue: Default::default(),
         api_base: match (advertised, config.http.port()) {
             (IpAddr::V6(ip), port) => format!("http://[{ip}]:{port}"),
             (ip, port) => format!("http://{ip}:{port}"),

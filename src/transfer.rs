@@ -28,6 +28,9 @@ pub struct Settings {
     pub ring: Duration,
     /// How often the caller on hold hears how things stand.
     pub update: Duration,
+    /// How long a caller waits in the queue for a busy agent before being offered a
+    /// callback instead.
+    pub queue: Duration,
 }
 
 impl Default for Settings {
@@ -35,6 +38,7 @@ impl Default for Settings {
         Settings {
             ring: Duration::from_secs(20),
             update: Duration::from_secs(20),
+            queue: Duration::from_secs(300),
         }
     }
 }
@@ -43,6 +47,8 @@ impl Default for Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// Every agent who could take it is busy: the call waits in the queue.
+    Queued,
     /// An agent's phone is ringing.
     Ringing,
     /// An agent answered and is talking with the caller.
@@ -60,6 +66,7 @@ pub enum Outcome {
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
+            Outcome::Queued => "queued",
             Outcome::Ringing => "ringing",
             Outcome::Connected => "connected",
             Outcome::Returned => "returned",
@@ -160,8 +167,15 @@ enum State {
         key: String,
         answered: Instant,
     },
+    /// Waiting in the queue for an agent who is busy now.
+    Queued {
+        since: Instant,
+    },
     Over,
 }
+
+/// How often a queued call looks whether an agent has come free.
+const QUEUE_CHECK: Duration = Duration::from_secs(1);
 
 /// The agents, as the transfer sees them: read only when an agent must be chosen.
 pub trait Pool {
@@ -172,6 +186,17 @@ pub trait Pool {
     fn claim(&mut self, id: &str) -> bool;
     /// A fresh name for an agent leg.
     fn new_key(&mut self) -> String;
+    /// Puts the call in the queue for a busy agent; its place (1 is next) and about how
+    /// many seconds it will wait. `None`, and nothing queued, when no available agent
+    /// could ever take it.
+    fn enqueue(&mut self, need: &Need) -> Option<(usize, Option<u64>)>;
+    /// The call's place in the queue and its wait, while it is queued.
+    fn queued(&mut self) -> Option<(usize, Option<u64>)>;
+    /// Whether an agent with room now should take this call: it is the first in the queue
+    /// they can serve.
+    fn served(&mut self) -> bool;
+    /// Takes the call out of the queue.
+    fn dequeue(&mut self);
 }
 
 /// What the prompts say about the call.
@@ -197,6 +222,7 @@ pub struct Transfer {
     /// Agents offered the call already, with why they did not take it.
     missed: Vec<(String, &'static str)>,
     next_update: Instant,
+    next_queue_check: Instant,
     updates: u32,
     actions: VecDeque<Action>,
     legs: u32,
@@ -215,6 +241,7 @@ impl Transfer {
     ) -> Transfer {
         let mut t = Transfer {
             next_update: now + settings.update,
+            next_queue_check: now + QUEUE_CHECK,
             settings,
             need,
             weights,
@@ -238,22 +265,13 @@ impl Transfer {
     }
 
     /// The agent leg ringing or talking now, if any.
-    pub fn agent_leg(&self) -> Option<&str> {
+    #[cfg(test)]
+    fn agent_leg(&self) -> Option<&str> {
         match &self.state {
             State::Ringing { key, .. }
             | State::Whisper { key, .. }
             | State::Bridged { key, .. } => Some(key),
-            State::Over => None,
-        }
-    }
-
-    /// The agent of the leg ringing or talking now.
-    pub fn agent(&self) -> Option<&Offer> {
-        match &self.state {
-            State::Ringing { agent, .. }
-            | State::Whisper { agent, .. }
-            | State::Bridged { agent, .. } => Some(agent),
-            State::Over => None,
+            State::Queued { .. } | State::Over => None,
         }
     }
 
@@ -268,7 +286,8 @@ impl Transfer {
     }
 
     /// Whether the transfer has ended (the caller is back with the bot, or gone).
-    pub fn is_over(&self) -> bool {
+    #[cfg(test)]
+    fn is_over(&self) -> bool {
         matches!(self.state, State::Over)
     }
 
@@ -361,8 +380,12 @@ impl Transfer {
     }
 
     /// The caller hung up at `now`: the agent leg, if any, ends too.
-    pub fn caller_left(&mut self, now: Instant) {
+    pub fn caller_left(&mut self, pool: &mut dyn Pool, now: Instant) {
         match std::mem::replace(&mut self.state, State::Over) {
+            State::Queued { .. } => {
+                pool.dequeue();
+                self.outcome(None, Outcome::Abandoned);
+            }
             State::Ringing { agent, key, .. } => {
                 self.actions.push_back(Action::Drop { key });
                 self.actions.push_back(Action::Release {
@@ -404,6 +427,27 @@ impl Transfer {
     /// Time passing: a phone that rang too long is given up, and the caller on hold hears
     /// how things stand.
     pub fn tick(&mut self, pool: &mut dyn Pool, now: Instant) {
+        if let State::Queued { since } = self.state {
+            if now >= self.next_queue_check {
+                self.next_queue_check = now + QUEUE_CHECK;
+                if now.saturating_duration_since(since) >= self.settings.queue {
+                    pool.dequeue();
+                    self.no_agent();
+                    return;
+                }
+                if pool.served() {
+                    pool.dequeue();
+                    if self.ring_free(pool, now) {
+                        self.actions.push_back(Action::Tell(
+                            "Good news: a colleague is free now. Bringing them in.".to_owned(),
+                        ));
+                    } else {
+                        // Taken by another call in the meantime: back in line.
+                        pool.enqueue(&self.need);
+                    }
+                }
+            }
+        }
         if let State::Ringing { key, since, .. } = &self.state {
             if now.saturating_duration_since(*since) >= self.settings.ring {
                 let key = key.clone();
@@ -418,11 +462,43 @@ impl Transfer {
             self.updates += 1;
             self.actions.push_back(Action::Tell(self.update_line()));
         }
+        if matches!(self.state, State::Queued { .. }) && now >= self.next_update {
+            self.next_update = now + self.settings.update;
+            if let Some((position, wait)) = pool.queued() {
+                self.actions
+                    .push_back(Action::Tell(self.queue_line(position, wait)));
+            }
+        }
     }
 
     /// Rings the best agent not tried yet who has room; true if one rings. With none,
     /// the caller goes back to the bot with a callback offered.
     fn ring_next(&mut self, pool: &mut dyn Pool, now: Instant) -> bool {
+        if self.ring_free(pool, now) {
+            return true;
+        }
+        if let Some((position, wait)) = pool.enqueue(&self.need) {
+            self.actions
+                .push_back(Action::Tell(self.queue_line(position, wait)));
+            self.outcome(None, Outcome::Queued);
+            self.state = State::Queued { since: now };
+            self.next_update = now + self.settings.update;
+            return false;
+        }
+        self.no_agent();
+        false
+    }
+
+    /// No agent can take the call, now or by waiting: the caller is offered a callback.
+    fn no_agent(&mut self) {
+        self.actions.push_back(Action::Tell(self.no_agent_line()));
+        self.outcome(None, Outcome::NoAgent);
+        self.actions.push_back(Action::Return { callback: true });
+        self.state = State::Over;
+    }
+
+    /// Rings the best free agent not tried yet; false when none is free.
+    fn ring_free(&mut self, pool: &mut dyn Pool, now: Instant) -> bool {
         let reachable = pool.reachable();
         let fresh: Vec<&Reachable> = reachable
             .iter()
@@ -458,10 +534,6 @@ impl Transfer {
             };
             return true;
         }
-        self.actions.push_back(Action::Tell(self.no_agent_line()));
-        self.outcome(None, Outcome::NoAgent);
-        self.actions.push_back(Action::Return { callback: true });
-        self.state = State::Over;
         false
     }
 
@@ -514,6 +586,30 @@ impl Transfer {
         } else {
             "You're still connected, and you won't have to repeat anything. It won't be much longer."
                 .to_owned()
+        }
+    }
+
+    fn queue_line(&self, position: usize, wait: Option<u64>) -> String {
+        let place = match position {
+            1 => "next in line".to_owned(),
+            n => format!("number {n} in line"),
+        };
+        let wait = match wait {
+            Some(secs) => format!(" The wait is {}.", wait_words(Duration::from_secs(secs))),
+            None => String::new(),
+        };
+        format!(
+            "All of our {} are helping other callers just now. You're {place}, and they will \
+             already know what this is about.{wait}",
+            self.team()
+        )
+    }
+
+    /// The agents who could help, in words: "fraud specialists".
+    fn team(&self) -> String {
+        match &self.words.skill {
+            Some(skill) => format!("{} specialists", skill.replace('_', " ")),
+            None => "colleagues".to_owned(),
         }
     }
 
@@ -576,11 +672,14 @@ mod tests {
         }
     }
 
-    /// Agents in a list; `busy` ones refuse a claim.
+    /// Agents in a list; `busy` ones refuse a claim. Calls queue when `waiting` is set.
     struct Agents {
         list: Vec<Reachable>,
         busy: Vec<&'static str>,
         keys: u32,
+        /// The call's place in the queue, when queueing is possible and it is queued.
+        queue: Option<Option<usize>>,
+        served: bool,
     }
 
     impl Agents {
@@ -589,6 +688,8 @@ mod tests {
                 list: list.to_vec(),
                 busy: Vec::new(),
                 keys: 0,
+                queue: None,
+                served: false,
             }
         }
     }
@@ -605,6 +706,26 @@ mod tests {
         fn new_key(&mut self) -> String {
             self.keys += 1;
             format!("leg{}", self.keys)
+        }
+
+        fn enqueue(&mut self, _: &Need) -> Option<(usize, Option<u64>)> {
+            let place = self.queue.as_mut()?;
+            *place = Some(2);
+            Some((2, Some(170)))
+        }
+
+        fn queued(&mut self) -> Option<(usize, Option<u64>)> {
+            self.queue.flatten().map(|p| (p, Some(100)))
+        }
+
+        fn served(&mut self) -> bool {
+            self.served
+        }
+
+        fn dequeue(&mut self) {
+            if let Some(place) = &mut self.queue {
+                *place = None;
+            }
         }
     }
 
@@ -819,7 +940,7 @@ mod tests {
         let agents = [agent("a", Some(("fraud", 5)))];
         let mut run = Run::start(&agents, Words::default());
         run.actions();
-        run.t.caller_left(run.now);
+        run.t.caller_left(&mut run.pool, run.now);
         let actions = run.actions();
         assert_eq!(actions[0], Action::Drop { key: "leg1".into() });
         assert_eq!(
@@ -836,6 +957,77 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn with_every_agent_busy_the_call_queues_then_rings_the_agent_who_comes_free() {
+        let agents = [agent("a", Some(("fraud", 5)))];
+        let now = Instant::now();
+        let mut pool = Agents::new(&agents);
+        pool.busy.push("a");
+        pool.queue = Some(None);
+        let mut t = Transfer::start(
+            Settings::default(),
+            need(),
+            Weights::default(),
+            Words {
+                skill: Some("fraud".into()),
+                ..Words::default()
+            },
+            &mut pool,
+            now,
+        );
+        let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
+        assert!(
+            matches!(&actions[0], Action::Tell(t) if t == "All of our fraud specialists are \
+                helping other callers just now. You're number 2 in line, and they will already \
+                know what this is about. The wait is about 3 minutes."),
+            "{actions:?}"
+        );
+        assert!(matches!(
+            actions[1],
+            Action::Outcome {
+                outcome: Outcome::Queued,
+                ..
+            }
+        ));
+        assert_eq!(pool.queue, Some(Some(2)));
+        let later = now + Duration::from_secs(20);
+        t.tick(&mut pool, later);
+        let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
+        assert!(
+            matches!(&actions[..], [Action::Tell(t)] if t.contains("number 2 in line")),
+            "an update with the place: {actions:?}"
+        );
+        pool.busy.clear();
+        pool.served = true;
+        t.tick(&mut pool, later + Duration::from_secs(1));
+        let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
+        assert_eq!(dialled(&actions), ["a"]);
+        assert_eq!(pool.queue, Some(None), "out of the queue");
+    }
+
+    #[test]
+    fn a_queued_caller_is_offered_a_callback_after_the_longest_wait() {
+        let agents = [agent("a", Some(("fraud", 5)))];
+        let now = Instant::now();
+        let mut pool = Agents::new(&agents);
+        pool.busy.push("a");
+        pool.queue = Some(None);
+        let mut t = Transfer::start(
+            Settings::default(),
+            need(),
+            Weights::default(),
+            Words::default(),
+            &mut pool,
+            now,
+        );
+        std::iter::from_fn(|| t.poll()).for_each(drop);
+        t.tick(&mut pool, now + Duration::from_secs(300));
+        let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
+        assert!(matches!(&actions[0], Action::Tell(t) if t.contains("call you back")));
+        assert_eq!(actions.last(), Some(&Action::Return { callback: true }));
+        assert_eq!(pool.queue, Some(None));
     }
 
     #[test]

@@ -241,7 +241,10 @@ fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
     // A second of the tone, not a word of the whisper that happens to cross as often.
     let first_tone = w
         .windows(10)
-        .find(|run| run.iter().all(|(_, l, hz)| is_tone(*l, *hz, CALLER_TONE_HZ)))
+        .find(|run| {
+            run.iter()
+                .all(|(_, l, hz)| is_tone(*l, *hz, CALLER_TONE_HZ))
+        })
         .map(|run| run[0].0)
         .unwrap_or_else(|| panic!("the agent hears the caller's tone: {w:?}"));
     let whisper = w
@@ -305,7 +308,18 @@ fn a_phone_ringing_out_passes_the_call_on_and_the_bot_takes_it_back() {
     let sam = Softphone::builder()
         .answer(Answer::Manual)
         .start(&baton, "sam", "battery-staple-42");
-    let mut dana = Softphone::start(&baton, "dana", "correct-horse-battery");
+    // Dana greets the caller as she answers: her words are transcribed as the agent's.
+    let greeting = caller_conversation(
+        &baton.dir,
+        "dana-says",
+        &[(CALM_VOICE, "Hello, this is Dana from the fraud team.")],
+        5.0,
+        0.0,
+    );
+    let mut dana =
+        Softphone::builder()
+            .sends(&greeting.path)
+            .start(&baton, "dana", "correct-horse-battery");
     wait_registered(&baton, &[("a-fraud", &dana), ("a-billing", &sam)]);
 
     let caller = std::thread::scope(|s| {
@@ -315,7 +329,7 @@ fn a_phone_ringing_out_passes_the_call_on_and_the_bot_takes_it_back() {
             escalation(&baton)["outcome"] == "connected"
         });
         if joined {
-            std::thread::sleep(Duration::from_secs(3));
+            std::thread::sleep(Duration::from_secs(6));
             dana.stop();
         }
         call.join().expect("caller")
@@ -348,6 +362,16 @@ fn a_phone_ringing_out_passes_the_call_on_and_the_bot_takes_it_back() {
         context["transcript"]
     );
     assert_eq!(context["participants"]["running"], "bot");
+    let dana_said = context["transcript"].as_array().and_then(|t| {
+        t.iter()
+            .find(|l| l["speaker"] == "agent" && l["final"] == true)
+            .map(|l| l["text"].as_str().unwrap_or_default().to_lowercase())
+    });
+    assert!(
+        dana_said.as_deref().is_some_and(|t| t.contains("team")),
+        "the agent's words are transcribed as hers: {:#}",
+        context["transcript"]
+    );
     assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
     assert_eq!(agent(&baton, "a-billing")["calls"], 0);
 }
@@ -401,4 +425,50 @@ fn with_no_agent_registered_the_caller_is_offered_a_callback() {
             .any(|l| l["speaker"] == "bot" && l["text"] == "Is there anything else?")
     });
     assert!(back, "the bot carries on: {:#}", context["transcript"]);
+}
+
+#[test]
+fn a_caller_waits_in_line_for_a_busy_agent_and_gets_them_when_free() {
+    let config = AGENTS.replacen("digest", "max_calls = 1\ndigest", 1);
+    let baton = Baton::builder("transfer-queue")
+        .config(&config)
+        .dialplan("desk", DESK)
+        .start();
+    let dana = Softphone::start(&baton, "dana", "correct-horse-battery");
+    wait_registered(&baton, &[("a-fraud", &dana)]);
+    let listed = |n: usize| {
+        let list = baton.get_json("/v1/escalations");
+        list.as_array().and_then(|l| l.get(n)).cloned()
+    };
+    let (first, second, queued) = std::thread::scope(|s| {
+        let first = s.spawn(|| ask_for_a_person(&baton, "first", 14.0));
+        let connected = wait_for(Duration::from_secs(30), || {
+            listed(0).is_some_and(|e| e["outcome"] == "connected")
+        });
+        assert!(connected, "the first caller reaches Dana");
+        let second = s.spawn(|| ask_for_a_person(&baton, "second", 25.0));
+        // Dana is on the first call (max_calls = 1): the second waits in line.
+        let queued = wait_for(Duration::from_secs(20), || {
+            listed(1).is_some_and(|e| e["outcome"] == "queued")
+        });
+        (
+            first.join().expect("first"),
+            second.join().expect("second"),
+            queued,
+        )
+    });
+    assert!(first.ok(), "{}", first.report);
+    assert!(second.ok(), "{}", second.report);
+    assert!(
+        queued,
+        "the second caller queued: {:#}",
+        baton.get_json("/v1/escalations")
+    );
+    let record = listed(1).unwrap_or(Value::Null);
+    assert_eq!(record["agent_id"], "a-fraud", "{record:#}");
+    assert_eq!(
+        record["outcome"], "completed",
+        "Dana took the second call once free: {record:#}"
+    );
+    assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
 }

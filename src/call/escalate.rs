@@ -140,9 +140,9 @@ async fn run(
                     Nudge::Key(digit) => engine.key(digit, elapsed()).cloned(),
                     Nudge::Handover(reason) => {
                         let changed = engine.handover(&reason, elapsed()).cloned();
-                        if rearmed && changed.is_none() {
-                            // Already escalated: the call asks again, after a transfer.
-                            rearmed = false;
+                        if std::mem::take(&mut rearmed) && listed {
+                            // Back from a transfer, the bot hands over again: the call goes
+                            // to a person again, though the engine had decided so already.
                             if let Some(d) = engine.decision().filter(|d| d.escalate) {
                                 escalated.send_replace(Some(d.clone()));
                             }

@@ -7,6 +7,7 @@ use super::leg::MediaLeg;
 use super::RtpSockets;
 use crate::agents::{Agents, Reachable};
 use crate::context::{Author, Change, ContextStore};
+use crate::routing::{Candidate, Need, Queue};
 use crate::server::Shared;
 use crate::transfer::{Action, Outcome, Pool, Transfer};
 use baton_media::{AudioFrame, FRAME_SAMPLES};
@@ -153,23 +154,92 @@ pub(super) struct Handoff {
     want: Option<String>,
 }
 
-/// The agents as the transfer of one call sees them.
+/// The agents, and the queue of calls waiting for them, as the transfer of one call sees
+/// them.
 pub(super) struct Live<'a> {
-    pub agents: &'a Agents,
+    pub shared: &'a Shared,
+    pub call_id: &'a str,
     pub now: Instant,
+}
+
+impl Live<'_> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic elsewhere while holding the lock leaves a usable queue.
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_secs(&self) -> u64 {
+        crate::context::store::now_ms() / 1000
+    }
+
+    fn place(&self) -> Option<(usize, Option<u64>)> {
+        let candidates: Vec<Candidate> = self
+            .agents()
+            .reachable(self.now)
+            .into_iter()
+            .map(|r| r.candidate)
+            .collect();
+        let queue = self.queue();
+        let position = queue.position(self.call_id)?;
+        Some((
+            position,
+            queue.estimated_wait_secs(self.call_id, &candidates, self.now_secs()),
+        ))
+    }
+
+    fn agents(&self) -> &Agents {
+        &self.shared.agents
+    }
 }
 
 impl Pool for Live<'_> {
     fn reachable(&mut self) -> Vec<Reachable> {
-        self.agents.reachable(self.now)
+        self.agents().reachable(self.now)
     }
 
     fn claim(&mut self, id: &str) -> bool {
-        self.agents.claim(id)
+        self.agents().claim(id)
     }
 
     fn new_key(&mut self) -> String {
         baton_sip::build::new_tag()
+    }
+
+    fn enqueue(&mut self, need: &Need) -> Option<(usize, Option<u64>)> {
+        let candidates: Vec<Candidate> = self
+            .agents()
+            .reachable(self.now)
+            .into_iter()
+            .map(|r| r.candidate)
+            .collect();
+        let now_secs = self.now_secs();
+        let mut queue = self.queue();
+        queue.push(self.call_id.to_owned(), need.clone(), now_secs);
+        match queue.estimated_wait_secs(self.call_id, &candidates, now_secs) {
+            // No available agent could ever take it: waiting is pointless.
+            None => {
+                queue.remove(self.call_id);
+                None
+            }
+            Some(wait) => Some((queue.position(self.call_id)?, Some(wait))),
+        }
+    }
+
+    fn queued(&mut self) -> Option<(usize, Option<u64>)> {
+        self.place()
+    }
+
+    fn served(&mut self) -> bool {
+        let reachable = self.agents().reachable(self.now);
+        let now_secs = self.now_secs();
+        let queue = self.queue();
+        reachable
+            .iter()
+            .any(|r| queue.next_for(&r.candidate, now_secs) == Some(self.call_id))
+    }
+
+    fn dequeue(&mut self) {
+        self.queue().remove(self.call_id);
     }
 }
 
@@ -225,7 +295,8 @@ impl Handoff {
                             &key,
                             crate::transfer::Missed::Unreachable,
                             &mut Live {
-                                agents: &call.shared.agents,
+                                shared: call.shared,
+                                call_id: call.id,
                                 now,
                             },
                             now,

@@ -474,7 +474,8 @@ impl Call {
             crate::routing::Weights::default(),
             words,
             &mut Live {
-                agents: &self.shared.agents,
+                shared: &self.shared,
+                call_id: &self.id,
                 now,
             },
             now,
@@ -511,7 +512,8 @@ impl Call {
             return;
         };
         let mut pool = Live {
-            agents: &self.shared.agents,
+            shared: &self.shared,
+            call_id: &self.id,
             now,
         };
         let current = h.agent.as_mut().filter(|a| a.key == key);
@@ -844,7 +846,8 @@ impl Call {
         h.collect_spoken();
         h.machine.tick(
             &mut Live {
-                agents: &self.shared.agents,
+                shared: &self.shared,
+                call_id: &self.id,
                 now,
             },
             now,
@@ -916,7 +919,14 @@ impl Drop for Call {
         // An agent still ringing or talking is let go with the caller.
         if let Some(mut h) = self.handoff.take() {
             let now = Instant::now();
-            h.machine.caller_left(now);
+            h.machine.caller_left(
+                &mut Live {
+                    shared: &self.shared,
+                    call_id: &self.id,
+                    now,
+                },
+                now,
+            );
             let skill = h.machine.skill().map(str::to_owned);
             h.act(&self.call_ref(skill.as_deref()), now);
         }
