@@ -310,6 +310,14 @@ impl Agents {
             .collect()
     }
 
+    /// The id of the agent whose phone registers as `sip_user`.
+    pub fn by_sip_user(&self, sip_user: &str) -> Option<String> {
+        self.list
+            .iter()
+            .find(|a| a.sip_user == sip_user)
+            .map(|a| a.id.clone())
+    }
+
     /// Whether no agent is configured: calls then never go to one.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
 /// Methods baton implements, for Allow headers.
-const ALLOW: [Method; 8] = [
+const ALLOW: [Method; 9] = [
     Method::Invite,
     Method::Ack,
     Method::Bye,
@@ -43,6 +43,7 @@ const ALLOW: [Method; 8] = [
     Method::Register,
     Method::Update,
     Method::Info,
+    Method::Refer,
 ];
 /// Option tags baton supports (Supported, and accepted in Require).
 const SUPPORTED: [&str; 1] = ["timer"];
@@ -62,6 +63,8 @@ enum Sent {
     Invite,
     /// The CANCEL of an agent leg's INVITE.
     Cancel,
+    /// A NOTIFY of how a transfer an agent asked for goes (RFC 3515).
+    Notify,
 }
 
 /// An agent leg whose INVITE has no final answer yet.
@@ -426,7 +429,7 @@ impl Endpoint {
                     self.clients.remove(&tx);
                     self.client_done(&key);
                 }
-                Some((_, Sent::Cancel)) => {
+                Some((_, Sent::Cancel | Sent::Notify)) => {
                     self.clients.remove(&tx);
                 }
                 None => {}
@@ -436,7 +439,7 @@ impl Endpoint {
                     Some((key, Sent::Bye)) => self.client_done(&key),
                     Some((key, Sent::Refresh)) => self.refresh_failed(&key, "no answer", now),
                     Some((key, Sent::Invite)) => self.agent_failed(&key, 408),
-                    Some((_, Sent::Cancel)) | None => {}
+                    Some((_, Sent::Cancel | Sent::Notify)) | None => {}
                 }
                 if let Some(key) = self.invites.remove(&tx) {
                     // The ACK for a final non-2xx never came, or the transport broke:
@@ -493,6 +496,10 @@ impl Endpoint {
                 Ok(())
             }
             Method::Register => self.register(tx, req, now),
+            Method::Refer => Err(Reject::warn(
+                403,
+                "baton takes REFER only from an agent's phone, within its call",
+            )),
             Method::Bye | Method::Update | Method::Info | Method::Prack => {
                 Err(Reject::warn(481, "no such dialog"))
             }
@@ -737,6 +744,7 @@ impl Endpoint {
             Command::Answer { key } => self.answer(&key, now),
             Command::Hangup { key } => self.hangup(&key, now),
             Command::Dial(dial) => self.dial(*dial, now),
+            Command::Referred { key, status } => self.notify_refer(&key, status, now),
         }
     }
 
@@ -1015,6 +1023,76 @@ impl Endpoint {
         if !self.send_in_dialog(key, bye, Sent::Bye, now) {
             self.remove_leg(key);
         }
+    }
+
+    /// Tells an agent's phone how the transfer it asked for goes: a NOTIFY of the implicit
+    /// `refer` subscription with the target's status as a sipfrag (RFC 3515 §2.4.5); a
+    /// final status ends the subscription.
+    fn notify_refer(&mut self, key: &str, status: u16, now: Instant) {
+        let Some(leg) = self.legs.get_mut(key).filter(|l| !l.closing) else {
+            return;
+        };
+        let mut notify = leg.dialog.request(Method::Notify);
+        notify.headers.push(other("Event", "refer"));
+        let state = if status < 200 {
+            "active;expires=60"
+        } else {
+            "terminated;reason=noresource"
+        };
+        notify.headers.push(other("Subscription-State", state));
+        notify
+            .headers
+            .push(Header::ContentType("message/sipfrag;version=2.0".into()));
+        notify.body = format!(
+            "SIP/2.0 {status} {}\r\n",
+            baton_sip::build::reason_phrase(status)
+        )
+        .into_bytes();
+        if !self.send_in_dialog(key, notify, Sent::Notify, now) {
+            debug!("NOTIFY not sent");
+        }
+    }
+
+    /// An agent's phone asks to transfer its call (a blind REFER, RFC 3515): accepted, and
+    /// the call rings the colleague it names.
+    fn refer(&mut self, tx: TxId, tag: &str, req: &Request, now: Instant) -> Result<(), Reject> {
+        let Some(leg) = self.legs.get(tag) else {
+            return Err(Reject::warn(481, "no such dialog"));
+        };
+        if leg.agent.is_none() {
+            return Err(Reject::warn(
+                403,
+                "only an agent's phone may transfer the call",
+            ));
+        }
+        let targets: Vec<&str> = req
+            .headers
+            .other("Refer-To")
+            .chain(req.headers.other("r"))
+            .collect();
+        let [target] = targets[..] else {
+            return Err(Reject::warn(400, "a REFER needs exactly one Refer-To"));
+        };
+        let target: NameAddr = target
+            .parse()
+            .map_err(|_| Reject::warn(400, "Refer-To is not a SIP address"))?;
+        if let Uri::Sip(u) = &target.uri {
+            if u.headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("Replaces"))
+            {
+                return Err(Reject::warn(
+                    501,
+                    "attended transfer (Refer-To with Replaces) is not supported yet",
+                ));
+            }
+        }
+        self.respond(tx, req.response(202, None), now);
+        self.notify_refer(tag, 100, now);
+        if let Some(leg) = self.legs.get(tag) {
+            leg.agent_news(AgentEvent::Refer(target.uri));
+        }
+        Ok(())
     }
 
     /// Sends a request of a leg's dialog as a new client transaction, to the dialog's
@@ -1338,6 +1416,7 @@ impl Endpoint {
                 self.respond(tx, options_response(req), now);
                 Ok(())
             }
+            Method::Refer => self.refer(tx, tag, req, now),
             Method::Info => {
                 // Key presses some carriers and phones send instead of RFC 4733 events.
                 // Other INFO packages are acknowledged so the peer does not tear down.

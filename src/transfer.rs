@@ -100,6 +100,16 @@ impl Missed {
         }
     }
 
+    /// The status an agent who transferred the call to this one is told (RFC 3515 §2.4.5).
+    fn status(self) -> u16 {
+        match self {
+            Missed::NoAnswer => 480,
+            Missed::Busy => 486,
+            Missed::Declined => 603,
+            Missed::Unreachable => 503,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Missed::NoAnswer => "no answer",
@@ -141,6 +151,9 @@ pub enum Action {
         id: String,
         handled: Option<Duration>,
     },
+    /// Tell the agent on leg `key`, who asked to transfer the call (REFER), how it went:
+    /// the final status of the transfer target (200 when they answered).
+    Referred { key: String, status: u16 },
     /// Where the escalation stands, for its record and the call's context.
     Outcome {
         agent: Option<String>,
@@ -221,6 +234,9 @@ pub struct Transfer {
     state: State,
     /// Agents offered the call already, with why they did not take it.
     missed: Vec<(String, &'static str)>,
+    /// The agent who asked to transfer the call to a colleague (their leg, who they are,
+    /// when they answered), until the colleague answers or does not.
+    referrer: Option<(String, Offer, Instant)>,
     next_update: Instant,
     next_queue_check: Instant,
     updates: u32,
@@ -248,6 +264,7 @@ impl Transfer {
             words,
             state: State::Over,
             missed: Vec::new(),
+            referrer: None,
             updates: 0,
             actions: VecDeque::new(),
             legs: 0,
@@ -311,8 +328,8 @@ impl Transfer {
         };
     }
 
-    /// The whisper to the agent on leg `key` has played: the legs are joined.
-    pub fn whispered(&mut self, key: &str) {
+    /// The whisper to the agent on leg `key` has played at `now`: the legs are joined.
+    pub fn whispered(&mut self, key: &str, now: Instant) {
         let State::Whisper { key: k, .. } = &self.state else {
             return;
         };
@@ -329,6 +346,7 @@ impl Transfer {
         };
         self.actions.push_back(Action::Bridge { key: key.clone() });
         self.outcome(Some(agent.id.clone()), Outcome::Connected);
+        self.referral_done(200, now);
         self.state = State::Bridged {
             agent,
             key,
@@ -349,14 +367,119 @@ impl Transfer {
             handled: None,
         });
         self.missed.push((agent.id, why.as_str()));
+        self.referral_done(why.status(), now);
         if self.ring_next(pool, now) {
             self.actions.push_back(Action::Tell(self.next_agent_line()));
         }
     }
 
+    /// The agent on leg `key` asked to transfer the call to agent `to` (a blind REFER):
+    /// the caller holds while the colleague's phone rings, the agent who asked is let go
+    /// once the colleague answers or cannot. `None` for a target who is no agent, or who
+    /// cannot take a call now: the transfer is refused with that status.
+    pub fn referred(
+        &mut self,
+        key: &str,
+        to: Option<&str>,
+        pool: &mut dyn Pool,
+        now: Instant,
+    ) -> Result<(), u16> {
+        let (State::Whisper { key: k, .. } | State::Bridged { key: k, .. }) = &self.state else {
+            return Err(491); // mid-transfer already
+        };
+        if k != key {
+            return Err(481);
+        }
+        let Some(to) = to else {
+            return Err(404);
+        };
+        let reachable = pool.reachable();
+        let Some(r) = reachable.iter().find(|r| r.candidate.id == to) else {
+            return Err(480);
+        };
+        if r.candidate.id == self.current_agent().map_or("", |a| a.id.as_str()) {
+            return Err(482); // to themself
+        }
+        if !r.candidate.available || !pool.claim(to) {
+            return Err(486);
+        }
+        let (State::Whisper {
+            agent,
+            key,
+            answered,
+        }
+        | State::Bridged {
+            agent,
+            key,
+            answered,
+        }) = std::mem::replace(&mut self.state, State::Over)
+        else {
+            return Err(500);
+        };
+        self.referrer = Some((key, agent, answered));
+        let offer = Offer {
+            id: r.candidate.id.clone(),
+            name: r.name.clone(),
+            contact: r.contact.clone(),
+            skilled: true,
+            score: 0.0,
+        };
+        let key = pool.new_key();
+        self.legs += 1;
+        self.actions.push_back(Action::Tell(format!(
+            "Please hold while I put you through to my colleague {}.",
+            offer.name
+        )));
+        self.actions.push_back(Action::Dial {
+            key: key.clone(),
+            agent: offer.clone(),
+        });
+        self.outcome(Some(offer.id.clone()), Outcome::Ringing);
+        self.state = State::Ringing {
+            agent: offer,
+            key,
+            since: now,
+        };
+        Ok(())
+    }
+
+    /// The agent ringing or talking now.
+    fn current_agent(&self) -> Option<&Offer> {
+        match &self.state {
+            State::Ringing { agent, .. }
+            | State::Whisper { agent, .. }
+            | State::Bridged { agent, .. } => Some(agent),
+            State::Queued { .. } | State::Over => None,
+        }
+    }
+
+    /// The colleague an agent transferred the call to answered (200) or could not take it:
+    /// the agent who asked hears how it went and is let go.
+    fn referral_done(&mut self, status: u16, now: Instant) {
+        let Some((key, agent, answered)) = self.referrer.take() else {
+            return;
+        };
+        self.actions.push_back(Action::Referred {
+            key: key.clone(),
+            status,
+        });
+        self.actions.push_back(Action::Drop { key });
+        self.actions.push_back(Action::Release {
+            id: agent.id,
+            handled: Some(now.saturating_duration_since(answered)),
+        });
+    }
+
     /// The agent leg `key` ended from the agent's side once answered: the caller goes back
-    /// to the bot.
+    /// to the bot. An agent who transferred the call leaves without taking it with them.
     pub fn agent_left(&mut self, key: &str, now: Instant) {
+        if let Some((_, agent, answered)) = self.referrer.take_if(|(k, ..)| k == key) {
+            self.actions.push_back(Action::Release {
+                id: agent.id,
+                handled: Some(now.saturating_duration_since(answered)),
+            });
+            return;
+        }
         match std::mem::replace(&mut self.state, State::Over) {
             State::Whisper {
                 agent,
@@ -381,6 +504,7 @@ impl Transfer {
 
     /// The caller hung up at `now`: the agent leg, if any, ends too.
     pub fn caller_left(&mut self, pool: &mut dyn Pool, now: Instant) {
+        self.referral_done(487, now);
         match std::mem::replace(&mut self.state, State::Over) {
             State::Queued { .. } => {
                 pool.dequeue();
@@ -812,7 +936,7 @@ mod tests {
         );
         run.t.answered("leg1", run.now);
         assert_eq!(run.actions(), [Action::Whisper { key: "leg1".into() }]);
-        run.t.whispered("leg1");
+        run.t.whispered("leg1", run.now);
         let actions = run.actions();
         assert_eq!(actions[0], Action::Bridge { key: "leg1".into() });
         assert!(matches!(

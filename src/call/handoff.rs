@@ -6,6 +6,7 @@
 use super::leg::MediaLeg;
 use super::RtpSockets;
 use crate::agents::{Agents, Reachable};
+use crate::context::document::TranscriptLine;
 use crate::context::{Author, Change, ContextStore};
 use crate::routing::{Candidate, Need, Queue};
 use crate::server::Shared;
@@ -13,7 +14,7 @@ use crate::transfer::{Action, Outcome, Pool, Transfer};
 use baton_media::{AudioFrame, FRAME_SAMPLES};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
 use tracing::{info, warn, Instrument};
 
@@ -39,6 +40,9 @@ const TRIM_MARGIN: usize = 320;
 /// sentences are never silence, and the words stay clear above it.
 const MUSIC_UNDER_PROMPT: f32 = 0.3;
 
+/// Where the music starts: 100 ms in, past the quietest part of its fade-in.
+const MUSIC_START: usize = 1600;
+
 /// What the caller hears while on hold: the music throughout, and the queued clips in
 /// order over it (the music lowered beneath them).
 pub(super) struct Hold {
@@ -49,11 +53,29 @@ pub(super) struct Hold {
 
 impl Hold {
     pub fn new(music: Option<Arc<[i16]>>) -> Hold {
+        // Hold music fades in; starting past the first 100 ms spares the caller its
+        // quietest frames right after the bot stops.
+        let music_pos = music.as_ref().map_or(0, |m| MUSIC_START.min(m.len() / 2));
         Hold {
             music,
-            music_pos: 0,
+            music_pos,
             queue: VecDeque::new(),
         }
+    }
+
+    /// Whether a prompt is playing.
+    pub fn speaking(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Drops every prompt, the one playing too.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Lets the prompt playing finish and drops those queued after it.
+    pub fn finish_current(&mut self) {
+        self.queue.truncate(1);
     }
 
     pub fn push(&mut self, clip: Arc<[i16]>) {
@@ -152,6 +174,14 @@ pub(super) struct Handoff {
     pub returned: Option<bool>,
     /// What the caller wants, for the whisper ("block a lost or stolen card").
     want: Option<String>,
+    /// Prompts for the caller still being rendered.
+    rendering: usize,
+    /// The prompts still to come are stale (the agent left: the bot speaks next).
+    stale: bool,
+    /// When the call began, for the time of the prompts' lines in the transcript.
+    call_started: SystemTime,
+    /// Prompts told so far, numbering their transcript lines.
+    told: u32,
 }
 
 /// The agents, and the queue of calls waiting for them, as the transfer of one call sees
@@ -244,7 +274,18 @@ impl Pool for Live<'_> {
 }
 
 impl Handoff {
-    pub fn new(machine: Transfer, hold: Hold, decided: Instant, want: Option<String>) -> Handoff {
+    /// Whether the caller has heard everything they were to be told.
+    pub fn told(&self) -> bool {
+        self.rendering == 0 && !self.hold.speaking()
+    }
+
+    pub fn new(
+        machine: Transfer,
+        hold: Hold,
+        decided: Instant,
+        want: Option<String>,
+        call_started: SystemTime,
+    ) -> Handoff {
         let (spoken_tx, spoken) = mpsc::channel(SPOKEN_CHANNEL);
         Handoff {
             machine,
@@ -255,6 +296,10 @@ impl Handoff {
             decided,
             returned: None,
             want,
+            rendering: 0,
+            stale: false,
+            call_started,
+            told: 0,
         }
     }
 
@@ -262,7 +307,13 @@ impl Handoff {
     pub fn collect_spoken(&mut self) {
         while let Ok(spoken) = self.spoken.try_recv() {
             match spoken {
-                Spoken::Caller(clip) => self.hold.push(clip),
+                Spoken::Caller(clip) => {
+                    self.rendering = self.rendering.saturating_sub(1);
+                    // Once the agent has the caller, news of the wait is stale.
+                    if !self.machine.bridged() && !self.stale {
+                        self.hold.push(clip);
+                    }
+                }
                 Spoken::Whisper { key, audio } => {
                     if let Some(a) = self.agent.as_mut().filter(|a| a.key == key) {
                         a.whisper_rendered(audio);
@@ -278,7 +329,23 @@ impl Handoff {
             match action {
                 Action::Tell(text) => {
                     info!(%text, "telling the caller");
+                    self.rendering += 1;
+                    self.told += 1;
                     let (tts, tx) = (call.shared.tts.clone(), self.spoken_tx.clone());
+                    // The caller's transcript has what baton told them, as the bot's lines.
+                    let at = SystemTime::now()
+                        .duration_since(self.call_started)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                    let line = Change::Transcript(TranscriptLine {
+                        speaker: "bot".into(),
+                        text: text.clone(),
+                        is_final: true,
+                        utterance: self.told,
+                        start_ms: at,
+                        end_ms: at,
+                        confidence: 1.0,
+                    });
+                    write(call.shared.contexts.clone(), call.id, vec![line]);
                     tokio::spawn(
                         async move {
                             let audio = trim(&tts.render(&text).await.audio);
@@ -350,7 +417,18 @@ impl Handoff {
                 Action::Bridge { key } => {
                     info!(agent_leg = %key, after_ms = now.saturating_duration_since(self.decided).as_millis() as u64, "caller and agent bridged");
                 }
+                Action::Referred { key, status } => {
+                    let _ = call
+                        .commands
+                        .try_send(super::Command::Referred { key, status });
+                }
                 Action::Return { callback } => {
+                    if !callback {
+                        // Back from an agent: news of the wait is stale.
+                        self.stale = true;
+                        self.rendering = 0;
+                        self.hold.clear();
+                    }
                     self.returned = Some(callback);
                 }
                 Action::Release { id, handled } => call.shared.agents.release(&id, handled, now),

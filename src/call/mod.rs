@@ -72,6 +72,9 @@ pub enum AgentEvent {
     Media(Negotiated),
     /// The answered leg ended: the agent hung up, or the dialog died.
     Bye,
+    /// The agent's phone asks to transfer the call to this address (a blind REFER, RFC
+    /// 3515), already accepted with 202.
+    Refer(baton_sip::Uri),
 }
 
 /// What a call asks of the endpoint. `key` names the dialog (our To tag).
@@ -87,6 +90,9 @@ pub enum Command {
     /// Ring an agent's phone: a new leg named `key` (our From tag), its news reported to
     /// the call whose caller leg is `caller`.
     Dial(Box<Dial>),
+    /// Tell the agent on leg `key` how the transfer they asked for went (the final NOTIFY
+    /// of their REFER): the status of the colleague's phone.
+    Referred { key: String, status: u16 },
 }
 
 /// An INVITE to an agent.
@@ -480,7 +486,8 @@ impl Call {
             },
             now,
         );
-        let mut h = Handoff::new(machine, hold, decided, want);
+        let started = calls::lock(&self.info).started_at;
+        let mut h = Handoff::new(machine, hold, decided, want, started);
         h.act(&self.call_ref(decision.skill.as_deref()), now);
         info!(
             took_us = decided.elapsed().as_micros() as u64,
@@ -545,6 +552,15 @@ impl Call {
                     .missed(&key, Missed::of_status(status), &mut pool, now);
             }
             AgentEvent::Bye => h.machine.agent_left(&key, now),
+            AgentEvent::Refer(target) => {
+                let to = target
+                    .user()
+                    .and_then(|user| self.shared.agents.by_sip_user(user));
+                info!(agent_leg = %key, %target, to = to.as_deref().unwrap_or("nobody"), "the agent transfers the call");
+                if let Err(status) = h.machine.referred(&key, to.as_deref(), &mut pool, now) {
+                    let _ = self.commands.try_send(Command::Referred { key, status });
+                }
+            }
             AgentEvent::Media(n) => {
                 if let Some(a) = current {
                     if let Err(e) = a.leg.update_media(&n, inactivity) {
@@ -569,6 +585,9 @@ impl Call {
             self.listen_to_agents();
         }
         match h.returned {
+            // What the caller is being told (no one could come, we will call back) is
+            // heard to the end before the bot speaks again.
+            Some(_) if !h.told() => self.handoff = Some(h),
             None => self.handoff = Some(h),
             Some(callback) => {
                 info!(callback, "the caller is back with the bot");
@@ -852,6 +871,13 @@ impl Call {
             },
             now,
         );
+        // Once joined, the prompt the caller is hearing finishes first (those queued after
+        // it do not play); the agent hears it too, so both know where they are.
+        let bridged = h.machine.bridged();
+        if bridged {
+            h.hold.finish_current();
+        }
+        let held = (!bridged || h.hold.speaking()).then(|| h.hold.frame());
         let mut from_agent = None;
         let mut whispered = None;
         let mut agent_silent = None;
@@ -869,7 +895,7 @@ impl Call {
                     }
                     Some(frame)
                 }
-                None if h.machine.bridged() => Some(input.clone()),
+                None if bridged => Some(held.clone().unwrap_or_else(|| input.clone())),
                 // Answered, whisper still rendering: silence keeps the stream going.
                 None if a.answered => Some(AudioFrame::silence()),
                 None => None,
@@ -877,18 +903,14 @@ impl Call {
             a.leg.say(to_agent.as_ref(), now);
         }
         if let Some(key) = whispered {
-            h.machine.whispered(&key);
+            h.machine.whispered(&key, now);
         }
         if let Some(key) = agent_silent {
             info!("no RTP from the agent: their leg ends");
             h.machine.agent_left(&key, now);
             let _ = self.commands.try_send(Command::Hangup { key });
         }
-        let out = if h.machine.bridged() {
-            from_agent.clone().unwrap_or_else(AudioFrame::silence)
-        } else {
-            h.hold.frame()
-        };
+        let out = held.unwrap_or_else(|| from_agent.clone().unwrap_or_else(AudioFrame::silence));
         if let Some(frame) = from_agent {
             let _ = self.tap.send(LegFrame {
                 side: Side::Agent,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 pub mod capture;
-mod ports;
+pub mod ports;
 pub mod softphone;
 use ports::{free_tcp_port, free_udp_tcp_port};
 
