@@ -44,12 +44,11 @@ mod uac;
 use baton_sip::auth;
 use baton_sip::parse::parse_message;
 use baton_sip::{Contact, Header, Message, Method, Request, Response};
-use common::{env_or, http_get, print_table};
+use common::{env_or, http_get, print_table, Baton};
 use rtp::{rtp_socket, ulaw_decode, ulaw_encode, PTIME, SAMPLES};
 use std::fs;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -123,7 +122,7 @@ fn main() {
         std::process::exit(1);
     }
     let dir = common::run_dir("transfer");
-    let baton = Server::start(&dir, &model, params.ring);
+    let baton = start_baton(&dir, params.ring);
     let clock = Clock::new();
     let agent = Agent::start(baton.sip, params.ring);
     if !agent.wait_registered(Duration::from_secs(10)) {
@@ -243,135 +242,29 @@ impl Clock {
     }
 }
 
-/// A `baton serve` from the release binary with the bench's agent and `desk` plan, on free
-/// loopback ports; killed on drop.
-struct Server {
-    sip: SocketAddr,
-    http: SocketAddr,
-    log: PathBuf,
-    child: Child,
+/// Starts baton with one agent (MD5 digest) and the bench's `desk` plan.
+fn start_baton(dir: &Path, ring: Duration) -> Baton {
+    let plans = dir.join("dialplans");
+    fs::create_dir_all(&plans).unwrap_or_else(|e| panic!("create {}: {e}", plans.display()));
+    // The phone must ring out well after the bench's own ring time.
+    let ring_secs = (ring.as_secs() + 10).clamp(20, 120);
+    fs::write(plans.join("desk.toml"), desk_plan(ring_secs)).expect("write dialplan");
+    let agent = format!(
+        "\n[[agent]]\nid = \"a-bench\"\nname = \"Robin\"\nsip_user = \"{AGENT_USER}\"\n\
+         password = \"{AGENT_PASSWORD}\"\ndigest = [\"MD5\"]\n"
+    );
+    Baton::start_with(dir, 10, SERVER_PORTS, &agent, &plans)
 }
 
-impl Server {
-    /// Writes the config (one agent, MD5 digest) and the plan, starts baton and waits until
-    /// `/healthz` says 200. A port taken between choosing and binding is tried again.
-    fn start(dir: &Path, model: &Path, ring: Duration) -> Server {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let data = dir.join("data");
-        let plans = dir.join("dialplans");
-        for d in [&data, &plans] {
-            fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
-        }
-        let config = dir.join("baton.toml");
-        fs::write(
-            &config,
-            format!(
-                "max_calls = 10\n\
-                 invite_rate_limit = {{ per_source_per_sec = 0 }}\n\n\
-                 [[agent]]\nid = \"a-bench\"\nname = \"Robin\"\nsip_user = \"{AGENT_USER}\"\n\
-                 password = \"{AGENT_PASSWORD}\"\ndigest = [\"MD5\"]\n"
-            ),
-        )
-        .expect("write config");
-        // The phone must ring out well after the bench's own ring time.
-        let ring_secs = (ring.as_secs() + 10).clamp(20, 120);
-        fs::write(plans.join("desk.toml"), desk_plan(ring_secs)).expect("write dialplan");
-        for attempt in 1..=3 {
-            let sip = SocketAddr::from(([127, 0, 0, 1], common::free_udp_tcp_port()));
-            // Free on TCP too, which is all the API needs.
-            let http = SocketAddr::from(([127, 0, 0, 1], common::free_udp_tcp_port()));
-            let log = dir.join(format!("baton-{attempt}.log"));
-            let log_file = fs::File::create(&log).expect("create baton log");
-            let child = Command::new(env!("CARGO_BIN_EXE_baton"))
-                .arg("serve")
-                .env("BATON_WHISPER_MODEL", model)
-                // The figures come from info lines.
-                .env("BATON_LOG", "info")
-                .arg("--config")
-                .arg(&config)
-                .args(["--sip", &sip.to_string()])
-                .args(["--http", &http.to_string()])
-                .args([
-                    "--rtp-ports",
-                    &format!("{}-{}", SERVER_PORTS.0, SERVER_PORTS.1),
-                ])
-                .arg("--dialplans")
-                .arg(&plans)
-                .arg("--media")
-                .arg(repo.join("media"))
-                .arg("--data")
-                .arg(&data)
-                .current_dir(dir)
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().expect("clone log handle"))
-                .stderr(log_file)
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {}: {e}", env!("CARGO_BIN_EXE_baton")));
-            let mut server = Server {
-                sip,
-                http,
-                log,
-                child,
-            };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if http_get(http, "/healthz").is_ok() {
-                    return server;
-                }
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break;
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
-            let text = fs::read_to_string(&server.log).unwrap_or_default();
-            if !text.contains("in use") || attempt == 3 {
-                panic!(
-                    "baton did not come up; log {}:\n{text}",
-                    server.log.display()
-                );
-            }
-        }
-        unreachable!("the loop above returns or panics on its last attempt")
-    }
-
-    /// Whether the process still runs (an exited child stays a zombie until dropped).
-    fn alive(&self) -> bool {
-        fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, r)| r.trim_start().starts_with(['R', 'S', 'D']))
-            })
-            .unwrap_or(false)
-    }
-
-    /// Bytes of log written so far: where the next call's lines start.
-    fn log_len(&self) -> u64 {
-        fs::metadata(&self.log).map_or(0, |m| m.len())
-    }
-
-    /// The log from byte `from` on.
-    fn log_since(&self, from: u64) -> String {
-        let raw = fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(raw.get(from as usize..).unwrap_or_default()).into_owned()
-    }
-
-    /// Log lines at WARN or ERROR, at most `n`.
-    fn log_problems(&self, n: usize) -> Vec<String> {
-        self.log_since(0)
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
-            .take(n)
-            .map(str::to_owned)
-            .collect()
-    }
+/// Bytes of baton's log written so far: where the next call's lines start.
+fn log_len(baton: &Baton) -> u64 {
+    fs::metadata(&baton.log).map_or(0, |m| m.len())
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Baton's log from byte `from` on.
+fn log_since(baton: &Baton, from: u64) -> String {
+    let raw = fs::read(&baton.log).unwrap_or_default();
+    String::from_utf8_lossy(raw.get(from as usize..).unwrap_or_default()).into_owned()
 }
 
 /// A bot that asks how it can help, with a `[transfer]` table: the caller's 0 sends the
@@ -1284,14 +1177,14 @@ impl Sample {
 /// One call: the caller calls, presses 0, is put through, stays a second and hangs up.
 fn one_transfer(
     n: usize,
-    baton: &Server,
+    baton: &Baton,
     caller: &mut Caller,
     agent: &Agent,
     clock: &Clock,
     params: &Params,
 ) -> Sample {
     let mut sample = Sample::default();
-    let log_from = baton.log_len();
+    let log_from = log_len(baton);
     let calls_before = agent.desk().calls.len();
     let rtp = Rtp::start(AGENT_TONE_HZ);
     let mut leg = match caller.call(n, rtp.port) {
@@ -1369,7 +1262,7 @@ fn one_transfer(
             .errors
             .push("the agent's phone was rung more than once".into());
     }
-    let log = Events::parse(&baton.log_since(log_from), &leg.call_id);
+    let log = Events::parse(&log_since(baton, log_from), &leg.call_id);
     measure(
         &mut sample,
         clock,

@@ -1083,24 +1083,30 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn with_every_agent_busy_the_call_queues_then_rings_the_agent_who_comes_free() {
-        let agents = [agent("a", Some(("fraud", 5)))];
-        let now = Instant::now();
-        let mut pool = Agents::new(&agents);
+    /// A transfer started while the one agent is busy, and calls may queue.
+    fn start_busy(now: Instant) -> (Transfer, Agents) {
+        let mut pool = Agents::new(&[agent("a", Some(("fraud", 5)))]);
         pool.busy.push("a");
         pool.queue = Some(None);
-        let mut t = Transfer::start(
+        let words = Words {
+            skill: Some("fraud".into()),
+            ..Words::default()
+        };
+        let t = Transfer::start(
             Settings::default(),
             need(),
             Weights::default(),
-            Words {
-                skill: Some("fraud".into()),
-                ..Words::default()
-            },
+            words,
             &mut pool,
             now,
         );
+        (t, pool)
+    }
+
+    #[test]
+    fn with_every_agent_busy_the_call_queues_then_rings_the_agent_who_comes_free() {
+        let now = Instant::now();
+        let (mut t, mut pool) = start_busy(now);
         let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
         assert!(
             matches!(&actions[0], Action::Tell(t) if t == "All of our fraud specialists are \
@@ -1133,19 +1139,8 @@ mod tests {
 
     #[test]
     fn a_queued_caller_is_offered_a_callback_after_the_longest_wait() {
-        let agents = [agent("a", Some(("fraud", 5)))];
         let now = Instant::now();
-        let mut pool = Agents::new(&agents);
-        pool.busy.push("a");
-        pool.queue = Some(None);
-        let mut t = Transfer::start(
-            Settings::default(),
-            need(),
-            Weights::default(),
-            Words::default(),
-            &mut pool,
-            now,
-        );
+        let (mut t, mut pool) = start_busy(now);
         std::iter::from_fn(|| t.poll()).for_each(drop);
         t.tick(&mut pool, now + Duration::from_secs(300));
         let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();

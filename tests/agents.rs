@@ -6,20 +6,10 @@
 
 mod common;
 
-use common::softphone::Softphone;
+use common::softphone::{Softphone, AGENTS};
 use common::{wait_for, Baton, Sipp, Transport};
 use serde_json::Value;
 use std::time::Duration;
-
-const AGENTS: &str = "\
-[[agent]]\n\
-id = \"a-fraud\"\nname = \"Dana\"\nsip_user = \"dana\"\npassword = \"correct-horse-battery\"\n\
-skills = { fraud = 4, billing = 1 }\n\
-digest = [\"MD5\"]\n\
-[[agent]]\n\
-id = \"a-billing\"\nname = \"Sam\"\nsip_user = \"sam\"\npassword = \"battery-staple-42\"\n\
-skills = { billing = 3 }\n\
-digest = [\"MD5\"]\n";
 
 fn agent(baton: &Baton, id: &str) -> Value {
     let agents = baton.get_json("/v1/agents");

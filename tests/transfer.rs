@@ -14,21 +14,11 @@
 mod common;
 
 use common::capture::{self, Capture};
-use common::softphone::{Answer, Softphone};
+use common::softphone::{Answer, Softphone, AGENTS};
 use common::{caller_conversation, wait_for, Baton, Sipp, Transport, AGITATED_VOICE, CALM_VOICE};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-const AGENTS: &str = "\
-[[agent]]\n\
-id = \"a-fraud\"\nname = \"Dana\"\nsip_user = \"dana\"\npassword = \"correct-horse-battery\"\n\
-skills = { fraud = 4, billing = 1 }\n\
-digest = [\"MD5\"]\n\
-[[agent]]\n\
-id = \"a-billing\"\nname = \"Sam\"\nsip_user = \"sam\"\npassword = \"battery-staple-42\"\n\
-skills = { billing = 3 }\n\
-digest = [\"MD5\"]\n";
 
 /// A bot that asks how it can help; a caller who asks for a person goes to one, and comes
 /// back to "Is there anything else?".

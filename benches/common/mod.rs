@@ -165,6 +165,19 @@ impl Baton {
     /// room for `max_calls` calls, RTP on `rtp_ports`, and waits until `/healthz` says 200.
     pub fn start(dir: &Path, max_calls: u32, rtp_ports: (u16, u16)) -> Baton {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Baton::start_with(dir, max_calls, rtp_ports, "", &repo.join("dialplans"))
+    }
+
+    /// As [`Baton::start`], with `extra` appended to the config (agents, say) and the
+    /// dialplans of `dialplans`.
+    pub fn start_with(
+        dir: &Path,
+        max_calls: u32,
+        rtp_ports: (u16, u16),
+        extra: &str,
+        dialplans: &Path,
+    ) -> Baton {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         let data = dir.join("data");
         fs::create_dir_all(&data).expect("create data dir");
         let config = dir.join("baton.toml");
@@ -172,7 +185,7 @@ impl Baton {
             &config,
             format!(
                 "max_calls = {max_calls}\n\
-                 invite_rate_limit = {{ per_source_per_sec = 0 }}\n"
+                 invite_rate_limit = {{ per_source_per_sec = 0 }}\n{extra}"
             ),
         )
         .expect("write config");
@@ -195,7 +208,7 @@ impl Baton {
                 .args(["--http", &http.to_string()])
                 .args(["--rtp-ports", &format!("{}-{}", rtp_ports.0, rtp_ports.1)])
                 .arg("--dialplans")
-                .arg(repo.join("dialplans"))
+                .arg(dialplans)
                 .arg("--media")
                 .arg(repo.join("media"))
                 .arg("--data")

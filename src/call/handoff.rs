@@ -202,13 +202,17 @@ impl Live<'_> {
         crate::context::store::now_ms() / 1000
     }
 
-    fn place(&self) -> Option<(usize, Option<u64>)> {
-        let candidates: Vec<Candidate> = self
-            .agents()
+    /// The agents as routing weighs them now.
+    fn candidates(&self) -> Vec<Candidate> {
+        self.agents()
             .reachable(self.now)
             .into_iter()
             .map(|r| r.candidate)
-            .collect();
+            .collect()
+    }
+
+    fn place(&self) -> Option<(usize, Option<u64>)> {
+        let candidates = self.candidates();
         let queue = self.queue();
         let position = queue.position(self.call_id)?;
         Some((
@@ -236,12 +240,7 @@ impl Pool for Live<'_> {
     }
 
     fn enqueue(&mut self, need: &Need) -> Option<(usize, Option<u64>)> {
-        let candidates: Vec<Candidate> = self
-            .agents()
-            .reachable(self.now)
-            .into_iter()
-            .map(|r| r.candidate)
-            .collect();
+        let candidates = self.candidates();
         let now_secs = self.now_secs();
         let mut queue = self.queue();
         queue.push(self.call_id.to_owned(), need.clone(), now_secs);

@@ -30,6 +30,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// Two agents as a config gives them: Dana (fraud 4, billing 1) and Sam (billing 3), their
+/// phones offered MD5 alone, as baresip and SIPp need.
+pub const AGENTS: &str = "\
+[[agent]]\n\
+id = \"a-fraud\"\nname = \"Dana\"\nsip_user = \"dana\"\npassword = \"correct-horse-battery\"\n\
+skills = { fraud = 4, billing = 1 }\n\
+digest = [\"MD5\"]\n\
+[[agent]]\n\
+id = \"a-billing\"\nname = \"Sam\"\nsip_user = \"sam\"\npassword = \"battery-staple-42\"\n\
+skills = { billing = 3 }\n\
+digest = [\"MD5\"]\n";
+
 /// Seconds of silence after what a softphone says (all of its audio, when it says nothing):
 /// baresip's aufile source ends at the end of its file, and a call must not outlast it.
 const SOURCE_SECS: u32 = 120;
