@@ -248,7 +248,10 @@ fn start_baton(dir: &Path, ring: Duration) -> Baton {
     fs::create_dir_all(&plans).unwrap_or_else(|e| panic!("create {}: {e}", plans.display()));
     // The phone must ring out well after the bench's own ring time.
     let ring_secs = (ring.as_secs() + 10).clamp(20, 120);
-    fs::write(plans.join("desk.toml"), desk_plan(ring_secs)).expect("write dialplan");
+    // The tests' plan: the caller's 0 sends the call to the agent.
+    let plan = include_str!("../tests/data/desk.toml")
+        .replace("ring_secs = 5", &format!("ring_secs = {ring_secs}"));
+    fs::write(plans.join("desk.toml"), plan).expect("write dialplan");
     let agent = format!(
         "\n[[agent]]\nid = \"a-bench\"\nname = \"Robin\"\nsip_user = \"{AGENT_USER}\"\n\
          password = \"{AGENT_PASSWORD}\"\ndigest = [\"MD5\"]\n"
@@ -265,22 +268,6 @@ fn log_len(baton: &Baton) -> u64 {
 fn log_since(baton: &Baton, from: u64) -> String {
     let raw = fs::read(&baton.log).unwrap_or_default();
     String::from_utf8_lossy(raw.get(from as usize..).unwrap_or_default()).into_owned()
-}
-
-/// A bot that asks how it can help, with a `[transfer]` table: the caller's 0 sends the
-/// call to the agent, and the bot takes the caller back if the agent leaves.
-fn desk_plan(ring_secs: u64) -> String {
-    format!(
-        "name = \"desk\"\nmatch = [\"desk\"]\n\n\
-         [[step]]\nbot = \"dialog\"\n\n\
-         [dialog]\nstart = \"greet\"\n\
-         [dialog.node.greet]\nsay = \"How can I help?\"\nexpect = \"text\"\nslot = \"request\"\n\
-         next = \"anything\"\ntimeout_secs = 30\n\
-         [dialog.node.anything]\nsay = \"Is there anything else?\"\nexpect = \"text\"\n\
-         slot = \"more\"\nnext = \"bye\"\ntimeout_secs = 30\n\
-         [dialog.node.bye]\nsay = \"Thank you, goodbye.\"\nhangup = true\n\n\
-         [transfer]\nring_secs = {ring_secs}\nreturn_to = \"anything\"\n"
-    )
 }
 
 /// One packet from baton as a phone heard it.

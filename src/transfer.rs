@@ -859,18 +859,23 @@ mod tests {
         now: Instant,
     }
 
+    /// A transfer of a fraud call started at `now` with the default settings.
+    fn start(pool: &mut Agents, words: Words, now: Instant) -> Transfer {
+        Transfer::start(
+            Settings::default(),
+            need(),
+            Weights::default(),
+            words,
+            pool,
+            now,
+        )
+    }
+
     impl Run {
         fn start(agents: &[Reachable], words: Words) -> Run {
             let now = Instant::now();
             let mut pool = Agents::new(agents);
-            let t = Transfer::start(
-                Settings::default(),
-                need(),
-                Weights::default(),
-                words,
-                &mut pool,
-                now,
-            );
+            let t = start(&mut pool, words, now);
             Run { t, pool, now }
         }
 
@@ -1022,20 +1027,10 @@ mod tests {
         let now = Instant::now();
         let mut pool = Agents::new(&agents);
         pool.busy.push("a");
-        let start = |pool: &mut Agents| {
-            Transfer::start(
-                Settings::default(),
-                need(),
-                Weights::default(),
-                Words::default(),
-                pool,
-                now,
-            )
-        };
-        let mut t = start(&mut pool);
+        let mut t = start(&mut pool, Words::default(), now);
         let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
         assert_eq!(dialled(&actions), ["b"]);
-        let mut t = start(&mut Agents::new(&[]));
+        let mut t = start(&mut Agents::new(&[]), Words::default(), now);
         let actions: Vec<Action> = std::iter::from_fn(|| t.poll()).collect();
         assert!(matches!(&actions[0], Action::Tell(t) if t.starts_with("I'm sorry. All of our")));
         assert_eq!(actions.last(), Some(&Action::Return { callback: true }));
@@ -1092,14 +1087,7 @@ mod tests {
             skill: Some("fraud".into()),
             ..Words::default()
         };
-        let t = Transfer::start(
-            Settings::default(),
-            need(),
-            Weights::default(),
-            words,
-            &mut pool,
-            now,
-        );
+        let t = start(&mut pool, words, now);
         (t, pool)
     }
 

@@ -21,16 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A bot that asks how it can help; a caller who asks for a person goes to one, and comes
-/// back to "Is there anything else?".
-const DESK: &str = "name = \"desk\"\nmatch = [\"desk\"]\n\n\
-    [[step]]\nbot = \"dialog\"\n\n\
-    [dialog]\nstart = \"greet\"\n\
-    [dialog.node.greet]\nsay = \"How can I help?\"\nexpect = \"text\"\nslot = \"request\"\n\
-    next = \"anything\"\ntimeout_secs = 30\n\
-    [dialog.node.anything]\nsay = \"Is there anything else?\"\nexpect = \"text\"\n\
-    slot = \"more\"\nnext = \"bye\"\ntimeout_secs = 30\n\
-    [dialog.node.bye]\nsay = \"Thank you, goodbye.\"\nhangup = true\n\n\
-    [transfer]\nring_secs = 5\nreturn_to = \"anything\"\n";
+/// back to "Is there anything else?" (the transfer bench calls the same plan).
+const DESK: &str = include_str!("data/desk.toml");
 
 /// The agent's tone, and the caller's, each telling whose audio reached the other side.
 const AGENT_TONE_HZ: f64 = 500.0;

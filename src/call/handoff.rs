@@ -480,7 +480,7 @@ impl Handoff {
             call.shared.contexts.clone(),
         );
         let (id, key) = (call.id.to_owned(), key.to_owned());
-        let skill = call.skill.map(|s| s.replace('_', " "));
+        let skill = self.machine.skill().map(|s| s.replace('_', " "));
         let want = self.want.clone();
         tokio::spawn(
             async move {
@@ -504,7 +504,6 @@ pub(super) struct CallRef<'a> {
     pub shared: &'a Arc<Shared>,
     pub commands: &'a mpsc::Sender<super::Command>,
     pub caller_number: Option<&'a str>,
-    pub skill: Option<&'a str>,
 }
 
 /// What the agent hears before the caller, in a few seconds: what kind of call, who, what

@@ -488,7 +488,7 @@ impl Call {
         );
         let started = calls::lock(&self.info).started_at;
         let mut h = Handoff::new(machine, hold, decided, want, started);
-        h.act(&self.call_ref(decision.skill.as_deref()), now);
+        h.act(&self.call_ref(), now);
         info!(
             took_us = decided.elapsed().as_micros() as u64,
             "transfer started"
@@ -496,14 +496,13 @@ impl Call {
         self.handoff = Some(h);
     }
 
-    fn call_ref<'a>(&'a self, skill: Option<&'a str>) -> CallRef<'a> {
+    fn call_ref(&self) -> CallRef<'_> {
         CallRef {
             id: &self.id,
             key: &self.key,
             shared: &self.shared,
             commands: &self.commands,
             caller_number: self.caller_number.as_deref(),
-            skill,
         }
     }
 
@@ -578,8 +577,7 @@ impl Call {
         let Some(mut h) = self.handoff.take() else {
             return;
         };
-        let skill = h.machine.skill().map(str::to_owned);
-        h.act(&self.call_ref(skill.as_deref()), now);
+        h.act(&self.call_ref(), now);
         if h.agent.as_ref().is_some_and(|a| a.answered) && !self.agent_listening {
             self.agent_listening = true;
             self.listen_to_agents();
@@ -949,8 +947,7 @@ impl Drop for Call {
                 },
                 now,
             );
-            let skill = h.machine.skill().map(str::to_owned);
-            h.act(&self.call_ref(skill.as_deref()), now);
+            h.act(&self.call_ref(), now);
         }
         let stats = self.caller.stats();
         finish(&self.shared, &self.info, &self.id, result, stats);
