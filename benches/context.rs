@@ -444,7 +444,7 @@ impl Script {
                 let text = BOT_LINES[self.exchange % BOT_LINES.len()].to_owned();
                 (Author::Bot, self.line("bot", text, true))
             }
-            Turn::IntentOrAction if self.exchange % 2 == 0 => (
+            Turn::IntentOrAction if self.exchange.is_multiple_of(2) => (
                 Author::Bot,
                 Change::Intent {
                     name: "block_card".into(),
@@ -1014,7 +1014,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -706,7 +706,7 @@ impl Softphone {
                 let challenge = resp.headers.iter().find_map(|h| match h {
                     Header::WwwAuthenticate(c) => c
                         .get("algorithm")
-                        .map_or(true, |a| a.eq_ignore_ascii_case("MD5"))
+                        .is_none_or(|a| a.eq_ignore_ascii_case("MD5"))
                         .then_some(c),
                     _ => None,
                 });

@@ -4,7 +4,7 @@
 # touches apt when a package is missing.
 set -euo pipefail
 
-want=(build-essential cmake pkg-config curl sip-tester sox espeak-ng baresip-core tcpdump)
+want=(build-essential cmake pkg-config curl sip-tester sox espeak-ng baresip-core tcpdump chromium)
 if [ "${1:-}" = "--bench" ]; then
   want+=(rtpengine-daemon procps)
 fi

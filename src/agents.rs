@@ -57,6 +57,8 @@ struct Live {
     last_ended: Option<Instant>,
     /// Their recent handle time in seconds, a moving average; `None` before their first.
     handle_secs: Option<f64>,
+    /// Desktops (`/agent`) they have open.
+    desktops: u32,
 }
 
 /// How much the newest call moves an agent's handle time: the last ten or so calls count.
@@ -67,8 +69,16 @@ const HANDLE_SMOOTHING: f64 = 0.2;
 pub struct Reachable {
     pub candidate: Candidate,
     pub name: String,
-    /// The Contact of their most recently registered phone.
-    pub contact: Uri,
+    pub phone: Phone,
+}
+
+/// Where an agent takes calls.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phone {
+    /// Their most recently registered SIP phone, by its Contact.
+    Sip(Uri),
+    /// The softphone in their desktop (WebRTC), when no SIP phone is registered.
+    Desktop,
 }
 
 /// Every agent and what baton knows of them now.
@@ -104,6 +114,8 @@ pub struct AgentView {
     pub registered: bool,
     /// The Contact URIs of the phones registered now.
     pub contacts: Vec<String>,
+    /// Whether they have the desktop (`/agent`) open.
+    pub desktop: bool,
     pub presence: Presence,
     /// Calls the agent is on now, and the most they take.
     pub calls: u32,
@@ -126,6 +138,7 @@ impl Agents {
                     calls: 0,
                     last_ended: None,
                     handle_secs: None,
+                    desktops: 0,
                 };
                 (a.id.clone(), live)
             })
@@ -299,6 +312,7 @@ impl Agents {
                     sip_user: a.sip_user.clone(),
                     registered: !contacts.is_empty(),
                     contacts,
+                    desktop: l.is_some_and(|l| l.desktops > 0),
                     presence: l.map_or(Presence::Away, |l| l.presence),
                     calls: l.map_or(0, |l| l.calls),
                     max_calls: a.max_calls,
@@ -323,16 +337,21 @@ impl Agents {
         self.list.is_empty()
     }
 
-    /// The agents with a phone registered at `now`, as routing weighs them: whether they
-    /// can take a call, their load, idle and handle times.
+    /// The agents with a phone registered at `now` or their desktop open, as routing weighs
+    /// them: whether they can take a call, their load, idle and handle times.
     pub fn reachable(&self, now: Instant) -> Vec<Reachable> {
         let live = self.live();
         self.list
             .iter()
             .filter_map(|a| {
                 let l = live.get(&a.id)?;
-                // The newest registration is the phone the agent is most likely at.
-                let binding = l.bindings.iter().rfind(|b| b.expires_at > now)?;
+                // The newest registration is the phone the agent is most likely at; without
+                // one, the desktop's own softphone.
+                let phone = match l.bindings.iter().rfind(|b| b.expires_at > now) {
+                    Some(b) => Phone::Sip(b.contact.clone()),
+                    None if l.desktops > 0 => Phone::Desktop,
+                    None => return None,
+                };
                 let idle_secs = l
                     .last_ended
                     .map_or(u64::MAX, |t| now.saturating_duration_since(t).as_secs());
@@ -348,7 +367,7 @@ impl Agents {
                         handle_secs: l.handle_secs,
                     },
                     name: a.name.clone(),
-                    contact: binding.contact.clone(),
+                    phone,
                 })
             })
             .collect()
@@ -383,6 +402,22 @@ impl Agents {
             });
             l.last_ended = Some(now);
         }
+    }
+
+    /// Agent `id` opened (`true`) or closed a desktop.
+    pub fn desktop(&self, id: &str, open: bool) {
+        if let Some(l) = self.live().get_mut(id) {
+            l.desktops = if open {
+                l.desktops + 1
+            } else {
+                l.desktops.saturating_sub(1)
+            };
+        }
+    }
+
+    /// Whether `id` is a configured agent.
+    pub fn exists(&self, id: &str) -> bool {
+        self.list.iter().any(|a| a.id == id)
     }
 
     /// Sets an agent's presence; false when there is no such agent.

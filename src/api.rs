@@ -1,7 +1,9 @@
 //! The HTTP API: health, Prometheus metrics, the calls baton is handling and their live
-//! events, and each call's shared context. With `[[api_token]]`s configured every route but
-//! `/healthz` needs a bearer token, and an agent's token sees only the calls assigned to
-//! that agent; without, the API is open but only on loopback (see `server`).
+//! events, each call's shared context, and the agent desktop (`/agent`, see
+//! [`crate::desktop`]). With `[[api_token]]`s configured every route but `/healthz` and the
+//! desktop needs a bearer token (the desktop signs in on its socket), and an agent's token
+//! sees only the calls assigned to that agent; without, the API is open but only on
+//! loopback (see `server`).
 
 use crate::agents::{Agents, Presence};
 use crate::calls::{CallNotice, Calls};
@@ -35,6 +37,7 @@ pub struct ApiState {
     pub tokens: Arc<Vec<ApiToken>>,
     pub agents: Arc<Agents>,
     pub escalations: Arc<Escalations>,
+    pub desks: Arc<crate::desk::Desks>,
 }
 
 /// The API's routes.
@@ -55,6 +58,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/agents", get(list_agents))
         .route("/v1/escalations", get(list_escalations))
         .route("/v1/agents/{id}/presence", put(set_presence))
+        .route("/agent", get(crate::desktop::page))
+        .route("/agent/ws", get(crate::desktop::socket))
         .with_state(state)
 }
 
@@ -433,13 +438,9 @@ impl FromRequestParts<ApiState> for Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        let found = offered.and_then(|offered| {
-            s.tokens
-                .iter()
-                .find(|t| same_secret(t.token.as_bytes(), offered.as_bytes()))
-        });
+        let found = token_role(&s.tokens, offered);
         match found {
-            Some(t) => Ok(Client::Token(t.role.clone())),
+            Some(role) => Ok(Client::Token(role)),
             None => Err((
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -448,6 +449,15 @@ impl FromRequestParts<ApiState> for Client {
                 .into_response()),
         }
     }
+}
+
+/// The role of the configured token `offered`, if it is one.
+pub fn token_role(tokens: &[ApiToken], offered: Option<&str>) -> Option<Role> {
+    let offered = offered?;
+    tokens
+        .iter()
+        .find(|t| same_secret(t.token.as_bytes(), offered.as_bytes()))
+        .map(|t| t.role.clone())
 }
 
 /// Compares secrets in time that depends only on their lengths, so that response timing

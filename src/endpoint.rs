@@ -677,6 +677,7 @@ impl Endpoint {
             shared: self.shared.clone(),
             commands: self.commands.clone(),
             events: events_rx,
+            events_tx: events_tx.downgrade(),
         });
         self.invites.insert(tx, local_tag.clone());
         self.origins.insert(origin.clone(), local_tag.clone());

@@ -764,7 +764,7 @@ mod tests {
         ] {
             let mut e = Engine::new(bank());
             e.observe(&said(text), 1_000);
-            assert!(e.decision().map_or(true, |d| !d.escalate), "{text}");
+            assert!(e.decision().is_none_or(|d| !d.escalate), "{text}");
         }
         let mut e = Engine::new(bank());
         let d = e.key('0', 500).expect("a decision");

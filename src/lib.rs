@@ -10,6 +10,8 @@ pub mod call;
 pub mod calls;
 pub mod config;
 pub mod context;
+pub mod desk;
+pub mod desktop;
 pub mod dialog;
 pub mod dialplan;
 pub mod endpoint;

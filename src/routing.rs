@@ -289,7 +289,7 @@ impl Overflow {
             && self
                 .overflow_skill
                 .as_ref()
-                .map_or(true, |s| agent.skills.contains_key(s))
+                .is_none_or(|s| agent.skills.contains_key(s))
     }
 }
 

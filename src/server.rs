@@ -8,6 +8,7 @@ use crate::calls::Calls;
 use crate::config::Config;
 use crate::context::archive::{Archive, ArchiveError};
 use crate::context::{ContextStore, MemoryStore};
+use crate::desk::Desks;
 use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
 use crate::escalation::Escalations;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub ports: Arc<PortPool>,
     /// Local address RTP sockets bind to.
     pub bind_ip: IpAddr,
+    /// The address peers reach baton's media at (in SDP and WebRTC candidates).
+    pub advertised_ip: IpAddr,
     pub prompts: Arc<Prompts>,
     pub rtp_inactivity: Duration,
     /// Where recordings are written.
@@ -54,6 +57,8 @@ pub struct Shared {
     pub escalations: Arc<Escalations>,
     /// The calls waiting for a busy agent, across every plan.
     pub queue: std::sync::Mutex<crate::routing::Queue>,
+    /// The agents' open desktops.
+    pub desks: Arc<Desks>,
     /// The HTTP API as others reach it (`http://192.0.2.1:8080`): an agent's phone finds the
     /// call's context there.
     pub api_base: String,
@@ -158,11 +163,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     } else {
         bind_ip
     });
+    let desks = Arc::new(Desks::new(agents.clone()));
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         calls: calls.clone(),
         ports: Arc::new(PortPool::new(config.rtp_ports.low, config.rtp_ports.high)),
         bind_ip,
+        advertised_ip: advertised,
         prompts: Arc::new(prompts),
         rtp_inactivity: config.rtp_inactivity,
         recordings: config.data.join("recordings"),
@@ -173,6 +180,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         agents: agents.clone(),
         escalations: escalations.clone(),
         queue: Default::default(),
+        desks: desks.clone(),
         api_base: match (advertised, config.http.port()) {
             (IpAddr::V6(ip), port) => format!("http://[{ip}]:{port}"),
             (ip, port) => format!("http://{ip}:{port}"),
@@ -205,6 +213,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         tokens: Arc::new(config.api_tokens.clone()),
         agents,
         escalations,
+        desks,
     };
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http_addr = http.local_addr().unwrap_or(http_addr);

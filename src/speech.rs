@@ -221,7 +221,7 @@ impl Listener {
                                 None
                             }
                             None => vad.current().and_then(|(first, audio)| {
-                                ((frame - speech_start) % PARTIAL_EVERY == 0).then(|| Clip {
+                                (frame - speech_start).is_multiple_of(PARTIAL_EVERY).then(|| Clip {
                                     utterance,
                                     kind: JobKind::Partial,
                                     early: false,

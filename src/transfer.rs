@@ -14,9 +14,8 @@
 //! the call plays them. Every agent offered the call is counted against their load from the
 //! moment their phone rings ([`Action::Release`] gives it back).
 
-use crate::agents::Reachable;
+use crate::agents::{Phone, Reachable};
 use crate::routing::{self, Need, Weights};
-use baton_sip::Uri;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -125,7 +124,7 @@ impl Missed {
 pub struct Offer {
     pub id: String,
     pub name: String,
-    pub contact: Uri,
+    pub phone: Phone,
     /// Has the skill the call asks for.
     pub skilled: bool,
     pub score: f64,
@@ -420,7 +419,7 @@ impl Transfer {
         let offer = Offer {
             id: r.candidate.id.clone(),
             name: r.name.clone(),
-            contact: r.contact.clone(),
+            phone: r.phone.clone(),
             skilled: true,
             score: 0.0,
         };
@@ -640,7 +639,7 @@ impl Transfer {
             let agent = Offer {
                 id: r.candidate.id.clone(),
                 name: r.name.clone(),
-                contact: r.contact.clone(),
+                phone: r.phone.clone(),
                 skilled: ranked.skilled,
                 score: ranked.score,
             };
@@ -783,7 +782,7 @@ mod tests {
                 handle_secs: None,
             },
             name: id.to_uppercase(),
-            contact: format!("sip:{id}@127.0.0.1:5070").parse().expect("uri"),
+            phone: Phone::Sip(format!("sip:{id}@127.0.0.1:5070").parse().expect("uri")),
         }
     }
 

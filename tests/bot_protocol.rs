@@ -123,7 +123,7 @@ fn the_example_bot_drives_a_whole_call() {
         "{bot_said:?}"
     );
     assert!(
-        context["bot"]["attempts"].as_array().map_or(true, |a| a
+        context["bot"]["attempts"].as_array().is_none_or(|a| a
             .iter()
             .all(|t| !t.as_str().unwrap_or("").contains("external bot"))),
         "the bot stayed connected: {dump}"

@@ -444,7 +444,7 @@ fn judge(case: &Case, answer: Answer, raw: &[u8], got: &[Response], udp: bool) -
         }
     }
     match first.code {
-        405 | 501 if first.header("allow").map_or(true, str::is_empty) => Some(format!(
+        405 | 501 if first.header("allow").is_none_or(str::is_empty) => Some(format!(
             "{}: {} without an Allow header",
             case.file, first.first_line
         )),

@@ -15,9 +15,9 @@ mod common;
 
 use common::capture::{self, Capture};
 use common::softphone::{Answer, Softphone, AGENTS};
+use common::tone;
 use common::{caller_conversation, wait_for, Baton, Sipp, Transport, AGITATED_VOICE, CALM_VOICE};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A bot that asks how it can help; a caller who asks for a person goes to one, and comes
@@ -57,68 +57,11 @@ fn wait_registered(baton: &Baton, phones: &[(&str, &Softphone)]) {
     }
 }
 
-/// An 8 kHz WAV of a tone: `secs` of `hz` at a third of full scale, after `lead_secs` of
-/// silence.
-fn tone_wav(path: &Path, hz: f64, lead_secs: f64, secs: f64) -> PathBuf {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut wav = hound::WavWriter::create(path, spec).expect("tone wav");
-    let lead = (lead_secs * 8000.0) as usize;
-    for i in 0..lead + (secs * 8000.0) as usize {
-        let s = if i < lead {
-            0.0
-        } else {
-            (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin() * 11_000.0
-        };
-        wav.write_sample(s as i16).expect("sample");
-    }
-    wav.finalize().expect("tone wav");
-    path.to_owned()
-}
-
-/// The frequency of a stretch of audio, from its zero crossings.
-fn pitch(samples: &[f64], rate: f64) -> f64 {
-    let crossings = samples
-        .windows(2)
-        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
-        .count();
-    crossings as f64 / 2.0 / (samples.len() as f64 / rate)
-}
-
-fn rms(samples: &[f64]) -> f64 {
-    (samples.iter().map(|s| s * s).sum::<f64>() / samples.len().max(1) as f64).sqrt()
-}
-
-/// The 100 ms windows of a WAV (as -1..1 samples) at which it is loud, with their pitch.
-fn windows(path: &Path) -> Vec<(f64, f64, f64)> {
-    let mut reader = hound::WavReader::open(path).expect("agent's recording");
-    let rate = f64::from(reader.spec().sample_rate);
-    let samples: Vec<f64> = reader
-        .samples::<i16>()
-        .map(|s| f64::from(s.unwrap_or(0)) / 32768.0)
-        .collect();
-    let n = (rate / 10.0) as usize;
-    samples
-        .chunks(n)
-        .enumerate()
-        .map(|(i, w)| (i as f64 / 10.0, rms(w), pitch(w, rate)))
-        .collect()
-}
-
-/// Whether a window holds the tone at `hz` (within 4%), loud enough to be heard.
-fn is_tone(level: f64, hz_heard: f64, hz: f64) -> bool {
-    level > 0.05 && (hz_heard - hz).abs() < hz * 0.04
-}
-
 #[test]
 fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
     let baton = Baton::builder("transfer-bank").config(AGENTS).start();
     let dir = baton.dir.clone();
-    let agent_tone = tone_wav(&dir.join("agent-tone.wav"), AGENT_TONE_HZ, 0.0, 100.0);
+    let agent_tone = tone::wav(&dir.join("agent-tone.wav"), AGENT_TONE_HZ, 8000, 100.0);
     let dana = Softphone::builder().records().sends(&agent_tone).start(
         &baton,
         "dana",
@@ -142,7 +85,7 @@ fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
         9.0,
         7.0,
     );
-    let tone = tone_wav(&dir.join("caller-tone.wav"), CALLER_TONE_HZ, 0.0, 2.0);
+    let tone = tone::wav(&dir.join("caller-tone.wav"), CALLER_TONE_HZ, 8000, 2.0);
     // The tone starts 20 s after the last answer: the transfer is long done by then.
     let silence = dir.join("caller-wait.wav");
     let with_wait = dir.join("caller.wav");
@@ -207,11 +150,11 @@ fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
         .filter(|(at, _)| *at > bridged + 0.5 && *at < bridged + 3.0)
         .flat_map(|(_, p)| p.iter().map(|b| common::ulaw_decode(*b)))
         .collect();
-    let heard_hz = pitch(&after, 8000.0);
+    let heard_hz = tone::pitch(&after, 8000.0);
     assert!(
-        is_tone(rms(&after), heard_hz, AGENT_TONE_HZ),
+        tone::is_tone(tone::rms(&after), heard_hz, AGENT_TONE_HZ),
         "the caller hears the agent once bridged: {heard_hz:.0} Hz at {:.3}",
-        rms(&after)
+        tone::rms(&after)
     );
 
     // The fraud agent heard the whisper first, then the caller's tone; the billing agent
@@ -219,15 +162,9 @@ fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
     let mut dana = dana;
     dana.stop();
     let recording = dana.heard().expect("the fraud agent's recording");
-    let w = windows(&recording);
+    let w = tone::windows(&recording);
     // A second of the tone, not a word of the whisper that happens to cross as often.
-    let first_tone = w
-        .windows(10)
-        .find(|run| {
-            run.iter()
-                .all(|(_, l, hz)| is_tone(*l, *hz, CALLER_TONE_HZ))
-        })
-        .map(|run| run[0].0)
+    let first_tone = tone::first_second_of(&w, CALLER_TONE_HZ, tone::LOUD)
         .unwrap_or_else(|| panic!("the agent hears the caller's tone: {w:?}"));
     let whisper = w
         .iter()

@@ -805,7 +805,7 @@ fn l16_bytes(samples: &[i16]) -> Vec<u8> {
 
 /// The samples of a binary frame from a bot.
 fn l16_samples(bytes: &[u8]) -> Result<Vec<i16>, String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(format!(
             "an audio frame of {} bytes: L16 samples are 2 bytes each",
             bytes.len()

@@ -3,9 +3,11 @@
 //! prompt and updates over hold music, never silence), the agent's leg and its media, the
 //! whisper only the agent hears, and the bridge.
 
-use super::leg::MediaLeg;
+use super::leg::{Heard, MediaLeg};
+use super::socket::TickTime;
+use super::web::WebLeg;
 use super::RtpSockets;
-use crate::agents::{Agents, Reachable};
+use crate::agents::{Agents, Phone, Reachable};
 use crate::context::document::TranscriptLine;
 use crate::context::{Author, Change, ContextStore};
 use crate::routing::{Candidate, Need, Queue};
@@ -115,10 +117,39 @@ impl Hold {
     }
 }
 
+/// An agent's media: a SIP phone's RTP, or the desktop's WebRTC.
+pub(super) enum AgentMedia {
+    Sip(Box<MediaLeg>),
+    Web(Box<WebLeg>),
+}
+
+impl AgentMedia {
+    pub fn receive(&mut self, now: TickTime, rtcp_too: bool) {
+        match self {
+            AgentMedia::Sip(leg) => leg.receive(now, rtcp_too),
+            AgentMedia::Web(leg) => leg.receive(now),
+        }
+    }
+
+    pub fn hear(&mut self, now: Instant) -> Option<(AudioFrame, Heard)> {
+        match self {
+            AgentMedia::Sip(leg) => leg.hear(now),
+            AgentMedia::Web(leg) => leg.hear(now),
+        }
+    }
+
+    pub fn say(&mut self, frame: Option<&AudioFrame>, now: Instant) {
+        match self {
+            AgentMedia::Sip(leg) => leg.say(frame, now),
+            AgentMedia::Web(leg) => leg.say(frame, now),
+        }
+    }
+}
+
 /// An agent's leg: its media, and the whisper while they hear it.
 pub(super) struct AgentLeg {
     pub key: String,
-    pub leg: MediaLeg,
+    pub leg: AgentMedia,
     /// Whether the agent answered.
     pub answered: bool,
     whisper: Option<(Arc<[i16]>, usize)>,
@@ -354,9 +385,8 @@ impl Handoff {
                     );
                 }
                 Action::Dial { key, agent } => {
-                    let Some(sockets) = RtpSockets::bind(&call.shared.ports, call.shared.bind_ip)
-                    else {
-                        warn!("no free RTP port for the agent leg");
+                    if let Err(why) = self.dial(call, &key, &agent) {
+                        warn!(agent = %agent.id, why, "agent leg not started");
                         self.machine.missed(
                             &key,
                             crate::transfer::Missed::Unreachable,
@@ -367,47 +397,9 @@ impl Handoff {
                             },
                             now,
                         );
-                        continue;
-                    };
-                    let port = sockets.port();
-                    let leg = match MediaLeg::new(sockets, format!("{}-{key}@baton", call.id)) {
-                        Ok(leg) => leg,
-                        Err(e) => {
-                            warn!(error = %e, "agent leg's RTP socket unusable");
-                            continue;
-                        }
-                    };
-                    info!(agent = %agent.id, contact = %agent.contact, skilled = agent.skilled, "ringing an agent");
-                    self.agent = Some(AgentLeg {
-                        key: key.clone(),
-                        leg,
-                        answered: false,
-                        whisper: None,
-                        whisper_due: false,
-                        whisper_ready: None,
-                    });
-                    self.render_whisper(call, &key, agent.skilled);
-                    let _ = call
-                        .commands
-                        .try_send(super::Command::Dial(Box::new(super::Dial {
-                            key,
-                            caller: call.key.to_owned(),
-                            target: agent.contact,
-                            from_user: call.caller_number.map(str::to_owned),
-                            context_url: format!(
-                                "{}/v1/calls/{}/context",
-                                call.shared.api_base, call.id
-                            ),
-                            call_id: call.id.to_owned(),
-                            port,
-                        })));
-                }
-                Action::Drop { key } => {
-                    if self.agent.as_ref().is_some_and(|a| a.key == key) {
-                        self.agent = None;
                     }
-                    let _ = call.commands.try_send(super::Command::Hangup { key });
                 }
+                Action::Drop { key } => self.drop_leg(call, key),
                 Action::Whisper { key } => {
                     if let Some(a) = self.agent.as_mut().filter(|a| a.key == key) {
                         a.start_whisper();
@@ -472,6 +464,92 @@ impl Handoff {
         }
     }
 
+    /// Rings the agent: their SIP phone (and the call on their desktop, if it is open),
+    /// or the softphone in their desktop.
+    fn dial(
+        &mut self,
+        call: &CallRef<'_>,
+        key: &str,
+        agent: &crate::transfer::Offer,
+    ) -> Result<(), &'static str> {
+        let sockets = RtpSockets::bind(&call.shared.ports, call.shared.bind_ip)
+            .ok_or("no free RTP port for the agent leg")?;
+        let port = sockets.port();
+        let mut ring = crate::desk::Ring {
+            key: key.to_owned(),
+            call_id: call.id.to_owned(),
+            caller: call.caller_number.map(str::to_owned),
+            phone: "sip",
+            offer: None,
+        };
+        let media = match &agent.phone {
+            Phone::Sip(contact) => {
+                let leg = MediaLeg::new(sockets, format!("{}-{key}@baton", call.id))
+                    .map_err(|_| "the agent leg's RTP socket is unusable")?;
+                info!(agent = %agent.id, %contact, skilled = agent.skilled, "ringing an agent");
+                let _ = call
+                    .commands
+                    .try_send(super::Command::Dial(Box::new(super::Dial {
+                        key: key.to_owned(),
+                        caller: call.key.to_owned(),
+                        target: contact.clone(),
+                        from_user: call.caller_number.map(str::to_owned),
+                        context_url: format!(
+                            "{}/v1/calls/{}/context",
+                            call.shared.api_base, call.id
+                        ),
+                        call_id: call.id.to_owned(),
+                        port,
+                    })));
+                // The desktop shows the call while the phone rings, if it is open.
+                call.shared.desks.ring(&agent.id, ring, call.events.clone());
+                AgentMedia::Sip(Box::new(leg))
+            }
+            Phone::Desktop => {
+                let (leg, offer) = WebLeg::offer(
+                    sockets,
+                    call.shared.advertised_ip,
+                    call.shared.rtp_inactivity,
+                    Instant::now(),
+                )
+                .map_err(|e| {
+                    warn!(error = %e, "WebRTC offer failed");
+                    "the WebRTC offer failed"
+                })?;
+                ring.phone = "web";
+                ring.offer = Some(offer);
+                info!(agent = %agent.id, skilled = agent.skilled, "ringing an agent's desktop");
+                if !call.shared.desks.ring(&agent.id, ring, call.events.clone()) {
+                    call.shared.desks.ended(key, "unreachable");
+                    return Err("the agent's desktop is closed");
+                }
+                AgentMedia::Web(Box::new(leg))
+            }
+        };
+        self.agent = Some(AgentLeg {
+            key: key.to_owned(),
+            leg: media,
+            answered: false,
+            whisper: None,
+            whisper_due: false,
+            whisper_ready: None,
+        });
+        self.render_whisper(call, key, agent.skilled);
+        Ok(())
+    }
+
+    /// Ends leg `key`: the SIP phone is sent CANCEL or BYE, the desktop told.
+    pub fn drop_leg(&mut self, call: &CallRef<'_>, key: String) {
+        let web = match self.agent.take_if(|a| a.key == key) {
+            Some(a) => matches!(a.leg, AgentMedia::Web(_)),
+            None => false,
+        };
+        call.shared.desks.ended(&key, "ended");
+        if !web {
+            let _ = call.commands.try_send(super::Command::Hangup { key });
+        }
+    }
+
     /// Renders, while the agent's phone rings, the short summary they hear on answering.
     fn render_whisper(&self, call: &CallRef<'_>, key: &str, skilled: bool) {
         let (tts, tx, contexts) = (
@@ -504,6 +582,8 @@ pub(super) struct CallRef<'a> {
     pub shared: &'a Arc<Shared>,
     pub commands: &'a mpsc::Sender<super::Command>,
     pub caller_number: Option<&'a str>,
+    /// The call's own news channel, for the desktops' answers.
+    pub events: &'a mpsc::WeakSender<super::CallEvent>,
 }
 
 /// What the agent hears before the caller, in a few seconds: what kind of call, who, what

@@ -10,6 +10,7 @@ mod prompt;
 mod record;
 pub mod script;
 mod socket;
+mod web;
 
 pub use prompt::{load_fallback, load_prompts, PromptError};
 
@@ -26,7 +27,7 @@ use crate::transfer::{Missed, Transfer, Words};
 use baton_media::AudioFrame;
 use baton_sdp::Negotiated;
 use bot::{Bot, BotCommand, BotEvent};
-use handoff::{CallRef, Handoff, Hold, Live};
+use handoff::{AgentMedia, CallRef, Handoff, Hold, Live};
 use leg::MediaLeg;
 use record::Recorder;
 use script::{BotEnding, Script};
@@ -75,6 +76,10 @@ pub enum AgentEvent {
     /// The agent's phone asks to transfer the call to this address (a blind REFER, RFC
     /// 3515), already accepted with 202.
     Refer(baton_sip::Uri),
+    /// The agent accepted on their desktop's softphone, with the browser's SDP answer.
+    Accepted(String),
+    /// The agent declined or hung up on their desktop: the leg ends on our side too.
+    HungUp,
 }
 
 /// What a call asks of the endpoint. `key` names the dialog (our To tag).
@@ -185,6 +190,8 @@ pub struct CallSetup {
     pub shared: Arc<Shared>,
     pub commands: mpsc::Sender<Command>,
     pub events: mpsc::Receiver<CallEvent>,
+    /// The sending end of `events`, for the agents' desktops to answer through.
+    pub events_tx: mpsc::WeakSender<CallEvent>,
 }
 
 /// A fresh id for a call: 16 hex digits, unguessable, safe in file names.
@@ -231,6 +238,8 @@ struct Call {
     resume_at: Option<String>,
     /// The agents' side of the call is being transcribed.
     agent_listening: bool,
+    /// The call's own news channel (weak: the endpoint's end keeps it open).
+    me: mpsc::WeakSender<CallEvent>,
 }
 
 /// The call's end of the channels to its bot.
@@ -285,6 +294,7 @@ async fn run(setup: CallSetup) {
         shared,
         commands,
         mut events,
+        events_tx,
     } = setup;
     let caller_leg = match MediaLeg::new(sockets, format!("{id}@baton")) {
         Ok(leg) => leg,
@@ -342,6 +352,7 @@ async fn run(setup: CallSetup) {
         handed_over: false,
         resume_at: None,
         agent_listening: false,
+        me: events_tx,
     };
     if let Some(n) = media {
         call.set_media(&n);
@@ -404,7 +415,7 @@ impl Call {
                 }
                 _ = tick.tick() => {
                     let now = TickTime::now();
-                    self.receive(now, ticks % RTCP_READ_TICKS == 0);
+                    self.receive(now, ticks.is_multiple_of(RTCP_READ_TICKS));
                     ticks = ticks.wrapping_add(1);
                     self.frame(now.now);
                 }
@@ -503,6 +514,7 @@ impl Call {
             shared: &self.shared,
             commands: &self.commands,
             caller_number: self.caller_number.as_deref(),
+            events: &self.me,
         }
     }
 
@@ -527,30 +539,51 @@ impl Call {
             AgentEvent::Ringing => debug!(agent_leg = %key, "agent's phone rings"),
             AgentEvent::Answered(n) => match current {
                 Some(a) => {
-                    if let Err(e) = a.leg.set_media(&n, inactivity) {
-                        warn!(error = %e, "agent leg's media unusable");
-                        h.machine.agent_left(&key, now);
-                        let _ = self.commands.try_send(Command::Hangup { key });
-                    } else {
-                        a.answered = true;
-                        info!(
-                            agent_leg = %key,
-                            after_ms = now.saturating_duration_since(h.decided).as_millis() as u64,
-                            "agent answered"
-                        );
-                        h.machine.answered(&key, now);
-                    }
+                    let started = match &mut a.leg {
+                        AgentMedia::Sip(leg) => leg.set_media(&n, inactivity).map(drop),
+                        AgentMedia::Web(_) => Err("a SIP answer on a WebRTC leg".into()),
+                    };
+                    answered(h, &self.commands, &self.shared, key, started, now);
                 }
                 None => {
                     let _ = self.commands.try_send(Command::Hangup { key });
                 }
             },
+            AgentEvent::Accepted(sdp) => {
+                if let Some(a) = current.filter(|a| !a.answered) {
+                    let started = match &mut a.leg {
+                        AgentMedia::Web(leg) => leg.answer(&sdp, now),
+                        AgentMedia::Sip(_) => Err("a desktop answer on a SIP leg".into()),
+                    };
+                    answered(h, &self.commands, &self.shared, key, started, now);
+                }
+            }
             AgentEvent::Failed(status) => {
                 info!(agent_leg = %key, status, "agent did not take the call");
                 h.machine
                     .missed(&key, Missed::of_status(status), &mut pool, now);
+                self.shared.desks.ended(&key, "missed");
             }
-            AgentEvent::Bye => h.machine.agent_left(&key, now),
+            AgentEvent::Bye => {
+                h.machine.agent_left(&key, now);
+                self.shared.desks.ended(&key, "hung up");
+            }
+            AgentEvent::HungUp => {
+                let (sip, answered) = match current {
+                    Some(a) => (matches!(a.leg, AgentMedia::Sip(_)), a.answered),
+                    None => (false, false),
+                };
+                info!(agent_leg = %key, answered, "the agent ended the call on their desktop");
+                self.shared.desks.ended(&key, "hung up");
+                if answered {
+                    h.machine.agent_left(&key, now);
+                } else {
+                    h.machine.missed(&key, Missed::Declined, &mut pool, now);
+                }
+                if sip {
+                    let _ = self.commands.try_send(Command::Hangup { key });
+                }
+            }
             AgentEvent::Refer(target) => {
                 let to = target
                     .user()
@@ -561,8 +594,8 @@ impl Call {
                 }
             }
             AgentEvent::Media(n) => {
-                if let Some(a) = current {
-                    if let Err(e) = a.leg.update_media(&n, inactivity) {
+                if let Some(AgentMedia::Sip(leg)) = current.map(|a| &mut a.leg) {
+                    if let Err(e) = leg.update_media(&n, inactivity) {
                         warn!(error = %e, "agent leg's new media unusable");
                     }
                 }
@@ -882,7 +915,7 @@ impl Call {
         if let Some(a) = h.agent.as_mut() {
             if let Some((frame, heard)) = a.leg.hear(now) {
                 if heard.inactive {
-                    agent_silent = Some(a.key.clone());
+                    agent_silent = Some((a.key.clone(), matches!(a.leg, AgentMedia::Sip(_))));
                 }
                 from_agent = Some(frame);
             }
@@ -903,10 +936,13 @@ impl Call {
         if let Some(key) = whispered {
             h.machine.whispered(&key, now);
         }
-        if let Some(key) = agent_silent {
-            info!("no RTP from the agent: their leg ends");
+        if let Some((key, sip)) = agent_silent {
+            info!("no media from the agent: their leg ends");
             h.machine.agent_left(&key, now);
-            let _ = self.commands.try_send(Command::Hangup { key });
+            self.shared.desks.ended(&key, "no audio");
+            if sip {
+                let _ = self.commands.try_send(Command::Hangup { key });
+            }
         }
         let out = held.unwrap_or_else(|| from_agent.clone().unwrap_or_else(AudioFrame::silence));
         if let Some(frame) = from_agent {
@@ -917,6 +953,40 @@ impl Call {
         }
         self.after_transfer_step(now);
         Some(out)
+    }
+}
+
+/// The agent on leg `key` answered, and their media started (or could not).
+fn answered(
+    h: &mut Handoff,
+    commands: &mpsc::Sender<Command>,
+    shared: &Shared,
+    key: String,
+    started: Result<(), String>,
+    now: Instant,
+) {
+    let Some(a) = h.agent.as_mut().filter(|a| a.key == key) else {
+        return;
+    };
+    match started {
+        Err(e) => {
+            warn!(error = %e, "agent leg's media unusable");
+            h.machine.agent_left(&key, now);
+            shared.desks.ended(&key, "media failed");
+            if matches!(a.leg, AgentMedia::Sip(_)) {
+                let _ = commands.try_send(Command::Hangup { key });
+            }
+        }
+        Ok(()) => {
+            a.answered = true;
+            info!(
+                agent_leg = %key,
+                after_ms = now.saturating_duration_since(h.decided).as_millis() as u64,
+                "agent answered"
+            );
+            shared.desks.connected(&key);
+            h.machine.answered(&key, now);
+        }
     }
 }
 

@@ -159,7 +159,7 @@ impl Live {
 
     fn events(&self, since: u64) -> Result<Vec<Event>, StoreError> {
         let oldest = self.log.front().map_or(self.doc.version + 1, |e| e.version);
-        if since + 1 < oldest && since < self.doc.version {
+        if since.saturating_add(1) < oldest && since < self.doc.version {
             return Err(StoreError::Gone { oldest });
         }
         Ok(self

@@ -42,7 +42,7 @@ pub fn digits(text: &str) -> Option<String> {
 }
 
 fn keep_longest(best: &mut Option<String>, run: &mut String) {
-    if !run.is_empty() && best.as_ref().map_or(true, |b| run.len() >= b.len()) {
+    if !run.is_empty() && best.as_ref().is_none_or(|b| run.len() >= b.len()) {
         *best = Some(std::mem::take(run));
     }
     run.clear();
@@ -652,7 +652,7 @@ fn valid(year: u16, month: u8, day: u32) -> Option<Date> {
 
 /// The date, if it is a day of the calendar (30 February is not).
 pub(crate) fn calendar_date(year: u16, month: u8, day: u8) -> Option<Date> {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
     let days = match month {
         2 if leap => 29,
         2 => 28,

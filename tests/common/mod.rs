@@ -21,9 +21,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
+pub mod browser;
 pub mod capture;
 pub mod ports;
 pub mod softphone;
+pub mod tone;
 use ports::{free_tcp_port, free_udp_tcp_port};
 
 /// Where the repository's shipped dialplans, prompts and SIPp scenarios live.
