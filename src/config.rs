@@ -307,7 +307,8 @@ speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model insta
 # sip_realm = "baton"          # the realm agents' softphones authenticate in
 
 # Agents, one table each: their softphones REGISTER as sip_user with the password
-# (digest, SHA-256 or MD5).
+# (digest, SHA-256 or MD5). An agent with no phone registered takes calls in the desktop
+# (/agent, signed in with their agent api_token) over WebRTC.
 # [[agent]]
 # id = "a7"
 # name = "Dana"

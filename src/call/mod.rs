@@ -543,7 +543,7 @@ impl Call {
                         AgentMedia::Sip(leg) => leg.set_media(&n, inactivity).map(drop),
                         AgentMedia::Web(_) => Err("a SIP answer on a WebRTC leg".into()),
                     };
-                    answered(h, &self.commands, &self.shared, key, started, now);
+                    answered(h, &self.commands, &mut pool, key, started, now);
                 }
                 None => {
                     let _ = self.commands.try_send(Command::Hangup { key });
@@ -555,7 +555,7 @@ impl Call {
                         AgentMedia::Web(leg) => leg.answer(&sdp, now),
                         AgentMedia::Sip(_) => Err("a desktop answer on a SIP leg".into()),
                     };
-                    answered(h, &self.commands, &self.shared, key, started, now);
+                    answered(h, &self.commands, &mut pool, key, started, now);
                 }
             }
             AgentEvent::Failed(status) => {
@@ -960,18 +960,20 @@ impl Call {
 fn answered(
     h: &mut Handoff,
     commands: &mpsc::Sender<Command>,
-    shared: &Shared,
+    pool: &mut Live<'_>,
     key: String,
     started: Result<(), String>,
     now: Instant,
 ) {
+    let shared = pool.shared;
     let Some(a) = h.agent.as_mut().filter(|a| a.key == key) else {
         return;
     };
     match started {
         Err(e) => {
+            // An answer whose media cannot work is no answer: the next agent is tried.
             warn!(error = %e, "agent leg's media unusable");
-            h.machine.agent_left(&key, now);
+            h.machine.missed(&key, Missed::Unreachable, pool, now);
             shared.desks.ended(&key, "media failed");
             if matches!(a.leg, AgentMedia::Sip(_)) {
                 let _ = commands.try_send(Command::Hangup { key });
