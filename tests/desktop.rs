@@ -101,25 +101,8 @@ fn an_agent_takes_a_call_on_the_desktop_over_webrtc() {
         0.0,
     );
     let caller_tone = tone::wav(&dir.join("caller-tone.wav"), CALLER_TONE_HZ, 8000, 40.0);
-    let caller_audio = dir.join("caller.wav");
     // Silence after the words, so that the tone is not heard as part of them.
-    let pause = dir.join("pause.wav");
-    common::run_tool(
-        std::process::Command::new("sox")
-            .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law"])
-            .arg(&pause)
-            .args(["trim", "0", "6"]),
-        Duration::from_secs(30),
-    );
-    common::run_tool(
-        std::process::Command::new("sox")
-            .arg(&talk.path)
-            .arg(&pause)
-            .arg(&caller_tone)
-            .args(["-r", "8000", "-c", "1", "-e", "u-law"])
-            .arg(&caller_audio),
-        Duration::from_secs(30),
-    );
+    let caller_audio = tone::after_pause(&talk.path, 6.0, &caller_tone, &dir.join("caller.wav"));
     let call_secs = talk.total_secs() + 6.0 + 40.0;
     let sipp = Sipp::new(&baton, "uac_audio.xml", Transport::Udp)
         .user("desk")
@@ -254,9 +237,14 @@ fn hello(baton: &Baton, hello: &str) -> (Value, tungstenite::WebSocket<std::net:
     let (mut ws, _) =
         tungstenite::client(format!("ws://{}/agent/ws", baton.http), stream).expect("websocket");
     ws.send(tungstenite::Message::text(hello)).expect("hello");
-    let answer = ws.read().expect("answer");
-    let value = serde_json::from_str(answer.to_text().unwrap_or_default()).unwrap_or(Value::Null);
+    let value = read_json(&mut ws);
     (value, ws)
+}
+
+/// The next message from the desktop's socket, as JSON (`null` if it is not).
+fn read_json(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) -> Value {
+    let message = ws.read().expect("answer");
+    serde_json::from_str(message.to_text().unwrap_or_default()).unwrap_or(Value::Null)
 }
 
 #[test]
@@ -302,9 +290,7 @@ fn the_desktop_refuses_wrong_tokens_and_bad_messages() {
         (r#"{"type":"hangup"}"#, "not a desktop message"),
     ] {
         ws.send(tungstenite::Message::text(bad)).expect("send");
-        let answer = ws.read().expect("answer");
-        let answer: Value =
-            serde_json::from_str(answer.to_text().unwrap_or_default()).unwrap_or(Value::Null);
+        let answer = read_json(&mut ws);
         assert_eq!(answer["type"], "error", "{bad}: {answer}");
         assert!(
             answer["error"].as_str().is_some_and(|e| e.contains(why)),

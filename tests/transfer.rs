@@ -87,24 +87,7 @@ fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
     );
     let tone = tone::wav(&dir.join("caller-tone.wav"), CALLER_TONE_HZ, 8000, 2.0);
     // The tone starts 20 s after the last answer: the transfer is long done by then.
-    let silence = dir.join("caller-wait.wav");
-    let with_wait = dir.join("caller.wav");
-    common::run_tool(
-        std::process::Command::new("sox")
-            .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law"])
-            .arg(&silence)
-            .args(["trim", "0", "20"]),
-        Duration::from_secs(30),
-    );
-    common::run_tool(
-        std::process::Command::new("sox")
-            .arg(&talk.path)
-            .arg(&silence)
-            .arg(&tone)
-            .args(["-r", "8000", "-c", "1", "-e", "u-law"])
-            .arg(&with_wait),
-        Duration::from_secs(30),
-    );
+    let with_wait = tone::after_pause(&talk.path, 20.0, &tone, &dir.join("caller.wav"));
     let call_secs = talk.total_secs() + 20.0 + 2.0 + 3.0;
     let sipp = Sipp::new(&baton, "uac_audio.xml", Transport::Udp)
         .user("bank")

@@ -2,6 +2,8 @@
 //! searched for it, so that whose audio reached whom is told by pitch alone.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 /// A WAV of `secs` of a `hz` tone at a third of full scale, at `rate` samples a second.
 pub fn wav(path: &Path, hz: f64, rate: u32, secs: f64) -> PathBuf {
@@ -78,4 +80,27 @@ pub fn first_second_of(windows: &[(f64, f64, f64)], hz: f64, min_level: f64) -> 
                 .all(|(_, l, h)| *l > min_level && is_pitch(*h, hz))
         })
         .map(|run| run[0].0)
+}
+
+/// A caller's audio for SIPp (8 kHz µ-law): `talk`, `pause_secs` of silence, then `tone`;
+/// written to `out`.
+pub fn after_pause(talk: &Path, pause_secs: f64, tone: &Path, out: &Path) -> PathBuf {
+    let pause = out.with_extension("pause.wav");
+    super::run_tool(
+        Command::new("sox")
+            .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law"])
+            .arg(&pause)
+            .args(["trim", "0", &format!("{pause_secs:.3}")]),
+        Duration::from_secs(30),
+    );
+    super::run_tool(
+        Command::new("sox")
+            .arg(talk)
+            .arg(&pause)
+            .arg(tone)
+            .args(["-r", "8000", "-c", "1", "-e", "u-law"])
+            .arg(out),
+        Duration::from_secs(30),
+    );
+    out.to_owned()
 }
