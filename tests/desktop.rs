@@ -33,14 +33,6 @@ skills = { fraud = 3 }\n\
 const AGENT_TONE_HZ: f64 = 500.0;
 const CALLER_TONE_HZ: f64 = 700.0;
 
-fn escalation(baton: &Baton) -> Value {
-    let list = baton.get_json("/v1/escalations");
-    list.as_array()
-        .and_then(|l| l.last())
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn start_baton(name: &str) -> Baton {
     // The agent takes a few seconds to read the card before accepting.
     let desk = include_str!("data/desk.toml").replace("ring_secs = 5", "ring_secs = 30");
@@ -119,7 +111,7 @@ fn an_agent_takes_a_call_on_the_desktop_over_webrtc() {
     let packets = heard.stop();
     assert!(run.ok(), "{}", run.report);
 
-    let record = escalation(&baton);
+    let record = baton.last_escalation();
     let dump = format!("{record:#}");
     assert_eq!(record["agent_id"], "a-web", "{dump}");
     assert_eq!(record["outcome"], "returned", "{dump}");
@@ -220,10 +212,11 @@ fn desktop_side(browser: &mut Browser, baton: &Baton, dir: &std::path::Path) -> 
         fail("the desktop's call ends", e, browser);
     }
     assert!(
-        wait_for(Duration::from_secs(10), || escalation(baton)["outcome"]
+        wait_for(Duration::from_secs(10), || baton.last_escalation()
+            ["outcome"]
             == "returned"),
         "the caller is back with the bot: {:#}",
-        escalation(baton)
+        baton.last_escalation()
     );
     accepted_at
 }

@@ -28,15 +28,6 @@ const DESK: &str = include_str!("data/desk.toml");
 const AGENT_TONE_HZ: f64 = 500.0;
 const CALLER_TONE_HZ: f64 = 700.0;
 
-/// The latest escalation listed.
-fn escalation(baton: &Baton) -> Value {
-    let list = baton.get_json("/v1/escalations");
-    list.as_array()
-        .and_then(|l| l.last())
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 fn agent(baton: &Baton, id: &str) -> Value {
     let agents = baton.get_json("/v1/agents");
     agents
@@ -99,7 +90,7 @@ fn a_stolen_card_goes_to_the_fraud_agent_warmly() {
     let packets = heard.stop();
     assert!(run.ok(), "{}", run.report);
 
-    let record = escalation(&baton);
+    let record = baton.last_escalation();
     let dump = format!("{record:#}");
     println!("{dump}");
     assert_eq!(record["skill"], "fraud", "{dump}");
@@ -193,7 +184,7 @@ fn ask_for_a_person(baton: &Baton, stem: &str, stay_secs: f64) -> common::SippRu
 }
 
 fn context_of_last_call(baton: &Baton) -> Value {
-    let id = escalation(baton)["call_id"]
+    let id = baton.last_escalation()["call_id"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -228,7 +219,7 @@ fn a_phone_ringing_out_passes_the_call_on_and_the_bot_takes_it_back() {
         let call = s.spawn(|| ask_for_a_person(&baton, "fallover", 30.0));
         // Dana hangs up a few seconds after joining.
         let joined = wait_for(Duration::from_secs(30), || {
-            escalation(&baton)["outcome"] == "connected"
+            baton.last_escalation()["outcome"] == "connected"
         });
         if joined {
             std::thread::sleep(Duration::from_secs(6));
@@ -237,7 +228,7 @@ fn a_phone_ringing_out_passes_the_call_on_and_the_bot_takes_it_back() {
         call.join().expect("caller")
     });
     assert!(caller.ok(), "{}", caller.report);
-    let record = escalation(&baton);
+    let record = baton.last_escalation();
     let dump = format!("{record:#}");
     assert_eq!(record["agent_id"], "a-fraud", "{dump}");
     assert_eq!(record["missed"][0]["agent_id"], "a-billing", "{dump}");
@@ -294,7 +285,7 @@ fn a_caller_hanging_up_while_the_agent_rings_cancels_the_ringing() {
     wait_registered(&baton, &[("a-fraud", &dana)]);
     let run = ask_for_a_person(&baton, "cancel", 4.0);
     assert!(run.ok(), "{}", run.report);
-    let record = escalation(&baton);
+    let record = baton.last_escalation();
     assert_eq!(record["outcome"], "abandoned", "{record:#}");
     assert!(
         wait_for(Duration::from_secs(5), || dana
@@ -315,7 +306,7 @@ fn with_no_agent_registered_the_caller_is_offered_a_callback() {
         .start();
     let run = ask_for_a_person(&baton, "none", 20.0);
     assert!(run.ok(), "{}", run.report);
-    let record = escalation(&baton);
+    let record = baton.last_escalation();
     assert_eq!(record["outcome"], "no_agent", "{record:#}");
     let context = context_of_last_call(&baton);
     let offered = context["actions"]
@@ -421,7 +412,7 @@ fn an_agent_hands_the_call_to_a_colleague_with_refer() {
         "Sam's REFER is accepted, he hears how it went and is let go: {}",
         sam.report
     );
-    let record = escalation(&baton);
+    let record = baton.last_escalation();
     assert_eq!(record["agent_id"], "a-fraud", "{record:#}");
     assert_eq!(record["outcome"], "completed", "{record:#}");
     assert!(dana.log_contains("Call established"), "{}", dana.log());

@@ -337,6 +337,15 @@ impl Baton {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
     }
 
+    /// The latest escalation `/v1/escalations` lists (`null` before any).
+    pub fn last_escalation(&self) -> Value {
+        let list = self.get_json("/v1/escalations");
+        list.as_array()
+            .and_then(|l| l.last())
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     /// The Prometheus text of `/metrics`.
     pub fn metrics(&self) -> String {
         let (status, body) = self.get("/metrics");
