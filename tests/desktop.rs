@@ -151,7 +151,7 @@ fn desktop_side(browser: &mut Browser, baton: &Baton, dir: &std::path::Path) -> 
     }
     // While it rings, the desktop already shows who is calling and what they said.
     let has_context = "document.getElementById('summary').textContent.length > 3 \
-         && window.desk.context.transcript.some(l => l.speaker === 'caller')";
+         && [...document.querySelectorAll('#transcript p')].some(p => p.textContent.startsWith('caller'))";
     if let Err(e) = browser.wait_for(has_context, Duration::from_secs(10)) {
         fail("the context shows while ringing", e, browser);
     }
