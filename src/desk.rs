@@ -36,11 +36,19 @@ pub struct Ring {
     pub call_id: String,
     /// The caller's number, for the card.
     pub caller: Option<String>,
-    /// `"web"`: the desktop is the phone and `offer` is the SDP to answer; `"sip"`: the
-    /// agent's SIP phone rings, and the desktop shows the call.
-    pub phone: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offer: Option<String>,
+    #[serde(flatten)]
+    pub phone: RingsOn,
+}
+
+/// Where an offered call rings, as the desktop reads it (`"phone": "web"` with the SDP
+/// `offer`, or `"phone": "sip"`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "phone", rename_all = "snake_case")]
+pub enum RingsOn {
+    /// The desktop is the phone: the SDP offer to answer.
+    Web { offer: String },
+    /// The agent's SIP phone rings; the desktop shows the call.
+    Sip,
 }
 
 /// What the agent did on their desktop, about leg `key`.
@@ -175,7 +183,7 @@ impl Desks {
     /// when none is open (a WebRTC leg then cannot ring).
     pub fn ring(&self, agent: &str, ring: Ring, events: mpsc::WeakSender<CallEvent>) -> bool {
         let mut inner = self.inner();
-        let web = ring.offer.is_some();
+        let web = matches!(ring.phone, RingsOn::Web { .. });
         inner.legs.insert(
             ring.key.clone(),
             Leg {
@@ -288,8 +296,13 @@ mod tests {
             key: key.into(),
             call_id: "c1".into(),
             caller: Some("+441".into()),
-            phone: if web { "web" } else { "sip" },
-            offer: web.then(|| "v=0".to_owned()),
+            phone: if web {
+                RingsOn::Web {
+                    offer: "v=0".into(),
+                }
+            } else {
+                RingsOn::Sip
+            },
         }
     }
 

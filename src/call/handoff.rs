@@ -10,6 +10,7 @@ use super::RtpSockets;
 use crate::agents::{Agents, Phone, Reachable};
 use crate::context::document::TranscriptLine;
 use crate::context::{Author, Change, ContextStore};
+use crate::desk::RingsOn;
 use crate::routing::{Candidate, Need, Queue};
 use crate::server::Shared;
 use crate::transfer::{Action, Outcome, Pool, Transfer};
@@ -475,12 +476,11 @@ impl Handoff {
         let sockets = RtpSockets::bind(&call.shared.ports, call.shared.bind_ip)
             .ok_or("no free RTP port for the agent leg")?;
         let port = sockets.port();
-        let mut ring = crate::desk::Ring {
+        let ring = |phone| crate::desk::Ring {
             key: key.to_owned(),
             call_id: call.id.to_owned(),
             caller: call.caller_number.map(str::to_owned),
-            phone: "sip",
-            offer: None,
+            phone,
         };
         let media = match &agent.phone {
             Phone::Sip(contact) => {
@@ -502,7 +502,9 @@ impl Handoff {
                         port,
                     })));
                 // The desktop shows the call while the phone rings, if it is open.
-                call.shared.desks.ring(&agent.id, ring, call.events.clone());
+                call.shared
+                    .desks
+                    .ring(&agent.id, ring(RingsOn::Sip), call.events.clone());
                 AgentMedia::Sip(Box::new(leg))
             }
             Phone::Desktop => {
@@ -516,9 +518,8 @@ impl Handoff {
                     warn!(error = %e, "WebRTC offer failed");
                     "the WebRTC offer failed"
                 })?;
-                ring.phone = "web";
-                ring.offer = Some(offer);
                 info!(agent = %agent.id, skilled = agent.skilled, "ringing an agent's desktop");
+                let ring = ring(RingsOn::Web { offer });
                 if !call.shared.desks.ring(&agent.id, ring, call.events.clone()) {
                     call.shared.desks.ended(key, "unreachable");
                     return Err("the agent's desktop is closed");
