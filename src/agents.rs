@@ -88,11 +88,13 @@ pub struct Agents {
     live: Mutex<HashMap<String, Live>>,
 }
 
-/// What to answer a REGISTER.
+/// What to answer a REGISTER: 200 with the bindings now in force, each with its remaining
+/// seconds, or why not.
+pub type Answer = Result<Vec<Header>, Refusal>;
+
+/// Why a phone's request is refused.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// 200: the bindings now in force, each with its remaining seconds.
-    Ok(Vec<Header>),
+pub enum Refusal {
     /// 401 with these challenges.
     Challenge(Vec<Header>),
     /// 403: the credentials are wrong, for someone else, or for a user no agent is.
@@ -103,6 +105,18 @@ pub enum Answer {
     Bad(String),
     /// 500 (RFC 3261 §10.3 step 7: a REGISTER older than the binding it would change).
     OutOfOrder,
+}
+
+/// What to answer an agent's phone calling a colleague.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Colleague {
+    /// 302 to the colleague's registered phones, newest first: the phones talk directly,
+    /// as when an agent consults a colleague before an attended transfer.
+    Redirect(Vec<Uri>),
+    /// Not proven an agent's phone: a challenge, or 403.
+    Refused(Refusal),
+    /// 480: the colleague has no phone registered.
+    Unavailable,
 }
 
 /// One agent as the API shows them.
@@ -159,40 +173,30 @@ impl Agents {
     /// the nonces).
     pub fn register(&self, req: &Request, now: Instant, wall_secs: u64) -> Answer {
         let Some(to) = req.headers.to() else {
-            return Answer::Bad("no To header".into());
+            return Err(Refusal::Bad("no To header".into()));
         };
         let Some(user) = to.uri.user() else {
-            return Answer::Bad("the To URI names no user".into());
+            return Err(Refusal::Bad("the To URI names no user".into()));
         };
-        // Credentials of a scheme other than Digest are no credentials: challenged anew
-        // (RFC 4475 §3.3.12).
-        let authorization = req.headers.iter().find_map(|h| match h {
-            Header::Authorization(a) if a.scheme.eq_ignore_ascii_case("Digest") => Some(a),
-            _ => None,
-        });
+        let authorization = digest_authorization(req);
         let Some(agent) = self.list.iter().find(|a| a.sip_user == user) else {
             // Challenged and refused like a wrong password, so that nobody can find out
             // which users exist by trying names.
             return match authorization {
-                None => self.challenge(&DEFAULT_DIGEST, wall_secs, false),
-                Some(_) => Answer::Forbidden(format!("no agent registers as {user}")),
+                None => Err(self.challenge(&DEFAULT_DIGEST, wall_secs, false)),
+                Some(_) => Err(Refusal::Forbidden(format!("no agent registers as {user}"))),
             };
         };
         let Some(authorization) = authorization else {
-            return self.challenge(&agent.digest, wall_secs, false);
+            return Err(self.challenge(&agent.digest, wall_secs, false));
         };
-        if let Err(answer) = self.authenticate(agent, authorization, wall_secs) {
-            return answer;
-        }
-        let bindings = match requested_bindings(req) {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
+        self.authenticate(agent, authorization, "REGISTER", wall_secs)?;
+        let bindings = requested_bindings(req)?;
         let call_id = req.headers.call_id().unwrap_or_default().to_owned();
         let cseq = req.headers.cseq().map_or(0, |c| c.seq);
         let mut live = self.live();
         let Some(entry) = live.get_mut(&agent.id) else {
-            return Answer::Forbidden(format!("no agent registers as {user}"));
+            return Err(Refusal::Forbidden(format!("no agent registers as {user}")));
         };
         entry.bindings.retain(|b| b.expires_at > now);
         match bindings {
@@ -203,7 +207,7 @@ impl Agents {
                     .iter()
                     .any(|b| b.call_id == call_id && b.cseq >= cseq)
                 {
-                    return Answer::OutOfOrder;
+                    return Err(Refusal::OutOfOrder);
                 }
                 entry.bindings.clear();
             }
@@ -213,7 +217,7 @@ impl Agents {
                     if let Some(i) = existing {
                         let b = &entry.bindings[i];
                         if b.call_id == call_id && b.cseq >= cseq {
-                            return Answer::OutOfOrder;
+                            return Err(Refusal::OutOfOrder);
                         }
                         entry.bindings.remove(i);
                     }
@@ -221,9 +225,9 @@ impl Agents {
                         continue;
                     }
                     if entry.bindings.len() >= MAX_BINDINGS {
-                        return Answer::Bad(format!(
+                        return Err(Refusal::Bad(format!(
                             "at most {MAX_BINDINGS} phones may register for one agent"
-                        ));
+                        )));
                     }
                     entry.bindings.push(Binding {
                         contact,
@@ -234,22 +238,20 @@ impl Agents {
                 }
             }
         }
-        Answer::Ok(
-            entry
-                .bindings
-                .iter()
-                .map(|b| {
-                    let left = b.expires_at.saturating_duration_since(now).as_secs();
-                    contact_header(&b.contact, left)
-                })
-                .collect(),
-        )
+        Ok(entry
+            .bindings
+            .iter()
+            .map(|b| {
+                let left = b.expires_at.saturating_duration_since(now).as_secs();
+                contact_header(&b.contact, left)
+            })
+            .collect())
     }
 
     /// The agent's challenges, in the order configured: strongest first (RFC 8760 §2.4),
     /// a phone takes the first it supports.
-    fn challenge(&self, algorithms: &[Algorithm], wall_secs: u64, stale: bool) -> Answer {
-        Answer::Challenge(
+    fn challenge(&self, algorithms: &[Algorithm], wall_secs: u64, stale: bool) -> Refusal {
+        Refusal::Challenge(
             self.digest
                 .challenges(algorithms, wall_secs, stale)
                 .into_iter()
@@ -258,27 +260,77 @@ impl Agents {
         )
     }
 
+    /// What to answer an agent's phone calling a colleague: an INVITE whose Request-URI
+    /// names an agent's SIP user (`None` for any other). Only a phone that proves it is an
+    /// agent's, by digest as when it registers, learns where the colleague's phones are.
+    pub fn colleague(&self, req: &Request, now: Instant, wall_secs: u64) -> Option<Colleague> {
+        let callee = req.uri.user()?;
+        let target = self.list.iter().find(|a| a.sip_user == callee)?;
+        let authorization = digest_authorization(req);
+        let user = match authorization {
+            Some(a) => auth::username(a),
+            None => req.headers.from().and_then(|f| f.uri.user()),
+        };
+        let caller = user.and_then(|u| self.list.iter().find(|a| a.sip_user == u));
+        match (caller, authorization) {
+            (_, None) => {
+                let algorithms = caller.map_or(&DEFAULT_DIGEST[..], |a| a.digest.as_slice());
+                return Some(Colleague::Refused(
+                    self.challenge(algorithms, wall_secs, false),
+                ));
+            }
+            (None, Some(_)) => {
+                return Some(Colleague::Refused(Refusal::Forbidden(
+                    "only an agent's phone may call an agent".into(),
+                )))
+            }
+            (Some(agent), Some(a)) => {
+                if let Err(answer) = self.authenticate(agent, a, "INVITE", wall_secs) {
+                    return Some(Colleague::Refused(answer));
+                }
+            }
+        }
+        let live = self.live();
+        let phones: Vec<Uri> = live
+            .get(&target.id)
+            .map(|l| {
+                l.bindings
+                    .iter()
+                    .rev()
+                    .filter(|b| b.expires_at > now)
+                    .map(|b| b.contact.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(if phones.is_empty() {
+            Colleague::Unavailable
+        } else {
+            Colleague::Redirect(phones)
+        })
+    }
+
     fn authenticate(
         &self,
         agent: &AgentConfig,
         authorization: &AuthParams,
+        method: &str,
         wall_secs: u64,
-    ) -> Result<(), Answer> {
+    ) -> Result<(), Refusal> {
         if auth::username(authorization) != Some(agent.sip_user.as_str()) {
-            return Err(Answer::Forbidden(
+            return Err(Refusal::Forbidden(
                 "the credentials are not for the user registering".into(),
             ));
         }
         // No answering with an algorithm the agent's phone was not offered: no downgrade.
         let algorithm = authorization.get("algorithm").unwrap_or("MD5");
         if !Algorithm::from_name(algorithm).is_some_and(|a| agent.digest.contains(&a)) {
-            return Err(Answer::Forbidden(format!(
+            return Err(Refusal::Forbidden(format!(
                 "digest algorithm {algorithm} is not offered to this agent"
             )));
         }
         match self
             .digest
-            .verify(authorization, "REGISTER", &agent.password, wall_secs)
+            .verify(authorization, method, &agent.password, wall_secs)
         {
             Ok(()) => Ok(()),
             Err(AuthError::StaleNonce) => Err(self.challenge(&agent.digest, wall_secs, true)),
@@ -286,7 +338,7 @@ impl Agents {
             Err(AuthError::BadNonce | AuthError::WrongRealm) => {
                 Err(self.challenge(&agent.digest, wall_secs, false))
             }
-            Err(e) => Err(Answer::Forbidden(e.to_string())),
+            Err(e) => Err(Refusal::Forbidden(e.to_string())),
         }
     }
 
@@ -432,6 +484,15 @@ impl Agents {
     }
 }
 
+/// The request's Digest credentials. Credentials of another scheme are no credentials:
+/// challenged anew (RFC 4475 §3.3.12).
+fn digest_authorization(req: &Request) -> Option<&AuthParams> {
+    req.headers.iter().find_map(|h| match h {
+        Header::Authorization(a) if a.scheme.eq_ignore_ascii_case("Digest") => Some(a),
+        _ => None,
+    })
+}
+
 /// What a REGISTER asks of the bindings.
 enum Requested {
     /// No Contact: list the bindings.
@@ -442,13 +503,13 @@ enum Requested {
     Set(Vec<(Uri, u32)>),
 }
 
-fn requested_bindings(req: &Request) -> Result<Requested, Answer> {
+fn requested_bindings(req: &Request) -> Result<Requested, Refusal> {
     let expires_header = match req.headers.other("Expires").next() {
         None => None,
         Some(v) => Some(
             v.trim()
                 .parse::<u32>()
-                .map_err(|_| Answer::Bad(format!("Expires: not a number of seconds: {v}")))?,
+                .map_err(|_| Refusal::Bad(format!("Expires: not a number of seconds: {v}")))?,
         ),
     };
     let contacts: Vec<&Contact> = req.headers.contacts().collect();
@@ -458,7 +519,7 @@ fn requested_bindings(req: &Request) -> Result<Requested, Answer> {
     if contacts.iter().any(|c| matches!(c, Contact::Star)) {
         // §10.3 step 6: `*` only alone and only with Expires: 0.
         if contacts.len() > 1 || expires_header != Some(0) {
-            return Err(Answer::Bad(
+            return Err(Refusal::Bad(
                 "Contact: * must stand alone, with Expires: 0".into(),
             ));
         }
@@ -478,11 +539,11 @@ fn requested_bindings(req: &Request) -> Result<Requested, Answer> {
                 .value
                 .as_deref()
                 .and_then(|v| v.parse::<u32>().ok())
-                .ok_or_else(|| Answer::Bad("Contact expires: not a number of seconds".into()))?,
+                .ok_or_else(|| Refusal::Bad("Contact expires: not a number of seconds".into()))?,
             None => expires_header.unwrap_or(DEFAULT_EXPIRES),
         };
         if asked != 0 && asked < MIN_EXPIRES {
-            return Err(Answer::TooBrief(MIN_EXPIRES));
+            return Err(Refusal::TooBrief(MIN_EXPIRES));
         }
         set.push((addr.uri.clone(), asked.min(MAX_EXPIRES)));
     }
@@ -545,7 +606,7 @@ mod tests {
     /// The Authorization line answering the first challenge of `answer` that uses
     /// `algorithm`.
     fn credentials(answer: &Answer, algorithm: &str, password: &str) -> String {
-        let Answer::Challenge(challenges) = answer else {
+        let Err(Refusal::Challenge(challenges)) = answer else {
             panic!("expected a challenge, got {answer:?}");
         };
         let challenge = challenges
@@ -570,12 +631,91 @@ mod tests {
 
     const CONTACT: &str = "Contact: <sip:dana@127.0.0.1:5070>\r\n";
 
+    /// An INVITE from `from` to `to`, with these extra header lines.
+    fn invite(from: &str, to: &str, extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:{to}@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-i\r\n\
+             From: <sip:{from}@127.0.0.1>;tag=1\r\nTo: <sip:{to}@127.0.0.1>\r\n\
+             Call-ID: consult-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{extra}\
+             Content-Length: 0\r\n\r\n"
+        );
+        match parse_message(text.as_bytes()).expect("an INVITE") {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!("not a request"),
+        }
+    }
+
+    #[test]
+    fn an_agent_calling_a_colleague_proves_it_and_is_sent_to_their_phone() {
+        let agents = agents();
+        let t0 = Instant::now();
+        assert_eq!(
+            agents.colleague(&invite("sam", "bank", ""), t0, 1_000),
+            None,
+            "a call for a dialplan"
+        );
+        let Some(Colleague::Refused(Refusal::Challenge(challenges))) =
+            agents.colleague(&invite("sam", "dana", ""), t0, 1_000)
+        else {
+            panic!("the caller is challenged");
+        };
+        let [Header::WwwAuthenticate(challenge)] = challenges.as_slice() else {
+            panic!("Sam's one algorithm: {challenges:?}")
+        };
+        let answer = |user: &str, password: &str| {
+            let auth = auth::respond(
+                challenge,
+                user,
+                password,
+                "INVITE",
+                "sip:dana@127.0.0.1",
+                "c0ffee",
+                1,
+            )
+            .expect("an answer");
+            format!("{}\r\n", Header::Authorization(auth))
+        };
+        let right = answer("sam", "correct horse");
+        assert_eq!(
+            agents.colleague(&invite("sam", "dana", &right), t0, 1_000),
+            Some(Colleague::Unavailable),
+            "Dana has no phone registered"
+        );
+        let dana = credentials(
+            &agents.register(&register("dana", 1, CONTACT), t0, 1_000),
+            "SHA-256",
+            "correct horse",
+        );
+        let registered =
+            agents.register(&register("dana", 2, &format!("{CONTACT}{dana}")), t0, 1_000);
+        assert!(registered.is_ok(), "{registered:?}");
+        assert_eq!(
+            agents.colleague(&invite("sam", "dana", &right), t0, 1_000),
+            Some(Colleague::Redirect(vec!["sip:dana@127.0.0.1:5070"
+                .parse()
+                .expect("uri")])),
+        );
+        for (who, refused) in [
+            (answer("sam", "not it"), "a wrong password"),
+            (answer("nobody", "correct horse"), "no agent's credentials"),
+        ] {
+            assert!(
+                matches!(
+                    agents.colleague(&invite("sam", "dana", &who), t0, 1_000),
+                    Some(Colleague::Refused(Refusal::Forbidden(_)))
+                ),
+                "{refused}"
+            );
+        }
+    }
+
     #[test]
     fn a_phone_registers_with_sha256_or_md5_and_the_binding_expires() {
         let agents = agents();
         let t0 = Instant::now();
         let first = agents.register(&register("dana", 1, CONTACT), t0, 1_000);
-        let Answer::Challenge(challenges) = &first else {
+        let Err(Refusal::Challenge(challenges)) = &first else {
             panic!("{first:?}")
         };
         let order: Vec<_> = challenges
@@ -594,7 +734,7 @@ mod tests {
                 t0,
                 1_000,
             );
-            let Answer::Ok(contacts) = answer else {
+            let Ok(contacts) = answer else {
                 panic!("{algorithm}: {answer:?}")
             };
             assert_eq!(
@@ -622,7 +762,7 @@ mod tests {
                     t0,
                     1_000
                 ),
-                Answer::Challenge(_)
+                Err(Refusal::Challenge(_))
             ),
             "an unknown scheme is challenged with one baton knows"
         );
@@ -633,13 +773,13 @@ mod tests {
                 t0,
                 1_000
             ),
-            Answer::Forbidden(_)
+            Err(Refusal::Forbidden(_))
         ));
         assert!(!agents.views(t0)[0].registered);
 
         let right = credentials(&first, "MD5", "correct horse");
         let later = 1_000 + auth::NONCE_LIFETIME_SECS + 1;
-        let Answer::Challenge(again) = agents.register(
+        let Err(Refusal::Challenge(again)) = agents.register(
             &register("dana", 3, &format!("{CONTACT}{right}")),
             t0,
             later,
@@ -659,12 +799,12 @@ mod tests {
                 t0,
                 1_000
             ),
-            Answer::Forbidden(_)
+            Err(Refusal::Forbidden(_))
         ));
         assert!(
             matches!(
                 agents.register(&register("nobody", 1, CONTACT), t0, 1_000),
-                Answer::Challenge(_)
+                Err(Refusal::Challenge(_))
             ),
             "an unknown user is challenged like any other"
         );
@@ -675,17 +815,17 @@ mod tests {
                 t0,
                 1_000
             ),
-            Answer::Forbidden(_)
+            Err(Refusal::Forbidden(_))
         ));
         let brief = format!("{CONTACT}Expires: 10\r\n{right}");
         assert_eq!(
             agents.register(&register("dana", 5, &brief), t0, 1_000),
-            Answer::TooBrief(MIN_EXPIRES)
+            Err(Refusal::TooBrief(MIN_EXPIRES))
         );
         let star = format!("Contact: *\r\n{right}");
         assert!(matches!(
             agents.register(&register("dana", 6, &star), t0, 1_000),
-            Answer::Bad(_)
+            Err(Refusal::Bad(_))
         ));
     }
 
@@ -694,7 +834,7 @@ mod tests {
         let agents = agents();
         let t0 = Instant::now();
         let first = agents.register(&register("sam", 1, CONTACT), t0, 1_000);
-        let Answer::Challenge(challenges) = &first else {
+        let Err(Refusal::Challenge(challenges)) = &first else {
             panic!("{first:?}")
         };
         let [Header::WwwAuthenticate(challenge)] = challenges.as_slice() else {
@@ -727,7 +867,7 @@ mod tests {
             1_000,
         );
         assert!(
-            matches!(&answer, Answer::Forbidden(why) if why.contains("MD5 is not offered")),
+            matches!(&answer, Err(Refusal::Forbidden(why)) if why.contains("MD5 is not offered")),
             "{answer:?}"
         );
     }
@@ -741,24 +881,24 @@ mod tests {
         let two = format!(
             "{CONTACT}Contact: <sip:dana@192.0.2.9:5060>;expires=600\r\nExpires: 300\r\n{auth}"
         );
-        let Answer::Ok(contacts) = agents.register(&register("dana", 2, &two), t0, 1_000) else {
+        let Ok(contacts) = agents.register(&register("dana", 2, &two), t0, 1_000) else {
             panic!("two phones register");
         };
         assert_eq!(contacts.len(), 2);
         assert_eq!(
             agents.register(&register("dana", 2, &two), t0, 1_000),
-            Answer::OutOfOrder,
+            Err(Refusal::OutOfOrder),
             "a replayed CSeq changes nothing"
         );
         let gone = format!("{CONTACT}Expires: 0\r\n{auth}");
-        let Answer::Ok(contacts) = agents.register(&register("dana", 3, &gone), t0, 1_000) else {
+        let Ok(contacts) = agents.register(&register("dana", 3, &gone), t0, 1_000) else {
             panic!("one phone leaves");
         };
         assert_eq!(contacts.len(), 1);
         let all = format!("Contact: *\r\nExpires: 0\r\n{auth}");
         assert_eq!(
             agents.register(&register("dana", 4, &all), t0, 1_000),
-            Answer::Ok(Vec::new())
+            Ok(Vec::new())
         );
         assert!(!agents.views(t0)[0].registered);
     }

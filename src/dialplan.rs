@@ -52,8 +52,9 @@ pub struct Dialplan {
 /// A dialplan's `[transfer]` table.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TransferPlan {
-    /// `ring_secs` (default 20, 5 to 120), `update_secs` (default 20, 5 to 300) and
-    /// `queue_secs` (default 300, 5 to 3600).
+    /// `ring_secs` (default 20, 5 to 120), `update_secs` (default 20, 5 to 300),
+    /// `queue_secs` (default 300, 5 to 3600), `overflow_secs` (default 0, 0 to 3600, less
+    /// than `queue_secs`) and `overflow_skill` (any agent when not given).
     pub settings: crate::transfer::Settings,
     /// `return_to`: the `[dialog]` node the bot picks up at when a caller comes back from
     /// an agent (or no agent could come); the dialog's start when not given.
@@ -70,6 +71,8 @@ struct RawTransfer {
     ring_secs: Option<i64>,
     update_secs: Option<i64>,
     queue_secs: Option<i64>,
+    overflow_secs: Option<i64>,
+    overflow_skill: Option<String>,
     return_to: Option<String>,
     music: Option<String>,
 }
@@ -546,20 +549,42 @@ fn parse_transfer(
             return plan;
         }
     };
-    let mut secs = |name: &str, value: Option<i64>, max: i64, into: &mut Duration| {
+    let mut secs = |name: &str, value: Option<i64>, min: u64, max: u64, into: &mut Duration| {
         let Some(v) = value else { return };
         match u64::try_from(v) {
-            Ok(v) if (5..=max as u64).contains(&v) => *into = Duration::from_secs(v),
+            Ok(v) if (min..=max).contains(&v) => *into = Duration::from_secs(v),
             _ => errors.push(DialplanError::Invalid {
                 at: at(name),
-                message: format!("expected 5 to {max} seconds, got {v}"),
+                message: format!("expected {min} to {max} seconds, got {v}"),
             }),
         }
     };
-    secs("ring_secs", raw.ring_secs, 120, &mut plan.settings.ring);
     let settings = &mut plan.settings;
-    secs("update_secs", raw.update_secs, 300, &mut settings.update);
-    secs("queue_secs", raw.queue_secs, 3600, &mut settings.queue);
+    secs("ring_secs", raw.ring_secs, 5, 120, &mut settings.ring);
+    secs("update_secs", raw.update_secs, 5, 300, &mut settings.update);
+    secs("queue_secs", raw.queue_secs, 5, 3600, &mut settings.queue);
+    let mut overflow = Duration::ZERO;
+    secs("overflow_secs", raw.overflow_secs, 0, 3600, &mut overflow);
+    if overflow >= settings.queue {
+        errors.push(DialplanError::Invalid {
+            at: at("overflow_secs"),
+            message: format!(
+                "expected less than queue_secs ({} seconds), got {}: the caller would be \
+                 offered a callback before the call overflows",
+                settings.queue.as_secs(),
+                overflow.as_secs()
+            ),
+        });
+    } else {
+        settings.overflow.after_secs = overflow.as_secs();
+    }
+    match raw.overflow_skill {
+        Some(skill) if skill.trim().is_empty() => errors.push(DialplanError::Invalid {
+            at: at("overflow_skill"),
+            message: "expected a skill's name, got an empty string".to_owned(),
+        }),
+        skill => settings.overflow.skill = skill,
+    }
     plan.music = music(raw.music.as_deref().unwrap_or("hold-music.wav"), errors);
     if let Some(node) = raw.return_to {
         match dialog {
@@ -1602,6 +1627,44 @@ play = { file = "hold-music.wav", loop = true }
         );
         let errors = parse_errors(&format!("{bot}[transfer]\nmusic = \"nope.wav\"\n"));
         assert!(errors[0].contains("\"nope.wav\" not found"), "{errors:?}");
+    }
+
+    #[test]
+    fn overflow_is_read_with_defaults_and_bad_values_are_located() {
+        let bot = "match = [\"x\"]\n[[step]]\nbot = { url = \"ws://127.0.0.1:9/\" }\n";
+        let overflow = |table: &str| {
+            parse_ok(&format!("{bot}{table}"))
+                .transfer
+                .settings
+                .overflow
+        };
+        assert_eq!(overflow(""), crate::routing::Overflow::default());
+        assert_eq!(
+            overflow(
+                "[transfer]\nqueue_secs = 60\noverflow_secs = 30\noverflow_skill = \"billing\"\n"
+            ),
+            crate::routing::Overflow {
+                after_secs: 30,
+                skill: Some("billing".into())
+            }
+        );
+        assert_eq!(
+            parse_errors(&format!("{bot}[transfer]\noverflow_secs = -1\n")),
+            ["dialplans/test.toml:5:1: key \"transfer.overflow_secs\": expected 0 to 3600 seconds, got -1"]
+        );
+        assert_eq!(
+            parse_errors(&format!("{bot}[transfer]\nqueue_secs = 60\noverflow_secs = 60\n")),
+            ["dialplans/test.toml:6:1: key \"transfer.overflow_secs\": expected less than queue_secs (60 seconds), got 60: the caller would be offered a callback before the call overflows"]
+        );
+        assert_eq!(
+            parse_errors(&format!("{bot}[transfer]\noverflow_secs = 300\n")),
+            ["dialplans/test.toml:5:1: key \"transfer.overflow_secs\": expected less than queue_secs (300 seconds), got 300: the caller would be offered a callback before the call overflows"],
+            "the default queue_secs counts too"
+        );
+        assert_eq!(
+            parse_errors(&format!("{bot}[transfer]\noverflow_skill = \" \"\n")),
+            ["dialplans/test.toml:5:1: key \"transfer.overflow_skill\": expected a skill's name, got an empty string"]
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Every wire error maps to its status code here, in one place ([`Reject`]).
 
-use crate::agents::Answer;
+use crate::agents::{Colleague, Refusal};
 use crate::call::{self, AgentEvent, CallEvent, CallSetup, Command, Dial};
 use crate::calls::{CallInfo, CallState, MediaStats};
 use crate::dialplan::Dialplans;
@@ -17,7 +17,7 @@ use baton_sdp::{
 };
 use baton_sip::build::{new_call_id, new_tag};
 use baton_sip::dialog::{
-    negotiate_session_timer, Dialog, SessionTimer, SessionTimerConfig, SessionTimerError,
+    negotiate_session_timer, Dialog, Replaces, SessionTimer, SessionTimerConfig, SessionTimerError,
     Uas2xxEvent, Uas2xxRetransmit,
 };
 use baton_sip::transaction::{Peer, TransactionLayer, Transmit, Transport, TxEvent, TxId};
@@ -490,7 +490,10 @@ impl Endpoint {
             return self.in_dialog(tx, &tag, req, from, now);
         }
         match req.method {
-            Method::Invite => self.new_call(tx, req, from),
+            Method::Invite => match self.colleague(req, now) {
+                Some(answer) => answer.map(|resp| self.respond(tx, resp, now)),
+                None => self.new_call(tx, req, from),
+            },
             Method::Options => {
                 self.respond(tx, options_response(req), now);
                 Ok(())
@@ -508,11 +511,33 @@ impl Endpoint {
         }
     }
 
+    /// An agent's phone calling a colleague (consulting them before a transfer): baton is
+    /// their redirect server, and the phones talk directly. `None` when the INVITE is not
+    /// for an agent: it is a call for a dialplan.
+    fn colleague(&self, req: &Request, now: Instant) -> Option<Result<Response, Reject>> {
+        let wall_secs = crate::context::store::now_ms() / 1000;
+        Some(match self.shared.agents.colleague(req, now, wall_secs)? {
+            Colleague::Redirect(phones) => {
+                let mut resp = req.response(302, None).with_to_tag(&new_tag());
+                for uri in phones {
+                    resp.headers.push(Header::Contact(Contact::Addr(NameAddr {
+                        display: None,
+                        uri,
+                        params: Vec::new(),
+                    })));
+                }
+                Ok(resp)
+            }
+            Colleague::Refused(answer) => Err(refusal(answer, "call refused")),
+            Colleague::Unavailable => Err(Reject::warn(480, "no phone registered")),
+        })
+    }
+
     /// A softphone registering: baton is the registrar of its agents.
     fn register(&mut self, tx: TxId, req: &Request, now: Instant) -> Result<(), Reject> {
         let wall_secs = crate::context::store::now_ms() / 1000;
         match self.shared.agents.register(req, now, wall_secs) {
-            Answer::Ok(contacts) => {
+            Ok(contacts) => {
                 let mut resp = req.response(200, None).with_to_tag(&new_tag());
                 resp.headers.0.extend(contacts);
                 resp.headers
@@ -520,21 +545,7 @@ impl Endpoint {
                 self.respond(tx, resp, now);
                 Ok(())
             }
-            Answer::Challenge(challenges) => {
-                Err(challenges.into_iter().fold(Reject::new(401), Reject::with))
-            }
-            Answer::Forbidden(why) => {
-                warn!(reason = %why, "registration refused");
-                Err(Reject::warn(403, why))
-            }
-            Answer::TooBrief(min) => {
-                Err(Reject::new(423).with(other("Min-Expires", &min.to_string())))
-            }
-            Answer::Bad(why) => Err(Reject::warn(400, why)),
-            Answer::OutOfOrder => Err(Reject::warn(
-                500,
-                "REGISTER out of order: an older CSeq than the binding's",
-            )),
+            Err(refused) => Err(refusal(refused, "registration refused")),
         }
     }
 
@@ -801,6 +812,12 @@ impl Endpoint {
             &format!("<{}>;purpose=info", d.context_url),
         ));
         headers.push(other("X-Baton-Call-Id", &d.call_id));
+        if let Some(replaces) = &d.replaces {
+            // Required, so that a phone without Replaces refuses (420) instead of ringing
+            // the agent with a second call beside the one it should replace.
+            headers.push(other("Replaces", &replaces.to_string()));
+            headers.push(Header::Require(vec!["replaces".into()]));
+        }
         headers.push(Header::Allow(ALLOW.to_vec()));
         headers.push(Header::Supported(
             SUPPORTED.iter().map(|s| s.to_string()).collect(),
@@ -1054,8 +1071,9 @@ impl Endpoint {
         }
     }
 
-    /// An agent's phone asks to transfer its call (a blind REFER, RFC 3515): accepted, and
-    /// the call rings the colleague it names.
+    /// An agent's phone asks to transfer its call (a REFER, RFC 3515): accepted, and the
+    /// call rings the colleague it names, or replaces the agents' consultation call with
+    /// itself when the Refer-To carries Replaces (an attended transfer, RFC 5589 §7).
     fn refer(&mut self, tx: TxId, tag: &str, req: &Request, now: Instant) -> Result<(), Reject> {
         let Some(leg) = self.legs.get(tag) else {
             return Err(Reject::warn(481, "no such dialog"));
@@ -1077,21 +1095,30 @@ impl Endpoint {
         let target: NameAddr = target
             .parse()
             .map_err(|_| Reject::warn(400, "Refer-To is not a SIP address"))?;
-        if let Uri::Sip(u) = &target.uri {
-            if u.headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("Replaces"))
-            {
-                return Err(Reject::warn(
-                    501,
-                    "attended transfer (Refer-To with Replaces) is not supported yet",
-                ));
+        let mut target = target.uri;
+        // The URI's headers are for the INVITE the REFER asks for (RFC 3515 §2.1); the
+        // only one baton sends on is Replaces.
+        let headers = match &mut target {
+            Uri::Sip(uri) => std::mem::take(&mut uri.headers),
+            Uri::Tel(_) | Uri::Other { .. } => Vec::new(),
+        };
+        let mut replaces = None;
+        for (name, value) in headers {
+            if !name.eq_ignore_ascii_case("Replaces") {
+                continue;
             }
+            if replaces.is_some() {
+                return Err(Reject::warn(400, "Refer-To names Replaces twice"));
+            }
+            let parsed: Replaces = value
+                .parse()
+                .map_err(|e| Reject::warn(400, format!("Replaces in Refer-To: {e}")))?;
+            replaces = Some(parsed);
         }
         self.respond(tx, req.response(202, None), now);
         self.notify_refer(tag, 100, now);
         if let Some(leg) = self.legs.get(tag) {
-            leg.agent_news(AgentEvent::Refer(target.uri));
+            leg.agent_news(AgentEvent::Refer { target, replaces });
         }
         Ok(())
     }
@@ -1566,6 +1593,26 @@ fn advertise(resp: &mut Response) {
 
 /// The answer to OPTIONS, in or out of a dialog (carriers ping with it); outside a
 /// dialog it needs a To tag of its own (§8.2.6.2).
+/// The error response of a refused REGISTER or colleague's call; a refusal of the
+/// credentials is logged as `what`.
+fn refusal(refused: Refusal, what: &str) -> Reject {
+    match refused {
+        Refusal::Challenge(challenges) => {
+            challenges.into_iter().fold(Reject::new(401), Reject::with)
+        }
+        Refusal::Forbidden(why) => {
+            warn!(reason = %why, "{what}");
+            Reject::warn(403, why)
+        }
+        Refusal::TooBrief(min) => Reject::new(423).with(other("Min-Expires", &min.to_string())),
+        Refusal::Bad(why) => Reject::warn(400, why),
+        Refusal::OutOfOrder => Reject::warn(
+            500,
+            "REGISTER out of order: an older CSeq than the binding's",
+        ),
+    }
+}
+
 fn options_response(req: &Request) -> Response {
     let mut resp = req.response(200, None).with_to_tag(&new_tag());
     advertise(&mut resp);

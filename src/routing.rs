@@ -16,13 +16,13 @@
 //! ```
 //!
 //! where `level` is the agent's level in the asked skill, 0 without it or when none is
-//! asked. Agents without the asked skill are still ranked, below the others: whether one
-//! takes the call at once or it waits in the [`Queue`] for a skilled agent (until its
-//! overflow time) is the caller's choice, and [`Ranked::skilled`] tells it.
+//! asked. Agents without the asked skill are still ranked, below the others: which of them
+//! may take the call, and after how long a wait, is the call's [`Overflow`], which the
+//! caller applies; [`Ranked::skilled`] tells it who has the skill.
 //!
-//! The [`Queue`] keeps the calls no agent could take, by priority then arrival: which one
-//! an agent who gets room should take, how long each may still wait, when a call may go
-//! to other agents and when to offer the caller a callback.
+//! The [`Queue`] keeps the calls no agent could take, by priority then arrival, each with
+//! its own overflow: which one an agent who gets room should take, and how long each may
+//! still wait.
 
 use serde::Deserialize;
 use std::cmp::{Ordering, Reverse};
@@ -255,24 +255,22 @@ fn handle_secs(agent: &Candidate) -> f64 {
         .unwrap_or(DEFAULT_HANDLE_SECS)
 }
 
-/// What happens to a call that waits too long: other agents may take it, then the caller
-/// is offered a callback. A dialplan's tunables; by default neither happens.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// When a call that asks for a skill may go to agents without it: a dialplan's
+/// `[transfer]` tunables. By default at once, to any agent who speaks the caller's
+/// language, though those with the skill still rank first.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overflow {
-    /// After waiting this long, a call that asks for a skill may go to agents without it.
-    pub overflow_after_secs: Option<u64>,
-    /// Which agents take an overflowing call: those with this skill, or any agent who
-    /// speaks the caller's language when `None`.
-    pub overflow_skill: Option<String>,
-    /// After waiting this long, the caller is offered a callback.
-    pub callback_after_secs: Option<u64>,
+    /// How long the call waits for an agent with its skill before others may take it.
+    pub after_secs: u64,
+    /// Which others take it then: those with this skill, or any agent who speaks the
+    /// caller's language when `None`.
+    pub skill: Option<String>,
 }
 
 impl Overflow {
-    /// Whether the agent could serve the call once they have room, after it has waited
+    /// Whether the agent may serve the call, once they have room, after it has waited
     /// `waited_secs`.
-    fn admits(&self, agent: &Candidate, need: &Need, waited_secs: u64) -> bool {
+    pub fn admits(&self, agent: &Candidate, need: &Need, waited_secs: u64) -> bool {
         if !speaks(agent, primary(&need.language)) {
             return false;
         }
@@ -282,12 +280,9 @@ impl Overflow {
         if agent.skills.contains_key(skill) {
             return true;
         }
-        let overflowed = self
-            .overflow_after_secs
-            .is_some_and(|after| waited_secs >= after);
-        overflowed
+        waited_secs >= self.after_secs
             && self
-                .overflow_skill
+                .skill
                 .as_ref()
                 .is_none_or(|s| agent.skills.contains_key(s))
     }
@@ -298,6 +293,8 @@ impl Overflow {
 pub struct Waiting {
     pub call_id: String,
     pub need: Need,
+    /// Who else may take the call, and when: its dialplan's.
+    pub overflow: Overflow,
     pub enqueued_at_secs: u64,
     /// The need's [`Need::priority`].
     pub priority: u8,
@@ -315,7 +312,6 @@ impl Waiting {
 /// The calls no agent could take yet, in the order they are served.
 #[derive(Debug, Clone, Default)]
 pub struct Queue {
-    overflow: Overflow,
     /// Kept in service order; a queue holds tens or hundreds of calls, so a sorted vector
     /// beats a heap, which could not find a call by id or tell its position.
     calls: Vec<Waiting>,
@@ -323,18 +319,10 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// An empty queue with the dialplan's overflow and callback policy.
-    pub fn new(overflow: Overflow) -> Queue {
-        Queue {
-            overflow,
-            calls: Vec::new(),
-            next_seq: 0,
-        }
-    }
-
-    /// Queues a call. A call already queued gets the new need (and so its new priority)
-    /// but keeps its arrival: a caller who grows upset while waiting moves up, never back.
-    pub fn push(&mut self, call_id: String, need: Need, now_secs: u64) {
+    /// Queues a call with its overflow. A call already queued gets the new need (and so
+    /// its new priority) but keeps its arrival: a caller who grows upset while waiting
+    /// moves up, never back, and their wait still counts toward the overflow.
+    pub fn push(&mut self, call_id: String, need: Need, overflow: Overflow, now_secs: u64) {
         let (enqueued_at_secs, seq) = match self.remove(&call_id) {
             Some(old) => (old.enqueued_at_secs, old.seq),
             None => {
@@ -346,6 +334,7 @@ impl Queue {
             call_id,
             priority: need.priority(),
             need,
+            overflow,
             enqueued_at_secs,
             seq,
         };
@@ -369,11 +358,13 @@ impl Queue {
     }
 
     /// About how long the call has still to wait, in seconds; `None` for a call not
-    /// queued or one no available agent could serve. Its servers are the available agents
-    /// who could take it now or once they have room (with overflow counted at `now_secs`);
-    /// with `n` of them, `free` free places among them and `h` their mean handle time (300 s
-    /// for an agent without one), the wait is `max(position − free, 0) × h / n`: the
-    /// servers between them end a call every `h / n` seconds.
+    /// queued or one no available agent could serve, now or once it overflows. Its servers
+    /// are the available agents who could take it now or once they have room (with its
+    /// overflow counted at `now_secs`); with `n` of them, `free` free places among them and
+    /// `h` their mean handle time (300 s for an agent without one), the wait is
+    /// `max(position − free, 0) × h / n`: the servers between them end a call every `h / n`
+    /// seconds. Before it overflows, the wait is the shorter of that and the seconds left
+    /// until it does plus the same sum over the agents it may go to then.
     pub fn estimated_wait_secs(
         &self,
         call_id: &str,
@@ -383,23 +374,15 @@ impl Queue {
         let position = self.position(call_id)?;
         let waiting = &self.calls[position - 1];
         let waited = now_secs.saturating_sub(waiting.enqueued_at_secs);
-        let (mut servers, mut free, mut handle) = (0u64, 0u64, 0.0);
-        for agent in candidates {
-            if agent.available
-                && agent.max_calls > 0
-                && self.overflow.admits(agent, &waiting.need, waited)
-            {
-                servers += 1;
-                free += u64::from(agent.max_calls.saturating_sub(agent.calls));
-                handle += handle_secs(agent);
-            }
-        }
-        if servers == 0 {
-            return None;
-        }
-        let ahead = (position as u64).saturating_sub(free);
-        let mean_handle = handle / servers as f64;
-        Some((ahead as f64 * mean_handle / servers as f64).ceil() as u64)
+        let now = wait_for_servers(waiting, position, candidates, waited);
+        let after = waiting.overflow.after_secs;
+        let overflowed = if waited < after {
+            wait_for_servers(waiting, position, candidates, after)
+                .map(|wait| wait.saturating_add(after - waited))
+        } else {
+            None
+        };
+        now.into_iter().chain(overflowed).min()
     }
 
     /// The call an agent who has just got room should take: the first in service order
@@ -411,22 +394,38 @@ impl Queue {
         self.calls
             .iter()
             .find(|w| {
-                self.overflow
+                w.overflow
                     .admits(agent, &w.need, now_secs.saturating_sub(w.enqueued_at_secs))
             })
             .map(|w| w.call_id.as_str())
     }
+}
 
-    /// Whether the caller should now be offered a callback instead of waiting on.
-    pub fn offer_callback(&self, call_id: &str, now_secs: u64) -> bool {
-        let Some(after) = self.overflow.callback_after_secs else {
-            return false;
-        };
-        self.calls
-            .iter()
-            .find(|w| w.call_id == call_id)
-            .is_some_and(|w| now_secs.saturating_sub(w.enqueued_at_secs) >= after)
+/// The wait of the call at `position` in the queue, from the agents its overflow admits
+/// once it has waited `waited_secs` ([`Queue::estimated_wait_secs`] gives the sum).
+fn wait_for_servers(
+    waiting: &Waiting,
+    position: usize,
+    candidates: &[Candidate],
+    waited_secs: u64,
+) -> Option<u64> {
+    let (mut servers, mut free, mut handle) = (0u64, 0u64, 0.0);
+    for agent in candidates {
+        if agent.available
+            && agent.max_calls > 0
+            && waiting.overflow.admits(agent, &waiting.need, waited_secs)
+        {
+            servers += 1;
+            free += u64::from(agent.max_calls.saturating_sub(agent.calls));
+            handle += handle_secs(agent);
+        }
     }
+    if servers == 0 {
+        return None;
+    }
+    let ahead = (position as u64).saturating_sub(free);
+    let mean_handle = handle / servers as f64;
+    Some((ahead as f64 * mean_handle / servers as f64).ceil() as u64)
 }
 
 #[cfg(test)]
@@ -454,6 +453,15 @@ mod tests {
             language: "en-GB".to_owned(),
             urgency: Urgency::Normal,
             distressed: false,
+        }
+    }
+
+    /// An overflow that, in these tests, waits for the skill: no agent here has `general`
+    /// unless the test says so.
+    fn to_general(after_secs: u64) -> Overflow {
+        Overflow {
+            after_secs,
+            skill: Some("general".to_owned()),
         }
     }
 
@@ -814,16 +822,13 @@ mod tests {
             distressed,
             ..need(None)
         };
-        queue.push("normal-early".into(), with(Urgency::Normal, false), 10);
-        queue.push("normal-late".into(), with(Urgency::Normal, false), 20);
-        queue.push(
-            "normal-same-second".into(),
-            with(Urgency::Normal, false),
-            20,
-        );
-        queue.push("upset".into(), with(Urgency::Normal, true), 30);
-        queue.push("high".into(), with(Urgency::High, false), 40);
-        queue.push("low-upset".into(), with(Urgency::Low, true), 5);
+        let mut push = |id: &str, need, at| queue.push(id.into(), need, Overflow::default(), at);
+        push("normal-early", with(Urgency::Normal, false), 10);
+        push("normal-late", with(Urgency::Normal, false), 20);
+        push("normal-same-second", with(Urgency::Normal, false), 20);
+        push("upset", with(Urgency::Normal, true), 30);
+        push("high", with(Urgency::High, false), 40);
+        push("low-upset", with(Urgency::Low, true), 5);
         let order = [
             "high",
             "upset",
@@ -838,7 +843,12 @@ mod tests {
         assert_eq!(queue.position("gone"), None);
 
         // A caller who grows upset moves up, and keeps their arrival.
-        queue.push("normal-late".into(), with(Urgency::Normal, true), 50);
+        queue.push(
+            "normal-late".into(),
+            with(Urgency::Normal, true),
+            Overflow::default(),
+            50,
+        );
         assert_eq!(queue.position("normal-late"), Some(2));
         let removed = queue.remove("normal-late").expect("queued");
         assert_eq!(removed.enqueued_at_secs, 20);
@@ -851,7 +861,7 @@ mod tests {
     fn estimated_wait_grows_with_position() {
         let mut queue = Queue::default();
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
-            queue.push((*id).into(), need(Some("fraud")), i as u64);
+            queue.push((*id).into(), need(Some("fraud")), to_general(600), i as u64);
         }
         let busy = |id: &str, handle| Candidate {
             calls: 1,
@@ -888,18 +898,16 @@ mod tests {
     #[test]
     fn next_for_takes_the_first_call_the_agent_can_serve() {
         let mut queue = Queue::default();
-        queue.push("billing".into(), need(Some("billing")), 0);
-        queue.push(
-            "french".into(),
-            Need {
-                language: "fr".into(),
-                urgency: Urgency::Immediate,
-                ..need(None)
-            },
-            1,
-        );
-        queue.push("fraud-late".into(), need(Some("fraud")), 3);
-        queue.push("fraud-early".into(), need(Some("fraud")), 2);
+        let mut push = |id: &str, need, at| queue.push(id.into(), need, to_general(600), at);
+        push("billing", need(Some("billing")), 0);
+        let french = Need {
+            language: "fr".into(),
+            urgency: Urgency::Immediate,
+            ..need(None)
+        };
+        push("french", french, 1);
+        push("fraud-late", need(Some("fraud")), 3);
+        push("fraud-early", need(Some("fraud")), 2);
         let fraud = agent("f", &[("fraud", 2)]);
         assert_eq!(queue.next_for(&fraud, 10), Some("fraud-early"));
         let both = agent("b", &[("fraud", 2), ("billing", 1)]);
@@ -918,54 +926,78 @@ mod tests {
     }
 
     #[test]
-    fn overflow_after_the_time() {
-        let mut to_general = Queue::new(Overflow {
-            overflow_after_secs: Some(60),
-            overflow_skill: Some("general".into()),
-            callback_after_secs: None,
-        });
-        to_general.push("fraud".into(), need(Some("fraud")), 100);
+    fn each_call_overflows_after_its_own_time_to_its_own_agents() {
+        let mut queue = Queue::default();
+        queue.push(
+            "to-general".into(),
+            need(Some("fraud")),
+            to_general(60),
+            100,
+        );
+        let to_anyone = Overflow {
+            after_secs: 30,
+            skill: None,
+        };
+        queue.push("to-anyone".into(), need(Some("cards")), to_anyone, 100);
         let general = agent("g", &[("general", 1)]);
         let other = agent("o", &[("billing", 4)]);
-        assert_eq!(to_general.next_for(&general, 159), None);
-        assert_eq!(to_general.next_for(&general, 160), Some("fraud"));
-        assert_eq!(to_general.next_for(&other, 500), None);
-        let busy_general = Candidate {
-            calls: 1,
-            ..general.clone()
-        };
-        let floor = [busy_general, other.clone()];
-        assert_eq!(to_general.estimated_wait_secs("fraud", &floor, 159), None);
+        assert_eq!(queue.next_for(&general, 129), None);
+        assert_eq!(queue.next_for(&general, 130), Some("to-anyone"));
+        assert_eq!(queue.next_for(&other, 130), Some("to-anyone"));
+        queue.remove("to-anyone");
+        assert_eq!(queue.next_for(&general, 159), None);
+        assert_eq!(queue.next_for(&general, 160), Some("to-general"));
         assert_eq!(
-            to_general.estimated_wait_secs("fraud", &floor, 160),
-            Some(300)
+            queue.next_for(&other, 5000),
+            None,
+            "never an agent outside the overflow's skill"
         );
 
-        let mut to_anyone = Queue::new(Overflow {
-            overflow_after_secs: Some(60),
-            ..Overflow::default()
-        });
-        to_anyone.push("fraud".into(), need(Some("fraud")), 100);
-        assert_eq!(to_anyone.next_for(&other, 159), None);
-        assert_eq!(to_anyone.next_for(&other, 160), Some("fraud"));
-
-        let mut never = Queue::default();
-        never.push("fraud".into(), need(Some("fraud")), 100);
-        assert_eq!(never.next_for(&general, u64::MAX), None);
+        // The default overflows at once, to anyone.
+        queue.push(
+            "fraud".into(),
+            need(Some("fraud")),
+            Overflow::default(),
+            100,
+        );
+        assert_eq!(queue.next_for(&other, 100), Some("fraud"));
     }
 
     #[test]
-    fn callback_offered_after_the_time() {
-        let mut queue = Queue::new(Overflow {
-            callback_after_secs: Some(120),
-            ..Overflow::default()
-        });
-        queue.push("call".into(), need(None), 1000);
-        assert!(!queue.offer_callback("call", 1119));
-        assert!(queue.offer_callback("call", 1120));
-        assert!(!queue.offer_callback("gone", 5000));
-        let mut never = Queue::default();
-        never.push("call".into(), need(None), 1000);
-        assert!(!never.offer_callback("call", u64::MAX));
+    fn estimated_wait_counts_the_agents_the_call_overflows_to() {
+        let mut queue = Queue::default();
+        queue.push("fraud".into(), need(Some("fraud")), to_general(60), 100);
+        // Only a free general agent: the call waits for its overflow, then takes them.
+        let free = [agent("g", &[("general", 1)]), agent("o", &[("billing", 4)])];
+        let waits: Vec<Option<u64>> = [100, 130, 160, 200]
+            .iter()
+            .map(|now| queue.estimated_wait_secs("fraud", &free, *now))
+            .collect();
+        assert_eq!(waits, [Some(60), Some(30), Some(0), Some(0)]);
+
+        // A busy fraud agent ends a call in 200 s; with the busy general agent, one call of
+        // the two ends every 125 s once the call overflows, at 60 s: the sooner, 185 s.
+        let busy = |id: &str, skill, handle| Candidate {
+            calls: 1,
+            handle_secs: handle,
+            ..agent(id, &[(skill, 1)])
+        };
+        let floor = [busy("f", "fraud", Some(200.0)), busy("g", "general", None)];
+        assert_eq!(queue.estimated_wait_secs("fraud", &floor, 100), Some(185));
+        assert_eq!(
+            queue.estimated_wait_secs("fraud", &floor[..1], 100),
+            Some(200)
+        );
+        assert_eq!(
+            queue.estimated_wait_secs("fraud", &floor[1..], 100),
+            Some(360)
+        );
+        assert_eq!(
+            queue.estimated_wait_secs("fraud", &floor[1..], 160),
+            Some(300)
+        );
+
+        let outside = [agent("o", &[("billing", 4)])];
+        assert_eq!(queue.estimated_wait_secs("fraud", &outside, 100), None);
     }
 }

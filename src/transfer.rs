@@ -13,9 +13,14 @@
 //! while a phone rings the caller hears hold music with an update every `update` interval;
 //! the call plays them. Every agent offered the call is counted against their load from the
 //! moment their phone rings ([`Action::Release`] gives it back).
+//!
+//! A call that asks for a skill rings only agents with it until it has waited the
+//! settings' [`Overflow`] time since the transfer started, and queues while none of them
+//! is free; after that, the agents the overflow names may take it too.
 
 use crate::agents::{Phone, Reachable};
-use crate::routing::{self, Need, Weights};
+use crate::routing::{self, Need, Overflow, Weights};
+use baton_sip::dialog::Replaces;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -30,6 +35,8 @@ pub struct Settings {
     /// How long a caller waits in the queue for a busy agent before being offered a
     /// callback instead.
     pub queue: Duration,
+    /// When a call that asks for a skill may go to agents without it, and to which.
+    pub overflow: Overflow,
 }
 
 impl Default for Settings {
@@ -38,6 +45,7 @@ impl Default for Settings {
             ring: Duration::from_secs(20),
             update: Duration::from_secs(20),
             queue: Duration::from_secs(300),
+            overflow: Overflow::default(),
         }
     }
 }
@@ -137,6 +145,14 @@ pub enum Action {
     Tell(String),
     /// Ring `agent` on a new leg named `key`.
     Dial { key: String, agent: Offer },
+    /// Ring `agent` on a new leg named `key` that takes the place of `replaces`, their
+    /// consultation call with the agent who transfers the call to them (an attended
+    /// transfer, RFC 3891): they know the call already, so they hear no whisper.
+    Replace {
+        key: String,
+        agent: Offer,
+        replaces: Replaces,
+    },
     /// End the agent leg `key`: CANCEL while it rings, BYE once answered.
     Drop { key: String },
     /// The agent on leg `key` answered: play them the summary, which the caller does not hear.
@@ -198,10 +214,10 @@ pub trait Pool {
     fn claim(&mut self, id: &str) -> bool;
     /// A fresh name for an agent leg.
     fn new_key(&mut self) -> String;
-    /// Puts the call in the queue for a busy agent; its place (1 is next) and about how
-    /// many seconds it will wait. `None`, and nothing queued, when no available agent
-    /// could ever take it.
-    fn enqueue(&mut self, need: &Need) -> Option<(usize, Option<u64>)>;
+    /// Puts the call in the queue for a busy agent, or for the agents it overflows to;
+    /// its place (1 is next) and about how many seconds it will wait. `None`, and nothing
+    /// queued, when no available agent could ever take it.
+    fn enqueue(&mut self, need: &Need, overflow: &Overflow) -> Option<(usize, Option<u64>)>;
     /// The call's place in the queue and its wait, while it is queued.
     fn queued(&mut self) -> Option<(usize, Option<u64>)>;
     /// Whether an agent with room now should take this call: it is the first in the queue
@@ -231,11 +247,15 @@ pub struct Transfer {
     weights: Weights,
     words: Words,
     state: State,
+    /// When the transfer started: how long the call has waited, for its overflow.
+    started: Instant,
     /// Agents offered the call already, with why they did not take it.
     missed: Vec<(String, &'static str)>,
     /// The agent who asked to transfer the call to a colleague (their leg, who they are,
     /// when they answered), until the colleague answers or does not.
     referrer: Option<(String, Offer, Instant)>,
+    /// The leg ringing a colleague who was consulted before an attended transfer.
+    consulted: Option<String>,
     next_update: Instant,
     next_queue_check: Instant,
     updates: u32,
@@ -262,8 +282,10 @@ impl Transfer {
             weights,
             words,
             state: State::Over,
+            started: now,
             missed: Vec::new(),
             referrer: None,
+            consulted: None,
             updates: 0,
             actions: VecDeque::new(),
             legs: 0,
@@ -319,12 +341,18 @@ impl Transfer {
         else {
             return;
         };
-        self.actions.push_back(Action::Whisper { key: key.clone() });
+        let consulted = self.consulted.take().is_some_and(|k| k == key);
+        if !consulted {
+            self.actions.push_back(Action::Whisper { key: key.clone() });
+        }
         self.state = State::Whisper {
             agent,
-            key,
+            key: key.clone(),
             answered: now,
         };
+        if consulted {
+            self.whispered(&key, now);
+        }
     }
 
     /// The whisper to the agent on leg `key` has played at `now`: the legs are joined.
@@ -372,14 +400,17 @@ impl Transfer {
         }
     }
 
-    /// The agent on leg `key` asked to transfer the call to agent `to` (a blind REFER):
-    /// the caller holds while the colleague's phone rings, the agent who asked is let go
-    /// once the colleague answers or cannot. `None` for a target who is no agent, or who
-    /// cannot take a call now: the transfer is refused with that status.
+    /// The agent on leg `key` asked to transfer the call to agent `to` (a REFER): the
+    /// caller holds while the colleague's phone rings, the agent who asked is let go once
+    /// the colleague answers or cannot. With `replaces` (attended: the two agents have
+    /// talked already on that dialog) the colleague's phone replaces that call with this
+    /// one. The status to refuse the transfer with when the target is no agent, or cannot
+    /// take the call now.
     pub fn referred(
         &mut self,
         key: &str,
         to: Option<&str>,
+        replaces: Option<Replaces>,
         pool: &mut dyn Pool,
         now: Instant,
     ) -> Result<(), u16> {
@@ -398,6 +429,10 @@ impl Transfer {
         };
         if r.candidate.id == self.current_agent().map_or("", |a| a.id.as_str()) {
             return Err(482); // to themself
+        }
+        if replaces.is_some() && r.phone == Phone::Desktop {
+            // A desktop's softphone has no SIP dialog a Replaces could name.
+            return Err(481);
         }
         if !r.candidate.available || !pool.claim(to) {
             return Err(486);
@@ -429,9 +464,19 @@ impl Transfer {
             "Please hold while I put you through to my colleague {}.",
             offer.name
         )));
-        self.actions.push_back(Action::Dial {
-            key: key.clone(),
-            agent: offer.clone(),
+        self.actions.push_back(match replaces {
+            Some(replaces) => {
+                self.consulted = Some(key.clone());
+                Action::Replace {
+                    key: key.clone(),
+                    agent: offer.clone(),
+                    replaces,
+                }
+            }
+            None => Action::Dial {
+                key: key.clone(),
+                agent: offer.clone(),
+            },
         });
         self.outcome(Some(offer.id.clone()), Outcome::Ringing);
         self.state = State::Ringing {
@@ -558,16 +603,14 @@ impl Transfer {
                     self.no_agent();
                     return;
                 }
-                if pool.served() {
+                // Out of the queue only once an agent rings: a call whose agent was taken
+                // by another in the meantime, or whose overflow this clock has not reached
+                // yet, keeps its place and its arrival, which its overflow counts from.
+                if pool.served() && self.ring_free(pool, now) {
                     pool.dequeue();
-                    if self.ring_free(pool, now) {
-                        self.actions.push_back(Action::Tell(
-                            "Good news: a colleague is free now. Bringing them in.".to_owned(),
-                        ));
-                    } else {
-                        // Taken by another call in the meantime: back in line.
-                        pool.enqueue(&self.need);
-                    }
+                    self.actions.push_back(Action::Tell(
+                        "Good news: a colleague is free now. Bringing them in.".to_owned(),
+                    ));
                 }
             }
         }
@@ -600,7 +643,7 @@ impl Transfer {
         if self.ring_free(pool, now) {
             return true;
         }
-        if let Some((position, wait)) = pool.enqueue(&self.need) {
+        if let Some((position, wait)) = pool.enqueue(&self.need, &self.settings.overflow) {
             self.actions
                 .push_back(Action::Tell(self.queue_line(position, wait)));
             self.outcome(None, Outcome::Queued);
@@ -620,12 +663,19 @@ impl Transfer {
         self.state = State::Over;
     }
 
-    /// Rings the best free agent not tried yet; false when none is free.
+    /// Rings the best free agent not tried yet whom the overflow admits after the wait so
+    /// far; false when none is free.
     fn ring_free(&mut self, pool: &mut dyn Pool, now: Instant) -> bool {
+        let waited = now.saturating_duration_since(self.started).as_secs();
         let reachable = pool.reachable();
         let fresh: Vec<&Reachable> = reachable
             .iter()
             .filter(|r| !self.missed.iter().any(|(id, _)| *id == r.candidate.id))
+            .filter(|r| {
+                self.settings
+                    .overflow
+                    .admits(&r.candidate, &self.need, waited)
+            })
             .collect();
         let candidates: Vec<routing::Candidate> =
             fresh.iter().map(|r| r.candidate.clone()).collect();
@@ -802,6 +852,8 @@ mod tests {
         keys: u32,
         /// The call's place in the queue, when queueing is possible and it is queued.
         queue: Option<Option<usize>>,
+        /// The overflow the call was last queued with.
+        overflow: Option<Overflow>,
         served: bool,
     }
 
@@ -812,6 +864,7 @@ mod tests {
                 busy: Vec::new(),
                 keys: 0,
                 queue: None,
+                overflow: None,
                 served: false,
             }
         }
@@ -831,9 +884,10 @@ mod tests {
             format!("leg{}", self.keys)
         }
 
-        fn enqueue(&mut self, _: &Need) -> Option<(usize, Option<u64>)> {
+        fn enqueue(&mut self, _: &Need, overflow: &Overflow) -> Option<(usize, Option<u64>)> {
             let place = self.queue.as_mut()?;
             *place = Some(2);
+            self.overflow = Some(overflow.clone());
             Some((2, Some(170)))
         }
 
@@ -875,6 +929,26 @@ mod tests {
             let now = Instant::now();
             let mut pool = Agents::new(agents);
             let t = start(&mut pool, words, now);
+            Run { t, pool, now }
+        }
+
+        /// A fraud call's transfer with `overflow`, where calls may queue.
+        fn overflowing(agents: &[Reachable], overflow: Overflow) -> Run {
+            let now = Instant::now();
+            let mut pool = Agents::new(agents);
+            pool.queue = Some(None);
+            let settings = Settings {
+                overflow,
+                ..Settings::default()
+            };
+            let t = Transfer::start(
+                settings,
+                need(),
+                Weights::default(),
+                Words::default(),
+                &mut pool,
+                now,
+            );
             Run { t, pool, now }
         }
 
@@ -926,6 +1000,100 @@ mod tests {
         );
         assert_eq!(dialled(&actions), ["fraud"]);
         assert_eq!(run.t.agent_leg(), Some("leg1"));
+    }
+
+    /// A run whose call the fraud agent has taken (leg1), with a billing colleague.
+    fn bridged_to_fraud() -> Run {
+        let agents = [
+            agent("fraud", Some(("fraud", 3))),
+            agent("billing", Some(("billing", 2))),
+        ];
+        let mut run = Run::start(&agents, Words::default());
+        run.t.answered("leg1", run.now);
+        run.t.whispered("leg1", run.now);
+        run.actions();
+        run
+    }
+
+    #[test]
+    fn an_attended_transfer_replaces_the_consultation_and_skips_the_whisper() {
+        let mut run = bridged_to_fraud();
+        let consultation: Replaces = "c1@phone;to-tag=b1;from-tag=f1".parse().expect("valid");
+        let now = run.now;
+        assert_eq!(
+            run.t
+                .referred("leg1", Some("nobody"), None, &mut run.pool, now),
+            Err(480),
+            "no such agent reachable"
+        );
+        assert_eq!(
+            run.t
+                .referred("leg1", Some("fraud"), None, &mut run.pool, now),
+            Err(482),
+            "not to themself"
+        );
+        run.t
+            .referred(
+                "leg1",
+                Some("billing"),
+                Some(consultation.clone()),
+                &mut run.pool,
+                now,
+            )
+            .expect("accepted");
+        let actions = run.actions();
+        assert!(
+            actions.iter().any(|a| matches!(a,
+                Action::Replace { key, agent, replaces }
+                    if key == "leg2" && agent.id == "billing" && *replaces == consultation)),
+            "{actions:?}"
+        );
+        assert!(dialled(&actions).is_empty(), "no plain ring: {actions:?}");
+        run.now += Duration::from_secs(5);
+        run.t.answered("leg2", run.now);
+        let actions = run.actions();
+        assert_eq!(
+            actions[0],
+            Action::Bridge { key: "leg2".into() },
+            "{actions:?}"
+        );
+        assert!(!actions.contains(&Action::Whisper { key: "leg2".into() }));
+        assert!(actions.contains(&Action::Referred {
+            key: "leg1".into(),
+            status: 200
+        }));
+        assert!(actions.contains(&Action::Drop { key: "leg1".into() }));
+        assert!(actions.contains(&Action::Release {
+            id: "fraud".into(),
+            handled: Some(Duration::from_secs(5))
+        }));
+        assert!(run.t.bridged());
+    }
+
+    #[test]
+    fn a_desktop_agent_cannot_replace_a_consultation_and_a_busy_one_is_refused() {
+        let mut run = bridged_to_fraud();
+        let consultation: Replaces = "c1@phone;to-tag=b1;from-tag=f1".parse().expect("valid");
+        let now = run.now;
+        run.pool.list[1].phone = Phone::Desktop;
+        assert_eq!(
+            run.t.referred(
+                "leg1",
+                Some("billing"),
+                Some(consultation),
+                &mut run.pool,
+                now
+            ),
+            Err(481)
+        );
+        run.pool.busy.push("billing");
+        assert_eq!(
+            run.t
+                .referred("leg1", Some("billing"), None, &mut run.pool, now),
+            Err(486)
+        );
+        assert!(run.actions().is_empty(), "nothing done for a refused REFER");
+        assert!(run.t.bridged(), "the agent keeps the caller");
     }
 
     #[test]
@@ -1134,6 +1302,95 @@ mod tests {
         assert!(matches!(&actions[0], Action::Tell(t) if t.contains("call you back")));
         assert_eq!(actions.last(), Some(&Action::Return { callback: true }));
         assert_eq!(pool.queue, Some(None));
+    }
+
+    #[test]
+    fn a_call_queues_for_its_skill_then_overflows_to_the_overflow_skill_only() {
+        let agents = [
+            agent("general", None),
+            agent("billing", Some(("billing", 3))),
+        ];
+        let overflow = Overflow {
+            after_secs: 30,
+            skill: Some("billing".into()),
+        };
+        let mut run = Run::overflowing(&agents, overflow.clone());
+        let actions = run.actions();
+        assert!(dialled(&actions).is_empty(), "{actions:?}");
+        assert!(
+            matches!(&actions[0], Action::Tell(t) if t.contains("number 2 in line")),
+            "the caller hears their place: {actions:?}"
+        );
+        assert!(matches!(
+            actions[1],
+            Action::Outcome {
+                outcome: Outcome::Queued,
+                ..
+            }
+        ));
+        assert_eq!(
+            run.pool.overflow,
+            Some(overflow),
+            "queued with its overflow"
+        );
+
+        // Both agents are free, and the queue would hand either the call: the machine
+        // holds it until it has waited 30 s, then rings the billing agent.
+        run.pool.served = true;
+        for secs in 1..30 {
+            run.tick(1);
+            assert!(dialled(&run.actions()).is_empty(), "rang at {secs} s");
+        }
+        assert_eq!(run.pool.queue, Some(Some(2)), "still in line, in its place");
+        run.tick(1);
+        let actions = run.actions();
+        assert_eq!(dialled(&actions), ["billing"]);
+        assert!(
+            actions.iter().any(
+                |a| matches!(a, Action::Dial { agent, .. } if !agent.skilled && agent.id == "billing")
+            ),
+            "{actions:?}"
+        );
+        assert_eq!(run.pool.queue, Some(None), "out of the queue");
+
+        // The billing agent is busy; the agent without the overflow's skill never rings.
+        run.missed("leg1", 486);
+        let actions = run.actions();
+        assert!(dialled(&actions).is_empty(), "{actions:?}");
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Outcome {
+                outcome: Outcome::Queued,
+                ..
+            }
+        )));
+        assert_eq!(run.pool.queue, Some(Some(2)), "back in line");
+        run.tick(100);
+        assert!(dialled(&run.actions()).is_empty());
+    }
+
+    #[test]
+    fn without_an_overflow_time_the_overflow_agents_ring_at_once() {
+        let agents = [agent("billing", Some(("billing", 3)))];
+        let mut run = Run::overflowing(&agents, Overflow::default());
+        assert_eq!(dialled(&run.actions()), ["billing"], "anyone, by default");
+        let to_billing = Overflow {
+            after_secs: 0,
+            skill: Some("billing".into()),
+        };
+        let mut run = Run::overflowing(&agents, to_billing);
+        assert_eq!(dialled(&run.actions()), ["billing"]);
+        let to_cards = Overflow {
+            after_secs: 0,
+            skill: Some("cards".into()),
+        };
+        let mut run = Run::overflowing(&agents, to_cards);
+        assert!(dialled(&run.actions()).is_empty());
+        assert_eq!(
+            run.pool.queue,
+            Some(Some(2)),
+            "queued for a fraud or cards agent"
+        );
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //!   the bot has the caller again.
 //! - A caller who hangs up while the agent's phone rings cancels it.
 //! - With no agent registered, the caller is offered a callback and the bot carries on.
+//! - A stolen card with no fraud specialist registered waits in line, the caller hearing
+//!   their place, then overflows to the billing agent after the plan's `overflow_secs`.
+//! - An agent transfers the call with REFER: blind to a colleague, or attended after
+//!   consulting them (baton redirects the consultation to the colleague's phone, then
+//!   asks that phone to replace it with the caller).
 
 mod common;
 
@@ -377,6 +382,23 @@ fn a_caller_waits_in_line_for_a_busy_agent_and_gets_them_when_free() {
     assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
 }
 
+/// Registers a phone played by SIPp for `user`; the port it registered from, where a
+/// later SIPp run of that phone must listen.
+fn register_sipp_phone(baton: &Baton, user: &str, password: &str) -> String {
+    let port = common::ports::free_udp_tcp_port().to_string();
+    let registered = Sipp::new(baton, "register.xml", Transport::Udp)
+        .var("USER", user)
+        .var("PASSWORD", password)
+        .var("EXPIRES", 600)
+        .var("OUTCOME", 200)
+        .arg("-p")
+        .arg(&port)
+        .timeout(Duration::from_secs(10))
+        .run();
+    assert!(registered.ok(), "{}", registered.report);
+    port
+}
+
 #[test]
 fn an_agent_hands_the_call_to_a_colleague_with_refer() {
     let baton = Baton::builder("transfer-refer")
@@ -385,21 +407,11 @@ fn an_agent_hands_the_call_to_a_colleague_with_refer() {
         .start();
     let dana = Softphone::start(&baton, "dana", "correct-horse-battery");
     wait_registered(&baton, &[("a-fraud", &dana)]);
-    // Sam's phone is SIPp: registered from the port it then answers on. Without a skill
-    // asked, Sam (a-billing) ranks first.
-    let port = common::ports::free_udp_tcp_port().to_string();
-    let registered = Sipp::new(&baton, "register.xml", Transport::Udp)
-        .var("USER", "sam")
-        .var("PASSWORD", "battery-staple-42")
-        .var("EXPIRES", 600)
-        .var("OUTCOME", 200)
-        .arg("-p")
-        .arg(&port)
-        .timeout(Duration::from_secs(10))
-        .run();
-    assert!(registered.ok(), "{}", registered.report);
+    // Without a skill asked, Sam (a-billing) ranks first.
+    let port = register_sipp_phone(&baton, "sam", "battery-staple-42");
     let sam = Sipp::new(&baton, "agent_refer.xml", Transport::Udp)
         .var("TARGET", "sip:dana@127.0.0.1")
+        .var("PAUSE_MS", 2000)
         .arg("-p")
         .arg(&port)
         .timeout(Duration::from_secs(40))
@@ -418,4 +430,178 @@ fn an_agent_hands_the_call_to_a_colleague_with_refer() {
     assert!(dana.log_contains("Call established"), "{}", dana.log());
     assert_eq!(agent(&baton, "a-billing")["calls"], 0);
     assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
+}
+
+#[test]
+fn an_agent_consults_a_colleague_then_hands_them_the_call() {
+    let baton = Baton::builder("transfer-attended")
+        .config(AGENTS)
+        .dialplan("desk", DESK)
+        .start();
+    // Both phones are SIPp. Without a skill asked, Sam (a-billing) gets the call; Dana's
+    // phone takes Sam's consultation call and then baton's call that replaces it.
+    let sam_port = register_sipp_phone(&baton, "sam", "battery-staple-42");
+    let dana_port = register_sipp_phone(&baton, "dana", "correct-horse-battery");
+    let dana = Sipp::new(&baton, "agent_consulted.xml", Transport::Udp)
+        .arg("-m")
+        .arg("2")
+        .arg("-p")
+        .arg(&dana_port)
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    // Sam's phone consults Dana's: baton redirects it there once it proves it is an
+    // agent's, and the phones talk directly. (Here the consultation starts before the
+    // caller's call: to baton only the dialog the REFER names matters.)
+    let consult = Sipp::new(&baton, "agent_consult.xml", Transport::Udp)
+        .user("dana")
+        .var("USER", "sam")
+        .var("PASSWORD", "battery-staple-42")
+        .var("MILLIS", 25_000)
+        .timeout(Duration::from_secs(45))
+        .spawn();
+    let replaces = format!("{};to-tag=dana1;from-tag=consult1", consult.call_id);
+    let escaped = replaces
+        .replace('@', "%40")
+        .replace(';', "%3B")
+        .replace('=', "%3D");
+    let sam = Sipp::new(&baton, "agent_refer.xml", Transport::Udp)
+        .var("TARGET", format!("sip:dana@127.0.0.1?Replaces={escaped}"))
+        .var("PAUSE_MS", 2000)
+        .arg("-p")
+        .arg(&sam_port)
+        .timeout(Duration::from_secs(40))
+        .spawn();
+    let caller = ask_for_a_person(&baton, "attended", 15.0);
+    let sam = sam.wait();
+    let consult = consult.wait();
+    let dana = dana.wait();
+    assert!(caller.ok(), "{}", caller.report);
+    assert!(
+        sam.ok(),
+        "Sam's REFER is accepted, he hears it worked and is let go: {}",
+        sam.report
+    );
+    assert!(consult.ok(), "{}", consult.report);
+    assert!(dana.ok(), "Dana's phone takes both calls: {}", dana.report);
+    // baton's INVITE to Dana names the consultation, and requires that it be replaced.
+    let invites: Vec<&str> = dana
+        .messages
+        .split("INVITE sip:")
+        .filter(|m| m.contains("X-Baton-Call-Id"))
+        .collect();
+    assert_eq!(invites.len(), 1, "{}", dana.messages);
+    assert!(
+        invites[0].contains(&format!("Replaces: {replaces}"))
+            && invites[0].contains("Require: replaces"),
+        "{}",
+        invites[0]
+    );
+    let record = baton.last_escalation();
+    assert_eq!(record["agent_id"], "a-fraud", "{record:#}");
+    assert_eq!(record["outcome"], "completed", "{record:#}");
+    assert_eq!(agent(&baton, "a-billing")["calls"], 0);
+    assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
+}
+
+/// A bot that hears intents, whose stolen-card calls need a fraud specialist and overflow
+/// to a billing agent after 8 s.
+const FRAUD_DESK: &str = include_str!("data/fraud-desk.toml");
+
+/// `line` without the terminal colour codes baton's log may hold.
+fn without_colour(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // An escape sequence (`ESC [ 2 m`) ends at its first letter.
+            chars.by_ref().find(char::is_ascii_alphabetic);
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// When baton first logged a line holding `needle`, in seconds since the Unix epoch.
+fn first_logged(baton: &Baton, needle: &str) -> Option<f64> {
+    let log = std::fs::read_to_string(&baton.log).ok()?;
+    log.lines()
+        .map(without_colour)
+        .find(|line| line.contains(needle))
+        .and_then(|line| {
+            line.split_whitespace()
+                .next()
+                .and_then(common::parse_rfc3339)
+        })
+}
+
+#[test]
+fn a_stolen_card_overflows_to_the_billing_agent_after_overflow_secs() {
+    let baton = Baton::builder("transfer-overflow")
+        .config(AGENTS)
+        .dialplan("fraud-desk", FRAUD_DESK)
+        .start();
+    // Only Sam (billing) registers: no fraud specialist ever comes free.
+    let sam = Softphone::start(&baton, "sam", "battery-staple-42");
+    wait_registered(&baton, &[("a-billing", &sam)]);
+    let audio = caller_conversation(
+        &baton.dir,
+        "stolen",
+        &[(CALM_VOICE, "My card was stolen. Please block it.")],
+        2.5,
+        0.0,
+    );
+    let millis = ((audio.total_secs() + 22.0) * 1000.0) as u64;
+    let (run, queued) = std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            Sipp::new(&baton, "uac_audio.xml", Transport::Udp)
+                .user("fraud-desk")
+                .var("AUDIO", audio.path.display())
+                .var("MILLIS", millis)
+                .timeout(Duration::from_millis(millis) + Duration::from_secs(20))
+                .run()
+        });
+        // The record holds only the latest outcome: watch it until an agent is rung.
+        let mut queued = false;
+        wait_for(Duration::from_secs(40), || {
+            let record = baton.last_escalation();
+            queued |= record["outcome"] == "queued";
+            !record["agent_id"].is_null()
+        });
+        (call.join().expect("caller"), queued)
+    });
+    assert!(run.ok(), "{}", run.report);
+    let record = baton.last_escalation();
+    let dump = format!("{record:#}");
+    assert_eq!(record["skill"], "fraud", "{dump}");
+    assert!(queued, "the call waited in line before Sam rang: {dump}");
+    assert_eq!(record["agent_id"], "a-billing", "{dump}");
+    assert_eq!(record["outcome"], "completed", "{dump}");
+    assert!(sam.log_contains("Call established"), "{}", sam.log());
+
+    // Sam's phone rang once the call had waited its 8 s, at the queue check after that.
+    let decided = first_logged(&baton, "the call should go to a person");
+    let rang = first_logged(&baton, "ringing an agent");
+    let (Some(decided), Some(rang)) = (decided, rang) else {
+        panic!("the decision and the ring are in baton's log: {decided:?}, {rang:?}");
+    };
+    println!("Sam rang {:.2} s after the decision", rang - decided);
+    assert!(
+        (8.0..12.0).contains(&(rang - decided)),
+        "Sam rang {:.2} s after the decision",
+        rang - decided
+    );
+
+    // Meanwhile the caller heard their place in line and the wait.
+    let context = context_of_last_call(&baton);
+    let told = context["transcript"].as_array().is_some_and(|t| {
+        t.iter().any(|l| {
+            l["speaker"] == "bot"
+                && l["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("next in line") && t.contains("The wait is"))
+        })
+    });
+    assert!(told, "{:#}", context["transcript"]);
+    assert_eq!(agent(&baton, "a-billing")["calls"], 0);
 }

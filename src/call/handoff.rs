@@ -11,10 +11,11 @@ use crate::agents::{Agents, Phone, Reachable};
 use crate::context::document::TranscriptLine;
 use crate::context::{Author, Change, ContextStore};
 use crate::desk::RingsOn;
-use crate::routing::{Candidate, Need, Queue};
+use crate::routing::{Candidate, Need, Overflow, Queue};
 use crate::server::Shared;
 use crate::transfer::{Action, Outcome, Pool, Transfer};
 use baton_media::{AudioFrame, FRAME_SAMPLES};
+use baton_sip::dialog::Replaces;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -271,11 +272,16 @@ impl Pool for Live<'_> {
         baton_sip::build::new_tag()
     }
 
-    fn enqueue(&mut self, need: &Need) -> Option<(usize, Option<u64>)> {
+    fn enqueue(&mut self, need: &Need, overflow: &Overflow) -> Option<(usize, Option<u64>)> {
         let candidates = self.candidates();
         let now_secs = self.now_secs();
         let mut queue = self.queue();
-        queue.push(self.call_id.to_owned(), need.clone(), now_secs);
+        queue.push(
+            self.call_id.to_owned(),
+            need.clone(),
+            overflow.clone(),
+            now_secs,
+        );
         match queue.estimated_wait_secs(self.call_id, &candidates, now_secs) {
             // No available agent could ever take it: waiting is pointless.
             None => {
@@ -385,21 +391,12 @@ impl Handoff {
                         .in_current_span(),
                     );
                 }
-                Action::Dial { key, agent } => {
-                    if let Err(why) = self.dial(call, &key, &agent) {
-                        warn!(agent = %agent.id, why, "agent leg not started");
-                        self.machine.missed(
-                            &key,
-                            crate::transfer::Missed::Unreachable,
-                            &mut Live {
-                                shared: call.shared,
-                                call_id: call.id,
-                                now,
-                            },
-                            now,
-                        );
-                    }
-                }
+                Action::Dial { key, agent } => self.ring(call, key, agent, None, now),
+                Action::Replace {
+                    key,
+                    agent,
+                    replaces,
+                } => self.ring(call, key, agent, Some(replaces), now),
                 Action::Drop { key } => self.drop_leg(call, key),
                 Action::Whisper { key } => {
                     if let Some(a) = self.agent.as_mut().filter(|a| a.key == key) {
@@ -465,14 +462,42 @@ impl Handoff {
         }
     }
 
+    /// Rings the agent on leg `key`; a leg that cannot start counts as an agent out of
+    /// reach, and the next is tried.
+    fn ring(
+        &mut self,
+        call: &CallRef<'_>,
+        key: String,
+        agent: crate::transfer::Offer,
+        replaces: Option<Replaces>,
+        now: Instant,
+    ) {
+        if let Err(why) = self.dial(call, &key, &agent, replaces) {
+            warn!(agent = %agent.id, why, "agent leg not started");
+            self.machine.missed(
+                &key,
+                crate::transfer::Missed::Unreachable,
+                &mut Live {
+                    shared: call.shared,
+                    call_id: call.id,
+                    now,
+                },
+                now,
+            );
+        }
+    }
+
     /// Rings the agent: their SIP phone (and the call on their desktop, if it is open),
-    /// or the softphone in their desktop.
+    /// or the softphone in their desktop. A phone asked to replace its consultation call
+    /// gets no whisper: its agent knows the call.
     fn dial(
         &mut self,
         call: &CallRef<'_>,
         key: &str,
         agent: &crate::transfer::Offer,
+        replaces: Option<Replaces>,
     ) -> Result<(), &'static str> {
+        let whisper = replaces.is_none();
         let sockets = RtpSockets::bind(&call.shared.ports, call.shared.bind_ip)
             .ok_or("no free RTP port for the agent leg")?;
         let port = sockets.port();
@@ -500,6 +525,7 @@ impl Handoff {
                         ),
                         call_id: call.id.to_owned(),
                         port,
+                        replaces,
                     })));
                 // The desktop shows the call while the phone rings, if it is open.
                 call.shared
@@ -535,7 +561,9 @@ impl Handoff {
             whisper_due: false,
             whisper_ready: None,
         });
-        self.render_whisper(call, key, agent.skilled);
+        if whisper {
+            self.render_whisper(call, key, agent.skilled);
+        }
         Ok(())
     }
 

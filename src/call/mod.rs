@@ -26,6 +26,7 @@ use crate::speech::{self, Listener};
 use crate::transfer::{Missed, Transfer, Words};
 use baton_media::AudioFrame;
 use baton_sdp::Negotiated;
+use baton_sip::dialog::Replaces;
 use bot::{Bot, BotCommand, BotEvent};
 use handoff::{AgentMedia, CallRef, Handoff, Hold, Live};
 use leg::MediaLeg;
@@ -73,9 +74,13 @@ pub enum AgentEvent {
     Media(Negotiated),
     /// The answered leg ended: the agent hung up, or the dialog died.
     Bye,
-    /// The agent's phone asks to transfer the call to this address (a blind REFER, RFC
-    /// 3515), already accepted with 202.
-    Refer(baton_sip::Uri),
+    /// The agent's phone asks to transfer the call to this address (a REFER, RFC 3515),
+    /// already accepted with 202: blind, or attended when it names the dialog of the
+    /// agent's consultation with the target, which the target's new leg replaces.
+    Refer {
+        target: baton_sip::Uri,
+        replaces: Option<Replaces>,
+    },
     /// The agent accepted on their desktop's softphone, with the browser's SDP answer.
     Accepted(String),
     /// The agent declined or hung up on their desktop: the leg ends on our side too.
@@ -115,6 +120,8 @@ pub struct Dial {
     pub call_id: String,
     /// Our RTP port for the leg.
     pub port: u16,
+    /// The dialog the agent's phone is to replace with this leg (an attended transfer).
+    pub replaces: Option<Replaces>,
 }
 
 /// Which side of a call an audio frame belongs to.
@@ -584,12 +591,15 @@ impl Call {
                     let _ = self.commands.try_send(Command::Hangup { key });
                 }
             }
-            AgentEvent::Refer(target) => {
+            AgentEvent::Refer { target, replaces } => {
                 let to = target
                     .user()
                     .and_then(|user| self.shared.agents.by_sip_user(user));
-                info!(agent_leg = %key, %target, to = to.as_deref().unwrap_or("nobody"), "the agent transfers the call");
-                if let Err(status) = h.machine.referred(&key, to.as_deref(), &mut pool, now) {
+                info!(agent_leg = %key, %target, to = to.as_deref().unwrap_or("nobody"), attended = replaces.is_some(), "the agent transfers the call");
+                if let Err(status) =
+                    h.machine
+                        .referred(&key, to.as_deref(), replaces, &mut pool, now)
+                {
                     let _ = self.commands.try_send(Command::Referred { key, status });
                 }
             }

@@ -953,6 +953,7 @@ impl SippProcess {
             status,
             call_id: std::mem::take(&mut self.call_id),
             report,
+            messages: fs::read_to_string(&self.messages).unwrap_or_default(),
         }
     }
 }
@@ -974,6 +975,8 @@ pub struct SippRun {
     pub call_id: String,
     /// Exit status, error log and message trace, for assertion messages.
     pub report: String,
+    /// Every message SIPp sent and received, as it traced them.
+    pub messages: String,
 }
 
 impl SippRun {

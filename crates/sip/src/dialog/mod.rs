@@ -3,9 +3,11 @@
 //! live above the transactions: 2xx retransmission ([`Uas2xxRetransmit`], §13.3.1.4) and
 //! session timers ([`negotiate_session_timer`], RFC 4028).
 
+mod replaces;
 mod retransmit;
 mod session_timer;
 
+pub use replaces::{Replaces, ReplacesError};
 pub use retransmit::{Uas2xxEvent, Uas2xxRetransmit};
 pub use session_timer::{
     negotiate_session_timer, SessionTimer, SessionTimerConfig, SessionTimerError,
