@@ -166,6 +166,11 @@ pub enum Action {
         id: String,
         handled: Option<Duration>,
     },
+    /// Keep the agent leg `key` aside, hearing nothing, while the colleague they transfer
+    /// the call to is rung: it is dropped when the colleague answers, resumed if not.
+    Aside { key: String },
+    /// Join the caller and the agent on leg `key` again, which was set aside.
+    Resume { key: String },
     /// Tell the agent on leg `key`, who asked to transfer the call (REFER), how it went:
     /// the final status of the transfer target (200 when they answered).
     Referred { key: String, status: u16 },
@@ -394,15 +399,31 @@ impl Transfer {
             handled: None,
         });
         self.missed.push((agent.id, why.as_str()));
-        self.referral_done(why.status(), now);
+        self.consulted = None;
+        if let Some((key, agent, answered)) = self.referrer.take() {
+            // The colleague cannot take it: the agent who asked has the caller back, and
+            // hears why (RFC 5589 §6).
+            self.actions.push_back(Action::Referred {
+                key: key.clone(),
+                status: why.status(),
+            });
+            self.actions.push_back(Action::Resume { key: key.clone() });
+            self.outcome(Some(agent.id.clone()), Outcome::Connected);
+            self.state = State::Bridged {
+                agent,
+                key,
+                answered,
+            };
+            return;
+        }
         if self.ring_next(pool, now) {
             self.actions.push_back(Action::Tell(self.next_agent_line()));
         }
     }
 
     /// The agent on leg `key` asked to transfer the call to agent `to` (a REFER): the
-    /// caller holds while the colleague's phone rings, the agent who asked is let go once
-    /// the colleague answers or cannot. With `replaces` (attended: the two agents have
+    /// caller holds while the colleague's phone rings; the agent who asked is let go once
+    /// the colleague answers, and has the caller back if they cannot. With `replaces` (attended: the two agents have
     /// talked already on that dialog) the colleague's phone replaces that call with this
     /// one. The status to refuse the transfer with when the target is no agent, or cannot
     /// take the call now.
@@ -450,6 +471,7 @@ impl Transfer {
         else {
             return Err(500);
         };
+        self.actions.push_back(Action::Aside { key: key.clone() });
         self.referrer = Some((key, agent, answered));
         let offer = Offer {
             id: r.candidate.id.clone(),
@@ -497,8 +519,8 @@ impl Transfer {
         }
     }
 
-    /// The colleague an agent transferred the call to answered (200) or could not take it:
-    /// the agent who asked hears how it went and is let go.
+    /// The colleague an agent transferred the call to answered (200), or the caller left
+    /// (487): the agent who asked hears how it went and is let go.
     fn referral_done(&mut self, status: u16, now: Instant) {
         let Some((key, agent, answered)) = self.referrer.take() else {
             return;
@@ -1049,6 +1071,7 @@ mod tests {
             "{actions:?}"
         );
         assert!(dialled(&actions).is_empty(), "no plain ring: {actions:?}");
+        assert!(actions.contains(&Action::Aside { key: "leg1".into() }));
         run.now += Duration::from_secs(5);
         run.t.answered("leg2", run.now);
         let actions = run.actions();
@@ -1068,6 +1091,54 @@ mod tests {
             handled: Some(Duration::from_secs(5))
         }));
         assert!(run.t.bridged());
+    }
+
+    #[test]
+    fn when_the_colleague_cannot_take_it_the_agent_who_transferred_has_the_caller_back() {
+        let mut run = bridged_to_fraud();
+        let now = run.now;
+        run.t
+            .referred("leg1", Some("billing"), None, &mut run.pool, now)
+            .expect("accepted");
+        run.actions();
+        run.missed("leg2", 486);
+        let actions = run.actions();
+        assert_eq!(
+            actions[..3],
+            [
+                Action::Release {
+                    id: "billing".into(),
+                    handled: None
+                },
+                Action::Referred {
+                    key: "leg1".into(),
+                    status: 486
+                },
+                Action::Resume { key: "leg1".into() },
+            ],
+            "{actions:?}"
+        );
+        assert!(matches!(
+            &actions[3],
+            Action::Outcome { outcome: Outcome::Connected, agent: Some(a), missed }
+                if a == "fraud" && missed == &[("billing".to_owned(), "busy")]
+        ));
+        assert_eq!(actions.len(), 4, "nobody else rung: {actions:?}");
+        assert!(run.t.bridged());
+        assert_eq!(run.t.agent_leg(), Some("leg1"));
+        // They can try again, and the caller leaving meanwhile lets them go.
+        run.t
+            .referred("leg1", Some("billing"), None, &mut run.pool, now)
+            .expect("accepted again");
+        run.actions();
+        run.t.caller_left(&mut run.pool, now);
+        let actions = run.actions();
+        assert!(actions.contains(&Action::Referred {
+            key: "leg1".into(),
+            status: 487
+        }));
+        assert!(actions.contains(&Action::Drop { key: "leg1".into() }));
+        assert!(actions.contains(&Action::Drop { key: "leg3".into() }));
     }
 
     #[test]

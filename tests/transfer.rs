@@ -14,7 +14,8 @@
 //!   their place, then overflows to the billing agent after the plan's `overflow_secs`.
 //! - An agent transfers the call with REFER: blind to a colleague, or attended after
 //!   consulting them (baton redirects the consultation to the colleague's phone, then
-//!   asks that phone to replace it with the caller).
+//!   asks that phone to replace it with the caller); a colleague who is busy leaves the
+//!   caller with the agent who transferred.
 
 mod common;
 
@@ -604,4 +605,48 @@ fn a_stolen_card_overflows_to_the_billing_agent_after_overflow_secs() {
     });
     assert!(told, "{:#}", context["transcript"]);
     assert_eq!(agent(&baton, "a-billing")["calls"], 0);
+}
+
+#[test]
+fn a_colleague_who_cannot_take_a_transfer_leaves_the_caller_with_the_agent() {
+    let baton = Baton::builder("transfer-refused")
+        .config(AGENTS)
+        .dialplan("desk", DESK)
+        .start();
+    let sam_port = register_sipp_phone(&baton, "sam", "battery-staple-42");
+    let dana_port = register_sipp_phone(&baton, "dana", "correct-horse-battery");
+    let dana = Sipp::new(&baton, "agent_busy.xml", Transport::Udp)
+        .arg("-p")
+        .arg(&dana_port)
+        .timeout(Duration::from_secs(40))
+        .spawn();
+    let sam = Sipp::new(&baton, "agent_refer_refused.xml", Transport::Udp)
+        .var("TARGET", "sip:dana@127.0.0.1")
+        .var("PAUSE_MS", 2000)
+        .var("STATUS", 486)
+        .arg("-p")
+        .arg(&sam_port)
+        .timeout(Duration::from_secs(40))
+        .spawn();
+    let caller = ask_for_a_person(&baton, "refused", 14.0);
+    let (sam, dana) = (sam.wait(), dana.wait());
+    assert!(caller.ok(), "{}", caller.report);
+    assert!(dana.ok(), "{}", dana.report);
+    assert!(
+        sam.ok(),
+        "Sam hears Dana is busy, still has the caller, and hangs up: {}",
+        sam.report
+    );
+    let record = baton.last_escalation();
+    assert_eq!(record["agent_id"], "a-billing", "{record:#}");
+    assert_eq!(
+        record["outcome"], "returned",
+        "Sam's hang-up gives the caller back to the bot: {record:#}"
+    );
+    assert!(
+        record["missed"].to_string().contains("a-fraud"),
+        "{record:#}"
+    );
+    assert_eq!(agent(&baton, "a-billing")["calls"], 0);
+    assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
 }

@@ -199,6 +199,8 @@ pub(super) struct Handoff {
     pub machine: Transfer,
     pub hold: Hold,
     pub agent: Option<AgentLeg>,
+    /// The leg of an agent who transfers the call, while their colleague is rung.
+    pub aside: Option<AgentLeg>,
     spoken: mpsc::Receiver<Spoken>,
     spoken_tx: mpsc::Sender<Spoken>,
     /// When the decision was taken, for the transfer's timing.
@@ -328,6 +330,7 @@ impl Handoff {
             machine,
             hold,
             agent: None,
+            aside: None,
             spoken,
             spoken_tx,
             decided,
@@ -398,6 +401,13 @@ impl Handoff {
                     replaces,
                 } => self.ring(call, key, agent, Some(replaces), now),
                 Action::Drop { key } => self.drop_leg(call, key),
+                Action::Aside { key } => self.aside = self.agent.take_if(|a| a.key == key),
+                Action::Resume { key } => {
+                    if let Some(a) = self.aside.take_if(|a| a.key == key) {
+                        info!(agent_leg = %key, "the agent who transferred the call has it back");
+                        self.agent = Some(a);
+                    }
+                }
                 Action::Whisper { key } => {
                     if let Some(a) = self.agent.as_mut().filter(|a| a.key == key) {
                         a.start_whisper();
@@ -569,7 +579,11 @@ impl Handoff {
 
     /// Ends leg `key`: the SIP phone is sent CANCEL or BYE, the desktop told.
     pub fn drop_leg(&mut self, call: &CallRef<'_>, key: String) {
-        let web = match self.agent.take_if(|a| a.key == key) {
+        let leg = match self.agent.take_if(|a| a.key == key) {
+            Some(a) => Some(a),
+            None => self.aside.take_if(|a| a.key == key),
+        };
+        let web = match leg {
             Some(a) => matches!(a.leg, AgentMedia::Web(_)),
             None => false,
         };

@@ -573,6 +573,7 @@ impl Call {
             }
             AgentEvent::Bye => {
                 h.machine.agent_left(&key, now);
+                h.aside.take_if(|a| a.key == key);
                 self.shared.desks.ended(&key, "hung up");
             }
             AgentEvent::HungUp => {
@@ -604,7 +605,9 @@ impl Call {
                 }
             }
             AgentEvent::Media(n) => {
-                if let Some(AgentMedia::Sip(leg)) = current.map(|a| &mut a.leg) {
+                // The phone of an agent set aside may hold or resume the call meanwhile.
+                let aside = h.aside.as_mut().filter(|a| a.key == key);
+                if let Some(AgentMedia::Sip(leg)) = current.or(aside).map(|a| &mut a.leg) {
                     if let Err(e) = leg.update_media(&n, inactivity) {
                         warn!(error = %e, "agent leg's new media unusable");
                     }
