@@ -30,8 +30,8 @@ pub struct Config {
     pub media: PathBuf,
     /// `data`: where baton writes; recordings go to `data/recordings/`.
     pub data: PathBuf,
-    /// `context_db`: the SQLite file that keeps ended calls' contexts; `None` for
-    /// `baton.sqlite` in `data` (see [`Config::context_db_path`]).
+    /// `context_db`: the SQLite file that keeps ended calls' contexts and the escalation
+    /// records; `None` for `baton.sqlite` in `data` (see [`Config::context_db_path`]).
     pub context_db: Option<PathBuf>,
     /// `public_ip`: the address put in SDP and Contact when listening on 0.0.0.0.
     pub public_ip: Option<IpAddr>,
@@ -292,7 +292,7 @@ rtp_ports = "20000-30000"     # even ports carry RTP, the odd one above RTCP
 dialplans = "dialplans"       # dialplan files (*.toml)
 media = "media"               # prompts and hold music (WAV)
 data = "data"                 # recordings go to data/recordings/
-# context_db = "data/baton.sqlite"  # ended calls' contexts (SQLite); default: in data
+# context_db = "data/baton.sqlite"  # ended calls' contexts and escalations (SQLite); default: in data
 # public_ip = "203.0.113.10"  # address for SDP and Contact when sip is 0.0.0.0
 rtp_inactivity_secs = 30      # hang up a call that sends no RTP for this long
 shutdown_grace_secs = 30      # on shutdown, wait this long for calls to end

@@ -8,6 +8,7 @@
 //! that always go to a person). The others are scored from 0 to 1 and weighed; the call
 //! escalates when their weighted sum reaches the dialplan's threshold.
 
+use crate::context::archive::{Archive, ArchiveError};
 use crate::context::store::now_ms;
 use crate::context::{Change, Event};
 use schemars::JsonSchema;
@@ -224,7 +225,7 @@ impl Policy {
 const MAX_RECORDS: usize = 10_000;
 
 /// One call that should go, or went, to a person.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub call_id: String,
     /// When the decision to escalate was reached, in ms since the Unix epoch.
@@ -243,20 +244,40 @@ pub struct Record {
 }
 
 /// An agent whose phone was offered a call and did not take it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MissedAgent {
     pub agent_id: String,
     /// `no answer`, `busy`, `declined` or `unreachable`.
     pub why: String,
 }
 
-/// Every recent escalation, for `GET /v1/escalations`.
-#[derive(Debug, Default)]
+/// Every recent escalation, for `GET /v1/escalations`; with an archive, each change is
+/// kept on disk too, and the records outlive the process.
+#[derive(Default)]
 pub struct Escalations {
     list: std::sync::Mutex<std::collections::VecDeque<Record>>,
+    archive: Option<Archive>,
 }
 
 impl Escalations {
+    /// The escalations `archive` holds, the newest [`MAX_RECORDS`]; changes from now on
+    /// are kept there.
+    pub async fn open(archive: Archive) -> Result<Escalations, ArchiveError> {
+        let list = archive.escalations(MAX_RECORDS).await?;
+        Ok(Escalations {
+            list: std::sync::Mutex::new(list.into()),
+            archive: Some(archive),
+        })
+    }
+
+    /// Sends the record, as changed, to the archive. Called with the list locked, so that
+    /// the writes reach it in the order of the changes.
+    fn keep(&self, record: &Record) {
+        if let Some(archive) = &self.archive {
+            archive.keep_escalation(record);
+        }
+    }
+
     /// Lists call `call_id` as escalated for `decision`; a call listed already has its
     /// reasons, urgency and skill brought up to date (the decision grew after it was taken).
     pub fn record(&self, call_id: &str, decision: &Decision) {
@@ -265,12 +286,13 @@ impl Escalations {
             r.urgency = decision.urgency;
             r.skill.clone_from(&decision.skill);
             r.reasons.clone_from(&decision.reasons);
+            self.keep(r);
             return;
         }
         if list.len() >= MAX_RECORDS {
             list.pop_front();
         }
-        list.push_back(Record {
+        let record = Record {
             call_id: call_id.to_owned(),
             decided_at_ms: now_ms(),
             urgency: decision.urgency,
@@ -280,7 +302,9 @@ impl Escalations {
             connected_at_ms: None,
             missed: Vec::new(),
             outcome: "waiting".to_owned(),
-        });
+        };
+        self.keep(&record);
+        list.push_back(record);
     }
 
     /// What became of call `call_id`'s escalation: the agent who has it (or last had
@@ -308,6 +332,7 @@ impl Escalations {
                     why: (*why).to_owned(),
                 })
                 .collect();
+            self.keep(r);
         }
     }
 

@@ -131,7 +131,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Loading takes a moment of blocking IO; nothing else runs yet.
     let speech = Speech::start(&config.speech_model, config.speech_workers)?;
     let calls = Arc::new(Calls::default());
-    let escalations = Arc::new(Escalations::default());
+    let escalations = Arc::new(Escalations::open(archive.clone()).await?);
     // Nonces need only outlive one registration attempt: a new key per start is enough.
     let agents = Arc::new(Agents::new(
         config.agents.clone(),

@@ -9,7 +9,8 @@
 //! - A phone that rings out passes the call to the next agent; when that agent hangs up,
 //!   the bot has the caller again.
 //! - A caller who hangs up while the agent's phone rings cancels it.
-//! - With no agent registered, the caller is offered a callback and the bot carries on.
+//! - With no agent registered, the caller is offered a callback and the bot carries on;
+//!   the escalation's record is still there after baton is killed and started again.
 //! - A stolen card with no fraud specialist registered waits in line, the caller hearing
 //!   their place, then overflows to the billing agent after the plan's `overflow_secs`.
 //! - An agent transfers the call with REFER: blind to a colleague, or attended after
@@ -306,7 +307,7 @@ fn a_caller_hanging_up_while_the_agent_rings_cancels_the_ringing() {
 
 #[test]
 fn with_no_agent_registered_the_caller_is_offered_a_callback() {
-    let baton = Baton::builder("transfer-none")
+    let mut baton = Baton::builder("transfer-none")
         .config(AGENTS)
         .dialplan("desk", DESK)
         .start();
@@ -335,6 +336,18 @@ fn with_no_agent_registered_the_caller_is_offered_a_callback() {
         offer.is_some() && back > offer,
         "the callback offer, then the bot: {said:#?}"
     );
+
+    // The record is durable: it is there after baton is killed and started again.
+    common::run_tool(
+        std::process::Command::new("kill").args(["-KILL", &baton.pid().to_string()]),
+        Duration::from_secs(5),
+    );
+    assert!(baton.wait_exit(Duration::from_secs(10)).is_some());
+    let db = baton.data.join("baton.sqlite");
+    let again = Baton::builder("transfer-none-again")
+        .config(&format!("context_db = {:?}\n", db.display().to_string()))
+        .start();
+    assert_eq!(again.last_escalation(), record);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! without a lock.
 
 use super::document::{Context, CustomerMemory, PreviousCall};
+use crate::escalation::Record;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -33,7 +34,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The schema, one step per version: step `i` takes a database from version `i` to
 /// `i + 1` (`PRAGMA user_version`). A new version appends a step; released steps never
 /// change, so any older file can be brought up to date.
-const MIGRATIONS: &[&str] = &["CREATE TABLE ended_calls (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE ended_calls (
         call_id TEXT PRIMARY KEY NOT NULL,
         caller_number TEXT,
         customer_id TEXT,
@@ -45,7 +47,14 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE ended_calls (
         context TEXT NOT NULL
     );
     CREATE INDEX ended_calls_by_number ON ended_calls (caller_number, ended_ms);
-    CREATE INDEX ended_calls_by_customer ON ended_calls (customer_id, ended_ms);"];
+    CREATE INDEX ended_calls_by_customer ON ended_calls (customer_id, ended_ms);",
+    "CREATE TABLE escalations (
+        call_id TEXT PRIMARY KEY NOT NULL,
+        decided_ms INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX escalations_by_time ON escalations (decided_ms);",
+];
 
 /// Why the archive could not be opened or used.
 #[derive(Debug, Error)]
@@ -211,6 +220,55 @@ impl Archive {
                 calls.truncate(PREVIOUS_CALLS);
             }
             Ok(memory(customer_id, &calls))
+        })
+        .await
+    }
+
+    /// Keeps an escalation's record as it stands, in place of the call's earlier one.
+    /// Queued behind the writes before it and committed on the archive's thread without
+    /// waiting, so that a call never waits on the disk; a failure is logged.
+    pub fn keep_escalation(&self, record: &Record) {
+        let json = match serde_json::to_string(record) {
+            Ok(json) => json,
+            Err(e) => return warn!(error = %e, "escalation record not encoded"),
+        };
+        let (call_id, decided_ms) = (record.call_id.clone(), record.decided_at_ms);
+        let job: Job = Box::new(move |conn| {
+            let kept = conn.execute(
+                "INSERT INTO escalations (call_id, decided_ms, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (call_id) DO UPDATE SET record = excluded.record",
+                params![call_id, to_sql_int(decided_ms), json],
+            );
+            if let Err(e) = kept {
+                warn!(error = %e, call = %call_id, "escalation record not kept");
+            }
+        });
+        if self.jobs.send(job).is_err() {
+            warn!("escalation record not kept: the context database thread has stopped");
+        }
+    }
+
+    /// The newest `limit` escalation records, oldest first; a row that no longer parses is
+    /// skipped (and logged).
+    pub async fn escalations(&self, limit: usize) -> Result<Vec<Record>, ArchiveError> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT call_id, record FROM escalations ORDER BY decided_ms DESC, rowid DESC
+                 LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([to_sql_int(limit as u64)], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut records = Vec::new();
+            for row in rows {
+                let (call_id, json) = row?;
+                match serde_json::from_str(&json) {
+                    Ok(record) => records.push(record),
+                    Err(e) => warn!(error = %e, call = %call_id, "escalation record unreadable"),
+                }
+            }
+            records.reverse();
+            Ok(records)
         })
         .await
     }
@@ -573,6 +631,77 @@ mod tests {
             .map(|c| c.call_id.as_str())
             .collect();
         assert_eq!(ids, ["good"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn escalation(call_id: &str, decided_at_ms: u64, outcome: &str) -> Record {
+        Record {
+            call_id: call_id.into(),
+            decided_at_ms,
+            urgency: crate::escalation::Urgency::Immediate,
+            skill: Some("fraud".into()),
+            reasons: Vec::new(),
+            agent_id: Some("a7".into()),
+            connected_at_ms: None,
+            missed: Vec::new(),
+            outcome: outcome.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn escalation_records_are_kept_as_they_change_and_read_back_newest_last() {
+        let dir = temp_dir("escalations");
+        let path = dir.join("baton.sqlite");
+        let archive = Archive::open(&path).await.unwrap();
+        archive.keep_escalation(&escalation("c1", 1000, "ringing"));
+        archive.keep_escalation(&escalation("c2", 3000, "no_agent"));
+        archive.keep_escalation(&escalation("c1", 1000, "completed"));
+        archive.keep_escalation(&escalation("c3", 2000, "returned"));
+        archive.flush().await.unwrap();
+        drop(archive);
+
+        let archive = Archive::open(&path).await.unwrap();
+        let kept = archive.escalations(10).await.unwrap();
+        let seen: Vec<(&str, &str)> = kept
+            .iter()
+            .map(|r| (r.call_id.as_str(), r.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("c1", "completed"), ("c3", "returned"), ("c2", "no_agent")]
+        );
+        let newest: Vec<String> = archive
+            .escalations(2)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.call_id)
+            .collect();
+        assert_eq!(newest, ["c3", "c2"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_of_the_first_schema_is_brought_up_to_date_keeping_its_calls() {
+        let dir = temp_dir("migrate");
+        let path = dir.join("baton.sqlite");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO ended_calls (call_id, ended_ms, version, summary, context)
+             VALUES ('old', 5, 1, '', ?1)",
+            [serde_json::to_string(&call("old", "+4411", "balance", &[])).unwrap()],
+        )
+        .unwrap();
+        drop(conn);
+
+        let archive = Archive::open(&path).await.unwrap();
+        assert!(archive.load("old").await.unwrap().is_some());
+        archive.keep_escalation(&escalation("c1", 1000, "queued"));
+        assert_eq!(archive.escalations(10).await.unwrap().len(), 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
