@@ -9,11 +9,13 @@
 //! escalates when their weighted sum reaches the dialplan's threshold.
 
 use crate::context::archive::{Archive, ArchiveError};
+use crate::context::document::{BotProgress, Context};
 use crate::context::store::now_ms;
 use crate::context::{Change, Event};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// Moods that count against the bot, with how much.
 const MOOD_WEIGHT: [(&str, f64); 4] = [
@@ -241,6 +243,16 @@ pub struct Record {
     pub missed: Vec<MissedAgent>,
     /// `waiting` until routing and transfer report what became of it.
     pub outcome: String,
+    /// What the caller wanted, as the bot understood it when the call was escalated.
+    #[serde(default)]
+    pub intent: Option<String>,
+    /// What the bot had tried by then: its dialog path, the phrases it did not understand,
+    /// its re-prompts and the resolutions it attempted.
+    #[serde(default)]
+    pub bot: BotProgress,
+    /// How long agents talked with the caller, in seconds, once each is done.
+    #[serde(default)]
+    pub handle_secs: Option<f64>,
 }
 
 /// An agent whose phone was offered a call and did not take it.
@@ -278,14 +290,19 @@ impl Escalations {
         }
     }
 
-    /// Lists call `call_id` as escalated for `decision`; a call listed already has its
-    /// reasons, urgency and skill brought up to date (the decision grew after it was taken).
-    pub fn record(&self, call_id: &str, decision: &Decision) {
+    /// Lists call `call_id` as escalated for `decision`, with what its context `doc` says
+    /// the bot understood and tried; a call listed already is brought up to date (the
+    /// decision grew after it was taken).
+    pub fn record(&self, call_id: &str, decision: &Decision, doc: Option<&Context>) {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
             r.urgency = decision.urgency;
             r.skill.clone_from(&decision.skill);
             r.reasons.clone_from(&decision.reasons);
+            if let Some(doc) = doc {
+                r.intent.clone_from(&doc.intent.name);
+                r.bot.clone_from(&doc.bot);
+            }
             self.keep(r);
             return;
         }
@@ -302,6 +319,9 @@ impl Escalations {
             connected_at_ms: None,
             missed: Vec::new(),
             outcome: "waiting".to_owned(),
+            intent: doc.and_then(|d| d.intent.name.clone()),
+            bot: doc.map(|d| d.bot.clone()).unwrap_or_default(),
+            handle_secs: None,
         };
         self.keep(&record);
         list.push_back(record);
@@ -332,6 +352,15 @@ impl Escalations {
                     why: (*why).to_owned(),
                 })
                 .collect();
+            self.keep(r);
+        }
+    }
+
+    /// An agent of call `call_id` is done, having talked with the caller for `handled`.
+    pub fn handled(&self, call_id: &str, handled: Duration) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
+            r.handle_secs = Some(r.handle_secs.unwrap_or(0.0) + handled.as_secs_f64());
             self.keep(r);
         }
     }

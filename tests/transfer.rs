@@ -315,6 +315,8 @@ fn with_no_agent_registered_the_caller_is_offered_a_callback() {
     assert!(run.ok(), "{}", run.report);
     let record = baton.last_escalation();
     assert_eq!(record["outcome"], "no_agent", "{record:#}");
+    // What the bot had done when the caller asked for a person.
+    assert_eq!(record["bot"]["path"][0], "greet", "{record:#}");
     let context = context_of_last_call(&baton);
     let offered = context["actions"]
         .as_array()
@@ -659,6 +661,11 @@ fn a_colleague_who_cannot_take_a_transfer_leaves_the_caller_with_the_agent() {
     assert!(
         record["missed"].to_string().contains("a-fraud"),
         "{record:#}"
+    );
+    let talked = record["handle_secs"].as_f64().unwrap_or(0.0);
+    assert!(
+        (3.0..30.0).contains(&talked),
+        "Sam talked about 4 s: {record:#}"
     );
     assert_eq!(agent(&baton, "a-billing")["calls"], 0);
     assert_eq!(agent(&baton, "a-fraud")["calls"], 0);

@@ -161,7 +161,8 @@ async fn run(
             continue;
         };
         if decision.escalate {
-            escalations.record(&call_id, &decision);
+            let doc = contexts.get(&call_id).await.ok();
+            escalations.record(&call_id, &decision, doc.as_deref());
         }
         if decision.escalate && !listed {
             listed = true;

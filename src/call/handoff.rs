@@ -430,7 +430,12 @@ impl Handoff {
                     }
                     self.returned = Some(callback);
                 }
-                Action::Release { id, handled } => call.shared.agents.release(&id, handled, now),
+                Action::Release { id, handled } => {
+                    call.shared.agents.release(&id, handled, now);
+                    if let Some(handled) = handled {
+                        call.shared.escalations.handled(call.id, handled);
+                    }
+                }
                 Action::Outcome {
                     agent,
                     outcome,

@@ -459,7 +459,7 @@ fn follow_ups(doc: &Context) -> impl Iterator<Item = String> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::document::{Action, Caller};
+    use crate::context::document::{Action, BotProgress, Caller};
     use serde_json::json;
 
     /// A fresh directory for one test's database.
@@ -645,6 +645,9 @@ mod tests {
             connected_at_ms: None,
             missed: Vec::new(),
             outcome: outcome.into(),
+            intent: Some("block_card".into()),
+            bot: BotProgress::default(),
+            handle_secs: None,
         }
     }
 
@@ -700,8 +703,24 @@ mod tests {
 
         let archive = Archive::open(&path).await.unwrap();
         assert!(archive.load("old").await.unwrap().is_some());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO escalations (call_id, decided_ms, record) VALUES ('older', 1, ?1)",
+            [
+                r#"{"call_id":"older","decided_at_ms":1,"urgency":"high","skill":null,
+                "reasons":[],"agent_id":null,"connected_at_ms":null,"missed":[],
+                "outcome":"no_agent"}"#,
+            ],
+        )
+        .unwrap();
         archive.keep_escalation(&escalation("c1", 1000, "queued"));
-        assert_eq!(archive.escalations(10).await.unwrap().len(), 1);
+        let kept = archive.escalations(10).await.unwrap();
+        assert_eq!(
+            kept.len(),
+            2,
+            "a record without the newer fields still reads"
+        );
+        assert_eq!(kept[0].bot, BotProgress::default());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
