@@ -12,7 +12,7 @@ use super::script::Prompts;
 use crate::context::document::TranscriptLine;
 use crate::context::{Author, Change, Context, ContextStore, Event};
 use crate::dialog::crm;
-use crate::dialog::engine::{Dialog, Ending, Input, Output};
+use crate::dialog::engine::{Carried, Dialog, Ending, Input, Output};
 use crate::dialog::protocol::{self, AudioFormat, FromBot, ToBot, Verb};
 use crate::dialog::BuiltinDialog;
 use crate::dialplan::BotSpec;
@@ -311,7 +311,7 @@ impl Bot {
             return;
         };
         let mut brain = match self.spec.clone() {
-            BotSpec::Dialog => match self.local(self.start_at.clone().as_deref()) {
+            BotSpec::Dialog => match self.local(self.start_at.clone().as_deref(), &doc) {
                 Some(dialog) => Brain::Local(Box::new(dialog)),
                 None => return self.finish(Ending::Escalate("no_dialog".into())).await,
             },
@@ -600,11 +600,20 @@ impl Bot {
         true
     }
 
-    /// The built-in dialog, at its start or at `node`.
-    fn local(&self, node: Option<&str>) -> Option<Dialog> {
+    /// The built-in dialog, at its start or at `node`, carrying what the call's context
+    /// `doc` holds already.
+    fn local(&self, node: Option<&str>, doc: &Context) -> Option<Dialog> {
+        let carried = Carried {
+            slots: doc.slots.clone(),
+            verified: doc
+                .identity
+                .customer_id
+                .clone()
+                .filter(|_| doc.identity.verified),
+        };
         self.dialog
             .as_ref()
-            .map(|d| d.start(self.caller_number.as_deref(), node))
+            .map(|d| d.start(self.caller_number.as_deref(), node, carried))
     }
 
     /// The external bot is not (or no longer) there: the built-in dialog takes over at
@@ -613,7 +622,12 @@ impl Bot {
         warn!(reason = why, fallback, "external bot unavailable");
         // The built-in dialog listens through speech, not to the raw audio.
         self.caller_audio = None;
-        let dialog = fallback.and_then(|node| self.local(Some(node)));
+        // What the external bot wrote to the context is carried over.
+        let doc = self.contexts.get(&self.call_id).await.ok();
+        let dialog = match (fallback, doc) {
+            (Some(node), Some(doc)) => self.local(Some(node), &doc),
+            _ => None,
+        };
         let what = match (&dialog, fallback) {
             (Some(_), Some(node)) => format!("the built-in dialog took over at {node}"),
             _ => "no fallback dialog".to_owned(),

@@ -98,6 +98,16 @@ pub struct Dialog {
     out: VecDeque<Output>,
 }
 
+/// What a dialog that takes a call over midway carries from the call's context: the
+/// slots filled so far and the customer the caller proved to be, so that it neither asks
+/// again nor forgets (back from an agent, or after an external bot).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried {
+    pub slots: BTreeMap<String, Value>,
+    /// The verified customer's id.
+    pub verified: Option<String>,
+}
+
 impl Dialog {
     /// Starts a dialog for a call from `caller_number`, at node `start`.
     pub fn new(
@@ -107,16 +117,36 @@ impl Dialog {
         caller_number: Option<&str>,
         start: &str,
     ) -> Dialog {
+        Dialog::resume(
+            plan,
+            intents,
+            customers,
+            caller_number,
+            start,
+            Carried::default(),
+        )
+    }
+
+    /// Starts a dialog at node `start` with what the call has `carried` so far.
+    pub fn resume(
+        plan: Arc<DialogPlan>,
+        intents: Arc<IntentModel>,
+        customers: Arc<Customers>,
+        caller_number: Option<&str>,
+        start: &str,
+        carried: Carried,
+    ) -> Dialog {
         let caller = caller_number.and_then(|n| customers.by_phone(n)).cloned();
+        let verified = carried.verified.and_then(|id| customers.get(&id)).cloned();
         let mut dialog = Dialog {
             plan,
             intents,
             customers,
             caller,
-            verified: None,
+            verified,
             crm_answers: Map::new(),
             fetching: None,
-            slots: BTreeMap::new(),
+            slots: carried.slots,
             node: String::new(),
             failures: 0,
             failed_checks: 0,
@@ -919,6 +949,41 @@ mod tests {
             Output::End(e) => Some(e),
             _ => None,
         })
+    }
+
+    #[test]
+    fn a_dialog_taking_over_midway_knows_the_verified_caller_and_the_slots() {
+        let fresh = dialog(None);
+        let carried = Carried {
+            slots: BTreeMap::from([("card".to_owned(), Value::from("4821"))]),
+            verified: Some("C-1".into()),
+        };
+        let (plan, intents, customers) = (fresh.plan, fresh.intents, fresh.customers);
+        let mut d = Dialog::resume(
+            plan.clone(),
+            intents.clone(),
+            customers.clone(),
+            None,
+            "menu",
+            carried.clone(),
+        );
+        assert_eq!(said(&drain(&mut d)), ["Hello Alice. How can I help?"]);
+        let mut d = Dialog::resume(
+            plan.clone(),
+            intents.clone(),
+            customers.clone(),
+            None,
+            "confirm",
+            carried,
+        );
+        assert_eq!(said(&drain(&mut d)), ["Block the card ending 4 8 2 1?"]);
+        // A customer id the data does not know verifies nobody.
+        let unknown = Carried {
+            verified: Some("C-404".into()),
+            ..Carried::default()
+        };
+        let mut d = Dialog::resume(plan, intents, customers, None, "menu", unknown);
+        assert_eq!(said(&drain(&mut d)), ["Hello . How can I help?"]);
     }
 
     #[test]

@@ -33,15 +33,22 @@ impl BuiltinDialog {
         }
     }
 
-    /// A fresh dialog for one call from `caller_number`, at the plan's start node or at
-    /// `node` (where it takes over from an external bot).
-    pub fn start(&self, caller_number: Option<&str>, node: Option<&str>) -> engine::Dialog {
-        engine::Dialog::new(
+    /// A dialog for one call from `caller_number`, at the plan's start node or at `node`
+    /// (where it takes over from an external bot, or picks up after an agent), with what
+    /// the call has `carried` so far.
+    pub fn start(
+        &self,
+        caller_number: Option<&str>,
+        node: Option<&str>,
+        carried: engine::Carried,
+    ) -> engine::Dialog {
+        engine::Dialog::resume(
             self.plan.clone(),
             self.intents.clone(),
             self.customers.clone(),
             caller_number,
             node.unwrap_or(&self.plan.start),
+            carried,
         )
     }
 }
