@@ -9,6 +9,7 @@ use crate::agents::{Agents, Presence};
 use crate::calls::{CallNotice, Calls};
 use crate::config::{ApiToken, Role};
 use crate::context::{Author, Change, Context, ContextStore, StoreError};
+use crate::desk::DeskError;
 use crate::escalation::Escalations;
 use crate::metrics::Metrics;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -17,7 +18,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -58,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/agents", get(list_agents))
         .route("/v1/escalations", get(list_escalations))
         .route("/v1/agents/{id}/presence", put(set_presence))
+        .route("/v1/calls/{id}/handback", post(hand_back))
         .route("/agent", get(crate::desktop::page))
         .route("/agent/ws", get(crate::desktop::socket))
         .with_state(state)
@@ -114,6 +116,45 @@ async fn set_presence(
         StatusCode::NO_CONTENT.into_response()
     } else {
         error(StatusCode::NOT_FOUND, &format!("no agent with id {id:?}"))
+    }
+}
+
+/// The agent on the call gives it back to the bot, with how they resolved it: 202 once
+/// the call has it. An agent's token hands back only their own call.
+async fn hand_back(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let agent = match &client {
+        Client::Open | Client::Token(Role::Admin) => None,
+        Client::Token(Role::Agent(me)) => Some(me.as_str()),
+        Client::Token(_) => return forbidden(),
+    };
+    let back = match serde_json::from_slice::<crate::desk::Handback>(&body) {
+        Ok(back) => back,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"disposition\": \"...\", \"notes\": \"...\", \"slots\": {{...}}}}: {e}"),
+            )
+        }
+    };
+    if let Err(why) = back.check() {
+        return error(StatusCode::BAD_REQUEST, &why);
+    }
+    if s.calls.get(&id).is_none() {
+        return error(StatusCode::NOT_FOUND, &format!("no call with id {id:?}"));
+    }
+    match s.desks.hand_back(&id, agent, back) {
+        Ok(agent) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "call_id": id, "agent_id": agent })),
+        )
+            .into_response(),
+        Err(e @ DeskError::NoAgent) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e) => error(StatusCode::GONE, &e.to_string()),
     }
 }
 

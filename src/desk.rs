@@ -6,7 +6,7 @@
 
 use crate::agents::Agents;
 use crate::call::{AgentEvent, CallEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::mpsc;
@@ -72,6 +72,7 @@ struct Desk {
 /// An agent leg offered through the desktops.
 struct Leg {
     agent: String,
+    call_id: String,
     /// The call's news channel: weak, so that a leg left here never keeps a call alive.
     call: mpsc::WeakSender<CallEvent>,
     /// Whether the desktop is the phone (a WebRTC leg).
@@ -111,6 +112,8 @@ pub enum DeskError {
     NotWeb,
     #[error("the call is already answered")]
     Answered,
+    #[error("no agent is on this call")]
+    NoAgent,
 }
 
 impl Desks {
@@ -188,6 +191,7 @@ impl Desks {
             ring.key.clone(),
             Leg {
                 agent: agent.to_owned(),
+                call_id: ring.call_id.clone(),
                 call: events,
                 web,
                 answered: false,
@@ -261,6 +265,99 @@ impl Desks {
     }
 }
 
+/// What an agent hands back to the bot with the call (`POST /v1/calls/{id}/handback`):
+/// how they resolved it, and the slots the bot carries on with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handback {
+    /// What the agent did, as a code of the contact centre's (`card_blocked`).
+    pub disposition: String,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Values for the bot's slots (`{"card": "4821"}`).
+    #[serde(default)]
+    pub slots: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Longest disposition code, and longest notes, in characters.
+const MAX_DISPOSITION: usize = 64;
+const MAX_NOTES: usize = 2000;
+/// Most slots one hand back sets, and the longest text value.
+const MAX_SLOTS: usize = 32;
+const MAX_SLOT_TEXT: usize = 200;
+
+impl Handback {
+    /// Checks what an agent sent; the error names what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let code = |s: &str, max: usize| {
+            !s.is_empty()
+                && s.len() <= max
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if !code(&self.disposition, MAX_DISPOSITION) {
+            return Err(format!(
+                "disposition: expected 1 to {MAX_DISPOSITION} letters, digits, _ or -"
+            ));
+        }
+        if self
+            .notes
+            .as_ref()
+            .is_some_and(|n| n.chars().count() > MAX_NOTES)
+        {
+            return Err(format!("notes: at most {MAX_NOTES} characters"));
+        }
+        if self.slots.len() > MAX_SLOTS {
+            return Err(format!("slots: at most {MAX_SLOTS}"));
+        }
+        for (name, value) in &self.slots {
+            if !code(name, MAX_DISPOSITION) || name.contains('-') {
+                return Err(format!(
+                    "slots: {name:?} is not a slot name (letters, digits and _)"
+                ));
+            }
+            let fits = match value {
+                serde_json::Value::String(t) => t.chars().count() <= MAX_SLOT_TEXT,
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => true,
+                _ => false,
+            };
+            if !fits {
+                return Err(format!(
+                    "slots.{name}: expected a number, true or false, or text of at most \
+                     {MAX_SLOT_TEXT} characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Desks {
+    /// The agent on call `call_id` (`agent`, or whoever it is when `None`) gives it back
+    /// to the bot; the agent's id, or why not.
+    pub fn hand_back(
+        &self,
+        call_id: &str,
+        agent: Option<&str>,
+        handback: Handback,
+    ) -> Result<String, DeskError> {
+        let inner = self.inner();
+        let (key, leg) = inner
+            .legs
+            .iter()
+            .find(|(_, l)| l.call_id == call_id && l.answered && agent.is_none_or(|a| a == l.agent))
+            .ok_or(DeskError::NoAgent)?;
+        let (key, who, call) = (key.clone(), leg.agent.clone(), leg.call.clone());
+        drop(inner);
+        let event = AgentEvent::HandedBack(Box::new((who.clone(), handback)));
+        if tell_call(&call, key, event) {
+            Ok(who)
+        } else {
+            Err(DeskError::CallGone)
+        }
+    }
+}
+
 fn send(inner: &Inner, agent: &str, msg: &ToDesk) -> bool {
     let Some(desks) = inner.desks.get(agent) else {
         return false;
@@ -286,6 +383,37 @@ fn tell_call(call: &mpsc::WeakSender<CallEvent>, key: String, event: AgentEvent)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hand_back_names_what_is_wrong_with_it() {
+        let back = |json: &str| -> Handback { serde_json::from_str(json).expect("parses") };
+        let ok = back(r#"{"disposition": "card_blocked", "slots": {"card": "4821", "n": 2}}"#);
+        assert_eq!(ok.check(), Ok(()));
+        for (json, why) in [
+            (r#"{"disposition": ""}"#, "disposition:"),
+            (r#"{"disposition": "a b"}"#, "disposition:"),
+            (
+                r#"{"disposition": "x", "slots": {"a-b": 1}}"#,
+                "slots: \"a-b\" is not a slot name",
+            ),
+            (
+                r#"{"disposition": "x", "slots": {"card": null}}"#,
+                "slots.card:",
+            ),
+            (
+                r#"{"disposition": "x", "slots": {"card": {"a": 1}}}"#,
+                "slots.card:",
+            ),
+        ] {
+            let err = back(json).check().expect_err(json);
+            assert!(err.starts_with(why), "{json}: {err}");
+        }
+        let long = format!(r#"{{"disposition": "x", "notes": "{}"}}"#, "n".repeat(2001));
+        assert!(back(&long).check().is_err());
+        let many: Vec<String> = (0..33).map(|i| format!(r#""s{i}": 1"#)).collect();
+        let many = format!(r#"{{"disposition": "x", "slots": {{{}}}}}"#, many.join(","));
+        assert!(back(&many).check().is_err());
+    }
 
     fn desks() -> Desks {
         Desks::new(Arc::new(Agents::new(Vec::new(), "baton", [0; 32])))

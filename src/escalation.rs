@@ -253,6 +253,9 @@ pub struct Record {
     /// How long agents talked with the caller, in seconds, once each is done.
     #[serde(default)]
     pub handle_secs: Option<f64>,
+    /// How the agent resolved the call, when they handed it back to the bot.
+    #[serde(default)]
+    pub disposition: Option<String>,
 }
 
 /// An agent whose phone was offered a call and did not take it.
@@ -322,6 +325,7 @@ impl Escalations {
             intent: doc.and_then(|d| d.intent.name.clone()),
             bot: doc.map(|d| d.bot.clone()).unwrap_or_default(),
             handle_secs: None,
+            disposition: None,
         };
         self.keep(&record);
         list.push_back(record);
@@ -361,6 +365,15 @@ impl Escalations {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
             r.handle_secs = Some(r.handle_secs.unwrap_or(0.0) + handled.as_secs_f64());
+            self.keep(r);
+        }
+    }
+
+    /// The agent of call `call_id` handed it back to the bot with this disposition.
+    pub fn disposition(&self, call_id: &str, disposition: &str) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
+            r.disposition = Some(disposition.to_owned());
             self.keep(r);
         }
     }

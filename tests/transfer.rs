@@ -17,6 +17,8 @@
 //!   consulting them (baton redirects the consultation to the colleague's phone, then
 //!   asks that phone to replace it with the caller); a colleague who is busy leaves the
 //!   caller with the agent who transferred.
+//! - An agent hands the caller back through the API; the bot carries on from the slots
+//!   they set.
 
 mod common;
 
@@ -668,5 +670,103 @@ fn a_colleague_who_cannot_take_a_transfer_leaves_the_caller_with_the_agent() {
         "Sam talked about 4 s: {record:#}"
     );
     assert_eq!(agent(&baton, "a-billing")["calls"], 0);
+    assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
+}
+
+#[test]
+fn an_agent_hands_the_caller_back_to_the_bot_which_carries_on_from_what_they_did() {
+    let plan = DESK.replace(
+        "say = \"Is there anything else?\"",
+        "say = \"Your card ending {slot.card} is now blocked. Is there anything else?\"",
+    );
+    let baton = Baton::builder("transfer-handback")
+        .config(AGENTS)
+        .dialplan("desk", &plan)
+        .start();
+    let dana = Softphone::start(&baton, "dana", "correct-horse-battery");
+    wait_registered(&baton, &[("a-fraud", &dana)]);
+    let post = |path: &str, body: &str| {
+        common::http_request(baton.http, "POST", path, &[], body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    };
+    let caller = std::thread::scope(|s| {
+        let caller = s.spawn(|| ask_for_a_person(&baton, "handback", 16.0));
+        let connected = wait_for(Duration::from_secs(30), || {
+            baton.last_escalation()["outcome"] == "connected"
+        });
+        assert!(
+            connected,
+            "Dana takes the call: {}",
+            baton.last_escalation()
+        );
+        let id = baton.last_escalation()["call_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let path = format!("/v1/calls/{id}/handback");
+        for (body, status, why) in [
+            ("{}", 400, "missing field `disposition`"),
+            (
+                r#"{"disposition": "card blocked"}"#,
+                400,
+                "disposition: expected",
+            ),
+            (
+                r#"{"disposition": "x", "slots": {"card": [1]}}"#,
+                400,
+                "slots.card",
+            ),
+            (
+                r#"{"disposition": "x", "outcome": 1}"#,
+                400,
+                "unknown field",
+            ),
+        ] {
+            let (got, text) = post(&path, body);
+            assert_eq!((got, text.contains(why)), (status, true), "{body}: {text}");
+        }
+        let (got, text) = post(
+            "/v1/calls/0123456789abcdef/handback",
+            r#"{"disposition": "x"}"#,
+        );
+        assert_eq!(got, 404, "{text}");
+        let back = r#"{"disposition": "card_blocked", "notes": "blocked, new card sent",
+                       "slots": {"card": "4821"}}"#;
+        let (got, text) = post(&path, back);
+        assert_eq!(got, 202, "{text}");
+        assert!(text.contains("a-fraud"), "{text}");
+        caller.join().expect("caller")
+    });
+    assert!(caller.ok(), "{}", caller.report);
+    let record = baton.last_escalation();
+    assert_eq!(record["outcome"], "returned", "{record:#}");
+    assert_eq!(record["disposition"], "card_blocked", "{record:#}");
+    let context = context_of_last_call(&baton);
+    assert_eq!(context["slots"]["card"], "4821", "{context:#}");
+    let handback = context["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "handback"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        handback["detail"]["disposition"], "card_blocked",
+        "{context:#}"
+    );
+    assert_eq!(handback["by"], "agent:a-fraud", "{context:#}");
+    // The bot carries on from what the agent did.
+    let said: Vec<&str> = context["transcript"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|l| l["speaker"] == "bot")
+                .filter_map(|l| l["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        said.iter()
+            .any(|t| t.starts_with("Your card ending 4 8 2 1 is now blocked.")),
+        "{said:#?}"
+    );
     assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
 }

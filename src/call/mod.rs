@@ -85,6 +85,8 @@ pub enum AgentEvent {
     Accepted(String),
     /// The agent declined or hung up on their desktop: the leg ends on our side too.
     HungUp,
+    /// Agent `.0` gave the call back to the bot (the API), saying how they resolved it.
+    HandedBack(Box<(String, crate::desk::Handback)>),
 }
 
 /// What a call asks of the endpoint. `key` names the dialog (our To tag).
@@ -591,6 +593,55 @@ impl Call {
                 if sip {
                     let _ = self.commands.try_send(Command::Hangup { key });
                 }
+            }
+            AgentEvent::HandedBack(back) => {
+                let (agent, back) = *back;
+                if !current.is_some_and(|a| a.answered) {
+                    return;
+                }
+                info!(agent_leg = %key, disposition = %back.disposition, "the agent hands the caller back to the bot");
+                self.shared
+                    .escalations
+                    .disposition(&self.id, &back.disposition);
+                let mut changes: Vec<Change> = back
+                    .slots
+                    .into_iter()
+                    .map(|(name, value)| Change::Slot { name, value })
+                    .collect();
+                changes.push(Change::Action {
+                    name: "handback".into(),
+                    detail: serde_json::json!({
+                        "agent": agent,
+                        "disposition": back.disposition,
+                        "notes": back.notes,
+                    }),
+                });
+                // The leg ends once this is in the context, so that the bot picking the
+                // call up starts from it.
+                let (contexts, id, me) = (
+                    self.shared.contexts.clone(),
+                    self.id.clone(),
+                    self.me.clone(),
+                );
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = contexts
+                            .write(&id, Author::Agent(agent), None, changes)
+                            .await
+                        {
+                            warn!(error = %e, "hand back not written to the context");
+                        }
+                        if let Some(me) = me.upgrade() {
+                            let _ = me
+                                .send(CallEvent::Agent {
+                                    key,
+                                    event: AgentEvent::HungUp,
+                                })
+                                .await;
+                        }
+                    }
+                    .in_current_span(),
+                );
             }
             AgentEvent::Refer { target, replaces } => {
                 let to = target

@@ -648,6 +648,7 @@ mod tests {
             intent: Some("block_card".into()),
             bot: BotProgress::default(),
             handle_secs: None,
+            disposition: None,
         }
     }
 
