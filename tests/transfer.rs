@@ -192,6 +192,19 @@ fn ask_for_a_person(baton: &Baton, stem: &str, stay_secs: f64) -> common::SippRu
         .run()
 }
 
+/// What baton said to the caller, as the call's transcript has it.
+fn bot_lines(context: &Value) -> Vec<&str> {
+    context["transcript"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|l| l["speaker"] == "bot")
+                .filter_map(|l| l["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn context_of_last_call(baton: &Baton) -> Value {
     let id = baton.last_escalation()["call_id"]
         .as_str()
@@ -325,15 +338,7 @@ fn with_no_agent_registered_the_caller_is_offered_a_callback() {
         .is_some_and(|a| a.iter().any(|a| a["name"] == "callback_offered"));
     assert!(offered, "{:#}", context["actions"]);
     // Told first that someone will call back, then the bot carries on.
-    let said: Vec<&str> = context["transcript"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter(|l| l["speaker"] == "bot")
-                .filter_map(|l| l["text"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
+    let said = bot_lines(&context);
     let offer = said.iter().position(|t| t.contains("call you back"));
     let back = said.iter().rposition(|t| *t == "Is there anything else?");
     assert!(
@@ -417,6 +422,18 @@ fn register_sipp_phone(baton: &Baton, user: &str, password: &str) -> String {
     port
 }
 
+/// A baton with the desk plan, and both agents' phones played by SIPp and registered:
+/// the ports Sam's and Dana's phones must then listen on.
+fn desk_with_sipp_phones(name: &str) -> (Baton, String, String) {
+    let baton = Baton::builder(name)
+        .config(AGENTS)
+        .dialplan("desk", DESK)
+        .start();
+    let sam = register_sipp_phone(&baton, "sam", "battery-staple-42");
+    let dana = register_sipp_phone(&baton, "dana", "correct-horse-battery");
+    (baton, sam, dana)
+}
+
 #[test]
 fn an_agent_hands_the_call_to_a_colleague_with_refer() {
     let baton = Baton::builder("transfer-refer")
@@ -452,14 +469,9 @@ fn an_agent_hands_the_call_to_a_colleague_with_refer() {
 
 #[test]
 fn an_agent_consults_a_colleague_then_hands_them_the_call() {
-    let baton = Baton::builder("transfer-attended")
-        .config(AGENTS)
-        .dialplan("desk", DESK)
-        .start();
-    // Both phones are SIPp. Without a skill asked, Sam (a-billing) gets the call; Dana's
-    // phone takes Sam's consultation call and then baton's call that replaces it.
-    let sam_port = register_sipp_phone(&baton, "sam", "battery-staple-42");
-    let dana_port = register_sipp_phone(&baton, "dana", "correct-horse-battery");
+    // Without a skill asked, Sam (a-billing) gets the call; Dana's phone takes Sam's
+    // consultation call and then baton's call that replaces it.
+    let (baton, sam_port, dana_port) = desk_with_sipp_phones("transfer-attended");
     let dana = Sipp::new(&baton, "agent_consulted.xml", Transport::Udp)
         .arg("-m")
         .arg("2")
@@ -612,26 +624,18 @@ fn a_stolen_card_overflows_to_the_billing_agent_after_overflow_secs() {
 
     // Meanwhile the caller heard their place in line and the wait.
     let context = context_of_last_call(&baton);
-    let told = context["transcript"].as_array().is_some_and(|t| {
-        t.iter().any(|l| {
-            l["speaker"] == "bot"
-                && l["text"]
-                    .as_str()
-                    .is_some_and(|t| t.contains("next in line") && t.contains("The wait is"))
-        })
-    });
-    assert!(told, "{:#}", context["transcript"]);
+    let said = bot_lines(&context);
+    assert!(
+        said.iter()
+            .any(|t| t.contains("next in line") && t.contains("The wait is")),
+        "{said:#?}"
+    );
     assert_eq!(agent(&baton, "a-billing")["calls"], 0);
 }
 
 #[test]
 fn a_colleague_who_cannot_take_a_transfer_leaves_the_caller_with_the_agent() {
-    let baton = Baton::builder("transfer-refused")
-        .config(AGENTS)
-        .dialplan("desk", DESK)
-        .start();
-    let sam_port = register_sipp_phone(&baton, "sam", "battery-staple-42");
-    let dana_port = register_sipp_phone(&baton, "dana", "correct-horse-battery");
+    let (baton, sam_port, dana_port) = desk_with_sipp_phones("transfer-refused");
     let dana = Sipp::new(&baton, "agent_busy.xml", Transport::Udp)
         .arg("-p")
         .arg(&dana_port)
@@ -754,15 +758,7 @@ fn an_agent_hands_the_caller_back_to_the_bot_which_carries_on_from_what_they_did
     );
     assert_eq!(handback["by"], "agent:a-fraud", "{context:#}");
     // The bot carries on from what the agent did.
-    let said: Vec<&str> = context["transcript"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter(|l| l["speaker"] == "bot")
-                .filter_map(|l| l["text"].as_str())
-                .collect()
-        })
-        .unwrap_or_default();
+    let said = bot_lines(&context);
     assert!(
         said.iter()
             .any(|t| t.starts_with("Your card ending 4 8 2 1 is now blocked.")),
