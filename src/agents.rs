@@ -61,6 +61,16 @@ struct Live {
     desktops: u32,
 }
 
+impl Live {
+    /// The contacts of the phones registered at `now`, oldest registration first.
+    fn phones(&self, now: Instant) -> impl DoubleEndedIterator<Item = &Uri> {
+        self.bindings
+            .iter()
+            .filter(move |b| b.expires_at > now)
+            .map(|b| &b.contact)
+    }
+}
+
 /// How much the newest call moves an agent's handle time: the last ten or so calls count.
 const HANDLE_SMOOTHING: f64 = 0.2;
 
@@ -293,14 +303,7 @@ impl Agents {
         let live = self.live();
         let phones: Vec<Uri> = live
             .get(&target.id)
-            .map(|l| {
-                l.bindings
-                    .iter()
-                    .rev()
-                    .filter(|b| b.expires_at > now)
-                    .map(|b| b.contact.clone())
-                    .collect()
-            })
+            .map(|l| l.phones(now).rev().cloned().collect())
             .unwrap_or_default();
         Some(if phones.is_empty() {
             Colleague::Unavailable
@@ -350,13 +353,7 @@ impl Agents {
             .map(|a| {
                 let l = live.get(&a.id);
                 let contacts: Vec<String> = l
-                    .map(|l| {
-                        l.bindings
-                            .iter()
-                            .filter(|b| b.expires_at > now)
-                            .map(|b| b.contact.to_string())
-                            .collect()
-                    })
+                    .map(|l| l.phones(now).map(Uri::to_string).collect())
                     .unwrap_or_default();
                 AgentView {
                     id: a.id.clone(),
@@ -399,8 +396,8 @@ impl Agents {
                 let l = live.get(&a.id)?;
                 // The newest registration is the phone the agent is most likely at; without
                 // one, the desktop's own softphone.
-                let phone = match l.bindings.iter().rfind(|b| b.expires_at > now) {
-                    Some(b) => Phone::Sip(b.contact.clone()),
+                let phone = match l.phones(now).next_back() {
+                    Some(contact) => Phone::Sip(contact.clone()),
                     None if l.desktops > 0 => Phone::Desktop,
                     None => return None,
                 };

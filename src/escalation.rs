@@ -340,8 +340,7 @@ impl Escalations {
         outcome: &str,
         missed: &[(String, &str)],
     ) {
-        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
+        self.update(call_id, |r| {
             if let Some(id) = agent_id {
                 r.agent_id = Some(id.to_owned());
             }
@@ -356,24 +355,26 @@ impl Escalations {
                     why: (*why).to_owned(),
                 })
                 .collect();
-            self.keep(r);
-        }
+        });
     }
 
     /// An agent of call `call_id` is done, having talked with the caller for `handled`.
     pub fn handled(&self, call_id: &str, handled: Duration) {
-        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
+        self.update(call_id, |r| {
             r.handle_secs = Some(r.handle_secs.unwrap_or(0.0) + handled.as_secs_f64());
-            self.keep(r);
-        }
+        });
     }
 
     /// The agent of call `call_id` handed it back to the bot with this disposition.
     pub fn disposition(&self, call_id: &str, disposition: &str) {
+        self.update(call_id, |r| r.disposition = Some(disposition.to_owned()));
+    }
+
+    /// Changes call `call_id`'s record, if it is listed, and keeps it as changed.
+    fn update(&self, call_id: &str, change: impl FnOnce(&mut Record)) {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = list.iter_mut().rev().find(|r| r.call_id == call_id) {
-            r.disposition = Some(disposition.to_owned());
+            change(r);
             self.keep(r);
         }
     }

@@ -189,6 +189,8 @@ enum State {
         agent: Offer,
         key: String,
         since: Instant,
+        /// The colleague was consulted before an attended transfer: no whisper.
+        consulted: bool,
     },
     Whisper {
         agent: Offer,
@@ -259,8 +261,6 @@ pub struct Transfer {
     /// The agent who asked to transfer the call to a colleague (their leg, who they are,
     /// when they answered), until the colleague answers or does not.
     referrer: Option<(String, Offer, Instant)>,
-    /// The leg ringing a colleague who was consulted before an attended transfer.
-    consulted: Option<String>,
     next_update: Instant,
     next_queue_check: Instant,
     updates: u32,
@@ -290,7 +290,6 @@ impl Transfer {
             started: now,
             missed: Vec::new(),
             referrer: None,
-            consulted: None,
             updates: 0,
             actions: VecDeque::new(),
             legs: 0,
@@ -342,11 +341,15 @@ impl Transfer {
         if k != key {
             return;
         }
-        let State::Ringing { agent, key, .. } = std::mem::replace(&mut self.state, State::Over)
+        let State::Ringing {
+            agent,
+            key,
+            consulted,
+            ..
+        } = std::mem::replace(&mut self.state, State::Over)
         else {
             return;
         };
-        let consulted = self.consulted.take().is_some_and(|k| k == key);
         if !consulted {
             self.actions.push_back(Action::Whisper { key: key.clone() });
         }
@@ -399,7 +402,6 @@ impl Transfer {
             handled: None,
         });
         self.missed.push((agent.id, why.as_str()));
-        self.consulted = None;
         if let Some((key, agent, answered)) = self.referrer.take() {
             // The colleague cannot take it: the agent who asked has the caller back, and
             // hears why (RFC 5589 §6).
@@ -423,10 +425,10 @@ impl Transfer {
 
     /// The agent on leg `key` asked to transfer the call to agent `to` (a REFER): the
     /// caller holds while the colleague's phone rings; the agent who asked is let go once
-    /// the colleague answers, and has the caller back if they cannot. With `replaces` (attended: the two agents have
-    /// talked already on that dialog) the colleague's phone replaces that call with this
-    /// one. The status to refuse the transfer with when the target is no agent, or cannot
-    /// take the call now.
+    /// the colleague answers, and has the caller back if they cannot. With `replaces`
+    /// (attended: the two agents have talked already on that dialog) the colleague's phone
+    /// replaces that call with this one. The status to refuse the transfer with when the
+    /// target is no agent, or cannot take the call now.
     pub fn referred(
         &mut self,
         key: &str,
@@ -486,15 +488,13 @@ impl Transfer {
             "Please hold while I put you through to my colleague {}.",
             offer.name
         )));
+        let consulted = replaces.is_some();
         self.actions.push_back(match replaces {
-            Some(replaces) => {
-                self.consulted = Some(key.clone());
-                Action::Replace {
-                    key: key.clone(),
-                    agent: offer.clone(),
-                    replaces,
-                }
-            }
+            Some(replaces) => Action::Replace {
+                key: key.clone(),
+                agent: offer.clone(),
+                replaces,
+            },
             None => Action::Dial {
                 key: key.clone(),
                 agent: offer.clone(),
@@ -505,6 +505,7 @@ impl Transfer {
             agent: offer,
             key,
             since: now,
+            consulted,
         };
         Ok(())
     }
@@ -726,6 +727,7 @@ impl Transfer {
                 agent,
                 key,
                 since: now,
+                consulted: false,
             };
             return true;
         }
@@ -936,14 +938,11 @@ mod tests {
 
     /// A transfer of a fraud call started at `now` with the default settings.
     fn start(pool: &mut Agents, words: Words, now: Instant) -> Transfer {
-        Transfer::start(
-            Settings::default(),
-            need(),
-            Weights::default(),
-            words,
-            pool,
-            now,
-        )
+        start_with(pool, Settings::default(), words, now)
+    }
+
+    fn start_with(pool: &mut Agents, settings: Settings, words: Words, now: Instant) -> Transfer {
+        Transfer::start(settings, need(), Weights::default(), words, pool, now)
     }
 
     impl Run {
@@ -963,14 +962,7 @@ mod tests {
                 overflow,
                 ..Settings::default()
             };
-            let t = Transfer::start(
-                settings,
-                need(),
-                Weights::default(),
-                Words::default(),
-                &mut pool,
-                now,
-            );
+            let t = start_with(&mut pool, settings, Words::default(), now);
             Run { t, pool, now }
         }
 

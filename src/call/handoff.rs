@@ -584,10 +584,10 @@ impl Handoff {
 
     /// Ends leg `key`: the SIP phone is sent CANCEL or BYE, the desktop told.
     pub fn drop_leg(&mut self, call: &CallRef<'_>, key: String) {
-        let leg = match self.agent.take_if(|a| a.key == key) {
-            Some(a) => Some(a),
-            None => self.aside.take_if(|a| a.key == key),
-        };
+        let leg = self
+            .agent
+            .take_if(|a| a.key == key)
+            .or_else(|| self.aside.take_if(|a| a.key == key));
         let web = match leg {
             Some(a) => matches!(a.leg, AgentMedia::Web(_)),
             None => false,
