@@ -11,13 +11,15 @@ use crate::config::{ApiToken, Role};
 use crate::context::{Author, Change, Context, ContextStore, StoreError};
 use crate::desk::DeskError;
 use crate::escalation::Escalations;
+use crate::followup::{CancelError, FollowUps, State as FollowUpState};
 use crate::metrics::Metrics;
+use crate::reports::{self, Format, Report, Request};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -39,6 +41,11 @@ pub struct ApiState {
     pub agents: Arc<Agents>,
     pub escalations: Arc<Escalations>,
     pub desks: Arc<crate::desk::Desks>,
+    pub followups: Arc<FollowUps>,
+    /// The dialplans new calls run, reloaded through `POST /v1/dialplans/reload`.
+    pub plans: Arc<crate::plans::Plans>,
+    /// The ended calls and escalations on disk, for the reports.
+    pub archive: crate::context::archive::Archive,
 }
 
 /// The API's routes.
@@ -58,8 +65,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/schema/context", get(context_schema))
         .route("/v1/agents", get(list_agents))
         .route("/v1/escalations", get(list_escalations))
+        .route("/v1/reports/escalations", get(escalation_report))
+        .route("/reports", get(reports_page))
         .route("/v1/agents/{id}/presence", put(set_presence))
         .route("/v1/calls/{id}/handback", post(hand_back))
+        .route("/v1/dialplans/reload", post(reload_dialplans))
+        .route("/v1/followups", get(list_followups))
+        .route(
+            "/v1/followups/{id}",
+            get(get_followup).delete(cancel_followup),
+        )
         .route("/agent", get(crate::desktop::page))
         .route("/agent/ws", get(crate::desktop::socket))
         .with_state(state)
@@ -73,6 +88,67 @@ async fn list_escalations(State(s): State<ApiState>, client: Client) -> Response
         list.retain(|r| r.agent_id.as_deref() == Some(me.as_str()));
     }
     Json(list).into_response()
+}
+
+/// A report request's query string, as name and value pairs.
+type ReportQuery = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+/// The escalation report `query` asks for, from the archive: for an operator or a bot
+/// only. 400 naming a bad parameter.
+async fn load_report(
+    s: &ApiState,
+    client: &Client,
+    query: ReportQuery,
+    formats: bool,
+) -> Result<(Request, Report), Response> {
+    if !client.sees_everything() {
+        return Err(forbidden());
+    }
+    let Ok(Query(params)) = query else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "expected ?period=week|month&from=MS&to=MS",
+        ));
+    };
+    let request =
+        Request::parse(&params, formats).map_err(|why| error(StatusCode::BAD_REQUEST, &why))?;
+    let rows = s
+        .archive
+        .report_rows(request.range)
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))?;
+    let report = reports::report(request.period, request.range, &rows)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    Ok((request, report))
+}
+
+/// How often the bot's calls went to a person, per week or month, by intent and by
+/// reason: `?period=week|month&from=MS&to=MS&format=json|csv`.
+async fn escalation_report(
+    State(s): State<ApiState>,
+    client: Client,
+    query: ReportQuery,
+) -> Response {
+    match load_report(&s, &client, query, true).await {
+        Ok((request, report)) => match request.format {
+            Format::Json => Json(report).into_response(),
+            Format::Csv => (
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+                report.to_csv(),
+            )
+                .into_response(),
+        },
+        Err(refused) => refused,
+    }
+}
+
+/// The reports page: the escalation charts for `?period=` (and `from`, `to`), with links
+/// to the same report as JSON and CSV.
+async fn reports_page(State(s): State<ApiState>, client: Client, query: ReportQuery) -> Response {
+    match load_report(&s, &client, query, false).await {
+        Ok((request, report)) => Html(report.page(&request)).into_response(),
+        Err(refused) => refused,
+    }
 }
 
 /// The agents with their registration and presence: all of them for an operator or a
@@ -144,8 +220,23 @@ async fn hand_back(
     if let Err(why) = back.check() {
         return error(StatusCode::BAD_REQUEST, &why);
     }
-    if s.calls.get(&id).is_none() {
+    let Some(call) = s.calls.get(&id) else {
         return error(StatusCode::NOT_FOUND, &format!("no call with id {id:?}"));
+    };
+    let plans = s.plans.current();
+    let plan = plans.dialplans.iter().find(|p| p.name == call.dialplan);
+    if let Some(name) = back
+        .followups
+        .iter()
+        .find(|name| !plan.is_some_and(|p| p.followups.contains_key(*name)))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "followups: dialplan {:?} has no [followup.{name}]",
+                call.dialplan
+            ),
+        );
     }
     match s.desks.hand_back(&id, agent, back) {
         Ok(agent) => (
@@ -155,6 +246,145 @@ async fn hand_back(
             .into_response(),
         Err(e @ DeskError::NoAgent) => error(StatusCode::CONFLICT, &e.to_string()),
         Err(e) => error(StatusCode::GONE, &e.to_string()),
+    }
+}
+
+/// Most follow-ups one listing returns.
+const MAX_FOLLOWUP_LIST: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowUpQuery {
+    call: Option<String>,
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Follow-ups, newest first: of one call (`?call=`), in one state (`?state=failed`), at
+/// most `?limit=` (100 unless given). An agent sees only those of their own calls.
+async fn list_followups(
+    State(s): State<ApiState>,
+    client: Client,
+    query: Result<Query<FollowUpQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected ?call=ID, ?state=pending|sent|failed|cancelled and ?limit=N",
+        );
+    };
+    let state = match q.state.as_deref().map(|s| (s, FollowUpState::parse(s))) {
+        None => None,
+        Some((_, Some(state))) => Some(state),
+        Some((other, None)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("state: {other:?} is not one of pending, sent, failed, cancelled"),
+            )
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_FOLLOWUP_LIST).contains(&limit) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("limit: expected 1 to {MAX_FOLLOWUP_LIST}"),
+        );
+    }
+    match &q.call {
+        Some(call) => {
+            if let Err(refused) = client.may_see(&s, call).await {
+                return refused;
+            }
+        }
+        None if !client.sees_everything() => return forbidden(),
+        None => {}
+    }
+    match s.followups.list(q.call, state, limit).await {
+        Ok(tasks) => Json(tasks).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// The follow-up `id`, if this client may see its call; the response when not.
+async fn followup_for(
+    s: &ApiState,
+    client: &Client,
+    id: &str,
+) -> Result<crate::followup::Task, Response> {
+    let task = match s.followups.get(id).await {
+        Ok(Some(task)) => task,
+        Ok(None) => {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                &format!("no follow-up with id {id:?}"),
+            ))
+        }
+        Err(e) => return Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+    };
+    client.may_see(s, &task.call_id).await?;
+    Ok(task)
+}
+
+async fn get_followup(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
+    match followup_for(&s, &client, &id).await {
+        Ok(task) => Json(task).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// Cancels a follow-up that has not gone out: 200 with it, or 409 saying why not.
+async fn cancel_followup(
+    State(s): State<ApiState>,
+    client: Client,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refused) = followup_for(&s, &client, &id).await {
+        return refused;
+    }
+    match s.followups.cancel(&id).await {
+        Ok(task) => Json(task).into_response(),
+        Err(e @ CancelError::NotFound(_)) => error(StatusCode::NOT_FOUND, &e.to_string()),
+        Err(e @ (CancelError::Done(_) | CancelError::Sending)) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
+        Err(e @ CancelError::Archive(_)) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// Reads the dialplan files again (an admin's, or anyone's on an open API): 200 with the
+/// plans now in use, or 422 with every problem found, the running plans staying.
+async fn reload_dialplans(State(s): State<ApiState>, client: Client) -> Response {
+    if !matches!(client, Client::Open | Client::Token(Role::Admin)) {
+        return forbidden();
+    }
+    match s.plans.reload().await {
+        Ok(summary) => {
+            let plans: Vec<_> = summary
+                .plans
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "name": p.name,
+                        "file": p.file.display().to_string(),
+                        "match": p.matches,
+                        "steps": p.steps,
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({ "dialplans": plans })).into_response()
+        }
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "error": "dialplans not reloaded: the running ones stay",
+                "problems": e.problems,
+            })),
+        )
+            .into_response(),
     }
 }
 

@@ -61,6 +61,9 @@ pub struct Config {
     /// `trusted_ca`: PEM files of certificate authorities trusted, beside the public web
     /// roots, for `wss://` bots and `https://` customer data (a private CA, a test CA).
     pub trusted_ca: Vec<PathBuf>,
+    /// `[connector.NAME]`: where follow-up messages (SMS, WhatsApp, e-mail) are handed over
+    /// after calls, by the name follow-up tasks use.
+    pub connectors: std::collections::BTreeMap<String, ConnectorConfig>,
 }
 
 /// How text is turned into speech: the espeak-ng program and its voice.
@@ -96,6 +99,50 @@ const TTS_SPEEDS: std::ops::RangeInclusive<u32> = 80..=450;
 const MAX_TTS_TIMEOUT_SECS: u64 = 60;
 /// Largest TTS cache: 4 GiB of audio is about 37 hours at 16 kHz.
 const MAX_TTS_CACHE_MB: u32 = 4096;
+
+/// A webhook that delivers follow-up messages: baton POSTs signed JSON to it and retries
+/// until it answers 2xx, so the receiver can trust what arrives and drop duplicates.
+#[derive(Clone, PartialEq)]
+pub struct ConnectorConfig {
+    /// `url`: the `http://` or `https://` endpoint the messages are POSTed to.
+    pub url: reqwest::Url,
+    /// `secret` or `secret_env`: the HMAC-SHA256 key the receiver checks signatures with.
+    pub secret: Vec<u8>,
+    /// `timeout_ms`: the longest one request may take, answer included.
+    pub timeout: Duration,
+    /// `attempts`: tries before a message is reported failed.
+    pub attempts: u32,
+    /// `backoff_ms`: the wait before the second try; it doubles after each further failure.
+    pub backoff: Duration,
+    /// `max_backoff_secs`: the longest wait between two tries.
+    pub max_backoff: Duration,
+}
+
+impl fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret, even in a debug dump of the config.
+        f.debug_struct("ConnectorConfig")
+            .field("url", &self.url.as_str())
+            .field("secret", &"<hidden>")
+            .field("timeout", &self.timeout)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .field("max_backoff", &self.max_backoff)
+            .finish()
+    }
+}
+
+/// Shortest connector secret accepted: a guessable key lets anyone forge messages.
+const MIN_CONNECTOR_SECRET: usize = 16;
+/// Connector request timeouts, in milliseconds: below 100 ms even a healthy receiver fails;
+/// above a minute a stuck one holds a delivery slot for nothing.
+const CONNECTOR_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+/// Tries per message: past 20 the doubling waits stretch beyond any useful delivery time.
+const CONNECTOR_ATTEMPTS: std::ops::RangeInclusive<u32> = 1..=20;
+/// First retry waits, in milliseconds: from a quick second try to ten minutes.
+const CONNECTOR_BACKOFF_MS: std::ops::RangeInclusive<u64> = 10..=600_000;
+/// Caps on the wait between tries, in seconds: up to a day.
+const CONNECTOR_MAX_BACKOFF_SECS: std::ops::RangeInclusive<u64> = 1..=MAX_SECS;
 
 /// An agent: who they are, how their softphone registers, and what they are good at.
 #[derive(Clone, PartialEq)]
@@ -275,6 +322,7 @@ impl Default for Config {
             api_tokens: Vec::new(),
             tts: TtsConfig::default(),
             trusted_ca: Vec::new(),
+            connectors: std::collections::BTreeMap::new(),
             agents: Vec::new(),
             sip_realm: "baton".to_owned(),
         }
@@ -319,6 +367,21 @@ speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model insta
 # max_calls = 1
 # digest = ["SHA-256", "MD5"]     # offered strongest first; ["MD5"] for older phones
 
+# Connectors deliver follow-up messages (SMS, WhatsApp, e-mail) after calls, one table
+# each, named by a dialplan's [followup.NAME] (`connector`, "default" unless given). baton POSTs JSON to url with the headers
+# Idempotency-Key (the same on every try of a message), X-Baton-Timestamp (Unix seconds)
+# and X-Baton-Signature: "v1=" and the hex HMAC-SHA256, keyed with the secret, of the
+# timestamp, a ".", and the body. A 2xx answer delivers; 408, 425, 429, 5xx and network
+# errors are tried again (after Retry-After seconds when given); other answers fail at once.
+# [connector.default]
+# url = "https://hooks.example.com/baton"  # http:// or https://, without user:password@
+# secret_env = "BATON_SMS_SECRET"  # the environment variable holding the secret, or
+# secret = "a long random secret"  # the secret itself; 16 bytes or more, one of the two
+# timeout_ms = 5000               # for the whole request (100 to 60000)
+# attempts = 6                    # tries before the message is reported failed (1 to 20)
+# backoff_ms = 1000               # wait before the 2nd try, doubled after each failure (10 to 600000)
+# max_backoff_secs = 600          # longest wait between tries (1 to 86400)
+
 # API clients, one table each; with none, the API listens on loopback only, without tokens.
 # [[api_token]]
 # token = "a long random secret"  # sent as "Authorization: Bearer ..."; 16 bytes or more
@@ -346,15 +409,22 @@ cache_mb = 64                 # rendered speech kept in memory (0 to 4096; 0: no
         Config::from_toml(&text, path)
     }
 
-    /// Parses config text; `file` is only used to name the file in errors.
+    /// Parses config text; `file` is only used to name the file in errors. Secrets named by
+    /// `secret_env` are read from the environment now, so a missing one stops start-up.
     pub fn from_toml(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        Config::from_toml_with_env(text, file, &|name| std::env::var_os(name))
+    }
+
+    /// [`Config::from_toml`] with the environment given, so tests need not change the
+    /// process's own.
+    fn from_toml_with_env(text: &str, file: &Path, env: &Env<'_>) -> Result<Config, ConfigError> {
         let source = SourceFile::parse(file, text)
             .map_err(|(at, message)| ConfigError::Syntax { at, message })?;
         let raw: RawConfig = location::deserialize_table(source.root()).map_err(|e| {
             let (at, message) = source.at_error(&e);
             ConfigError::Invalid { at, message }
         })?;
-        raw.resolve(&source)
+        raw.resolve(&source, env)
     }
 
     /// Replaces the values the command line set.
@@ -448,6 +518,19 @@ struct RawConfig {
     trusted_ca: Option<Vec<PathBuf>>,
     agent: Option<Vec<RawAgent>>,
     sip_realm: Option<String>,
+    connector: Option<std::collections::BTreeMap<String, RawConnector>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnector {
+    url: String,
+    secret: Option<String>,
+    secret_env: Option<String>,
+    timeout_ms: Option<u64>,
+    attempts: Option<u32>,
+    backoff_ms: Option<u64>,
+    max_backoff_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -490,12 +573,15 @@ struct RawRateLimit {
     burst: Option<u32>,
 }
 
+/// Looks up an environment variable.
+type Env<'a> = dyn Fn(&str) -> Option<std::ffi::OsString> + 'a;
+
 /// Upper bound for the second-valued keys: a day is already far beyond any sane setting,
 /// and it keeps `Duration` arithmetic far from overflow.
 const MAX_SECS: u64 = 86_400;
 
 impl RawConfig {
-    fn resolve(self, source: &SourceFile<'_>) -> Result<Config, ConfigError> {
+    fn resolve(self, source: &SourceFile<'_>, env: &Env<'_>) -> Result<Config, ConfigError> {
         let invalid = |key: &[&str], message: String| ConfigError::Invalid {
             at: source.at_key(&KeyPath::keys(key)),
             message,
@@ -687,6 +773,16 @@ impl RawConfig {
                     "expected 1 to 64 letters, digits, '-', '_' or '.'".to_owned(),
                 ));
             }
+            if raw.sip_user.eq_ignore_ascii_case(crate::desk::BOT_USER) {
+                return Err(bad(
+                    "sip_user",
+                    format!(
+                        "\"{}\" is reserved: an agent's phone transfers a call to \
+                         sip:bot@baton to hand it back to the bot",
+                        raw.sip_user
+                    ),
+                ));
+            }
             if raw.password.len() < MIN_AGENT_PASSWORD {
                 return Err(bad(
                     "password",
@@ -770,6 +866,10 @@ impl RawConfig {
                 digest,
             });
         }
+        for (name, raw) in self.connector.unwrap_or_default() {
+            let connector = raw.resolve(&name, source, env)?;
+            config.connectors.insert(name, connector);
+        }
         if let Some(tts) = self.tts {
             let key = |name: &'static str| ["tts", name];
             if let Some(command) = tts.command {
@@ -823,6 +923,132 @@ impl RawConfig {
             }
         }
         Ok(config)
+    }
+}
+
+impl RawConnector {
+    fn resolve(
+        self,
+        name: &str,
+        source: &SourceFile<'_>,
+        env: &Env<'_>,
+    ) -> Result<ConnectorConfig, ConfigError> {
+        let bad = |key: Option<&str>, message: String| {
+            let mut path = KeyPath::keys(&["connector", name]);
+            if let Some(key) = key {
+                path = path.key(key);
+            }
+            ConfigError::Invalid {
+                at: source.at_key(&path),
+                message,
+            }
+        };
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !plain {
+            return Err(bad(
+                None,
+                "expected a name of 1 to 64 letters, digits, '-' or '_'".to_owned(),
+            ));
+        }
+
+        // The URL is not echoed back: it may carry a token in its path or query.
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| bad(Some("url"), format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad(
+                Some("url"),
+                format!(
+                    "expected an http:// or https:// URL, got {}://",
+                    url.scheme()
+                ),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad(
+                Some("url"),
+                "must not hold a user name or password; the secret signs each message".to_owned(),
+            ));
+        }
+
+        let too_short = format!("must be at least {MIN_CONNECTOR_SECRET} bytes long");
+        let secret = match (self.secret, self.secret_env) {
+            (Some(secret), None) => {
+                if secret.len() < MIN_CONNECTOR_SECRET {
+                    return Err(bad(Some("secret"), too_short));
+                }
+                secret.into_bytes()
+            }
+            (None, Some(var)) => {
+                use std::os::unix::ffi::OsStringExt;
+                let value = env(&var).map(OsStringExt::into_vec).unwrap_or_default();
+                if value.is_empty() {
+                    return Err(bad(
+                        Some("secret_env"),
+                        format!("the environment variable \"{var}\" is not set or empty"),
+                    ));
+                }
+                if value.len() < MIN_CONNECTOR_SECRET {
+                    return Err(bad(
+                        Some("secret_env"),
+                        format!("the secret in \"{var}\" {too_short}"),
+                    ));
+                }
+                value
+            }
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    Some("secret_env"),
+                    "give either secret or secret_env, not both".to_owned(),
+                ))
+            }
+            (None, None) => {
+                return Err(bad(
+                    None,
+                    "needs secret or secret_env to sign its messages".to_owned(),
+                ))
+            }
+        };
+
+        let timeout_ms = self.timeout_ms.unwrap_or(5_000);
+        in_range(timeout_ms, &CONNECTOR_TIMEOUT_MS, " milliseconds")
+            .map_err(|e| bad(Some("timeout_ms"), e))?;
+        let attempts = self.attempts.unwrap_or(6);
+        in_range(attempts, &CONNECTOR_ATTEMPTS, "").map_err(|e| bad(Some("attempts"), e))?;
+        let backoff_ms = self.backoff_ms.unwrap_or(1_000);
+        in_range(backoff_ms, &CONNECTOR_BACKOFF_MS, " milliseconds")
+            .map_err(|e| bad(Some("backoff_ms"), e))?;
+        let max_backoff_secs = self.max_backoff_secs.unwrap_or(600);
+        in_range(max_backoff_secs, &CONNECTOR_MAX_BACKOFF_SECS, " seconds")
+            .map_err(|e| bad(Some("max_backoff_secs"), e))?;
+        Ok(ConnectorConfig {
+            url,
+            secret,
+            timeout: Duration::from_millis(timeout_ms),
+            attempts,
+            backoff: Duration::from_millis(backoff_ms),
+            max_backoff: Duration::from_secs(max_backoff_secs),
+        })
+    }
+}
+
+/// Refuses a number outside `range`, saying which numbers would do.
+fn in_range<T: PartialOrd + fmt::Display>(
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected {} to {}{unit}, got {value}",
+            range.start(),
+            range.end()
+        ))
     }
 }
 
@@ -1202,6 +1428,10 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
                 "agent 1 key \"password\": must be at least 8",
             ),
             (
+                "id = \"a\"\nsip_user = \"bot\"\npassword = \"12345678\"",
+                "agent 1 key \"sip_user\": \"bot\" is reserved",
+            ),
+            (
                 &format!("{agent}skills = {{ fraud = 6 }}"),
                 "agent 1 key \"skills\": fraud: expected a level from 1",
             ),
@@ -1240,6 +1470,178 @@ invite_rate_limit = { per_source_per_sec = 5, burst = 7 }
             assert!(e.contains(want), "{text}: {e}");
         }
         assert!(error("sip_realm = \"a\\\"b\"\n").contains("key \"sip_realm\""));
+    }
+
+    const HOOK: &str = "url = \"https://hooks.example.com/baton\"\n";
+
+    fn parse_with_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        Config::from_toml_with_env(text, Path::new("config.toml"), &env)
+    }
+
+    fn connector_error(table: &str, vars: &[(&str, &str)]) -> String {
+        match parse_with_env(&format!("[connector.sms]\n{table}\n"), vars) {
+            Ok(config) => panic!("expected an error, got {config:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn connector_keys_have_defaults_and_are_read() {
+        assert!(Config::default().connectors.is_empty());
+        let config = parse(&format!(
+            "[connector.sms]\n{HOOK}secret = \"0123456789abcdef\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.connectors["sms"],
+            ConnectorConfig {
+                url: "https://hooks.example.com/baton".parse().unwrap(),
+                secret: b"0123456789abcdef".to_vec(),
+                timeout: Duration::from_secs(5),
+                attempts: 6,
+                backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(600),
+            }
+        );
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+        assert!(format!("{:?}", config.connectors["sms"]).contains("secret: \"<hidden>\""));
+
+        let config = parse_with_env(
+            "[connector.whats-app_2]\nurl = \"http://10.0.0.5:8080/hook\"\n\
+             secret_env = \"HOOK_SECRET\"\ntimeout_ms = 100\nattempts = 20\n\
+             backoff_ms = 600000\nmax_backoff_secs = 86400\n",
+            &[("HOOK_SECRET", "a secret from the environment")],
+        )
+        .unwrap();
+        let hook = &config.connectors["whats-app_2"];
+        assert_eq!(hook.url.as_str(), "http://10.0.0.5:8080/hook");
+        assert_eq!(hook.secret, b"a secret from the environment");
+        assert_eq!(hook.timeout, Duration::from_millis(100));
+        assert_eq!(hook.attempts, 20);
+        assert_eq!(hook.backoff, Duration::from_secs(600));
+        assert_eq!(hook.max_backoff, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn connector_ranges_name_their_key() {
+        let cases = [
+            (
+                "timeout_ms = 99",
+                "timeout_ms\": expected 100 to 60000 milliseconds, got 99",
+            ),
+            (
+                "timeout_ms = 60001",
+                "timeout_ms\": expected 100 to 60000 milliseconds",
+            ),
+            ("attempts = 0", "attempts\": expected 1 to 20, got 0"),
+            ("attempts = 21", "attempts\": expected 1 to 20, got 21"),
+            (
+                "backoff_ms = 9",
+                "backoff_ms\": expected 10 to 600000 milliseconds",
+            ),
+            (
+                "backoff_ms = 600001",
+                "backoff_ms\": expected 10 to 600000 milliseconds",
+            ),
+            (
+                "max_backoff_secs = 0",
+                "max_backoff_secs\": expected 1 to 86400 seconds",
+            ),
+            (
+                "max_backoff_secs = 86401",
+                "max_backoff_secs\": expected 1 to 86400 seconds",
+            ),
+        ];
+        for (line, want) in cases {
+            let e = connector_error(&format!("{HOOK}secret = \"0123456789abcdef\"\n{line}"), &[]);
+            assert!(
+                e.starts_with("config.toml:4:1: key \"connector.sms."),
+                "{e}"
+            );
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn connector_secret_rules() {
+        let vars = [("SHORT", "fifteen bytes!!"), ("EMPTY", "")];
+        let cases = [
+            ("", "key \"connector.sms\": needs secret or secret_env"),
+            (
+                "secret = \"fifteen bytes!!\"",
+                "key \"connector.sms.secret\": must be at least 16 bytes long",
+            ),
+            (
+                "secret = \"0123456789abcdef\"\nsecret_env = \"SHORT\"",
+                "key \"connector.sms.secret_env\": give either secret or secret_env",
+            ),
+            (
+                "secret_env = \"SHORT\"",
+                "key \"connector.sms.secret_env\": the secret in \"SHORT\" must be at least 16",
+            ),
+            (
+                "secret_env = \"EMPTY\"",
+                "key \"connector.sms.secret_env\": the environment variable \"EMPTY\" is not set",
+            ),
+            (
+                "secret_env = \"MISSING\"",
+                "key \"connector.sms.secret_env\": the environment variable \"MISSING\" is not set",
+            ),
+        ];
+        for (lines, want) in cases {
+            let e = connector_error(&format!("{HOOK}{lines}"), &vars);
+            assert!(e.starts_with("config.toml:"), "{e}");
+            assert!(e.contains(want), "{lines}: {e}");
+            assert!(!e.contains("fifteen"), "the secret is never printed: {e}");
+        }
+    }
+
+    #[test]
+    fn connector_url_and_name_rules() {
+        let secret = "secret = \"0123456789abcdef\"";
+        let cases = [
+            (
+                "url = \"ftp://files.example.com/\"",
+                "key \"connector.sms.url\": expected an http:// or https:// URL, got ftp://",
+            ),
+            (
+                "url = \"https://bob:hunter2@hooks.example.com/\"",
+                "key \"connector.sms.url\": must not hold a user name or password",
+            ),
+            (
+                "url = \"https://bob@hooks.example.com/\"",
+                "key \"connector.sms.url\": must not hold a user name",
+            ),
+            (
+                "url = \"hooks.example.com\"",
+                "key \"connector.sms.url\": not a URL",
+            ),
+            ("", "missing field `url`"),
+            (
+                &format!("{HOOK}retries = 3"),
+                "key \"connector.sms.retries\": unknown key",
+            ),
+        ];
+        for (lines, want) in cases {
+            let e = connector_error(&format!("{lines}\n{secret}"), &[]);
+            assert!(e.starts_with("config.toml:"), "{e}");
+            assert!(e.contains(want), "{lines}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let long = "n".repeat(65);
+        for name in ["\"a b\"", "\"\"", "\"sms.eu\"", long.as_str()] {
+            let e = error(&format!("[connector.{name}]\n{HOOK}{secret}\n"));
+            assert!(
+                e.starts_with("config.toml:1:") && e.contains("expected a name of 1 to 64"),
+                "{name}: {e}"
+            );
+        }
+        assert!(parse(&format!("[connector.{}]\n{HOOK}{secret}\n", "n".repeat(64))).is_ok());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The agents' desktops: which agents have `/agent` open, and the messages between their
 //! desktops and the calls offered to them. A call rings an agent's desktop here (with a
 //! WebRTC offer when the desktop is the agent's phone, or only the screen-pop when a SIP
-//! phone rings); what the agent does there (accept, decline, hang up) goes back to the
-//! call as news of its agent leg, exactly like a SIP phone's answers.
+//! phone rings); what the agent does there (accept, decline, hang up, hand back) goes back
+//! to the call as news of its agent leg, exactly like a SIP phone's answers. The hand back
+//! itself ([`Handback`]) is the same from the API, the desktop and a phone's REFER to the
+//! bot.
 
 use crate::agents::Agents;
 use crate::call::{AgentEvent, CallEvent};
@@ -38,6 +40,9 @@ pub struct Ring {
     pub caller: Option<String>,
     #[serde(flatten)]
     pub phone: RingsOn,
+    /// The disposition codes the call's dialplan leads somewhere (`[transfer] handback`),
+    /// for the agent to pick from when they hand the caller back.
+    pub dispositions: Vec<String>,
 }
 
 /// Where an offered call rings, as the desktop reads it (`"phone": "web"` with the SDP
@@ -61,6 +66,8 @@ pub enum FromDesk {
     Decline,
     /// Ended their part of the call (the caller goes back to the bot).
     Hangup,
+    /// Gave the caller back to the bot, saying how they resolved the call.
+    HandBack(Handback),
 }
 
 /// One signed-in desktop.
@@ -114,6 +121,8 @@ pub enum DeskError {
     Answered,
     #[error("no agent is on this call")]
     NoAgent,
+    #[error("the call is not answered yet: decline it instead")]
+    NotAnswered,
 }
 
 impl Desks {
@@ -252,6 +261,12 @@ impl Desks {
             }
             // Hanging up a call not yet answered turns it down.
             FromDesk::Decline | FromDesk::Hangup => AgentEvent::HungUp,
+            FromDesk::HandBack(back) => {
+                if !leg.answered {
+                    return Err(DeskError::NotAnswered);
+                }
+                AgentEvent::HandedBack(Box::new((agent.to_owned(), back)))
+            }
         };
         let call = leg.call.clone();
         drop(inner);
@@ -265,6 +280,10 @@ impl Desks {
     }
 }
 
+/// The SIP user that names the bot: an agent's phone transferring the call there hands
+/// it back. No agent may register as it.
+pub const BOT_USER: &str = "bot";
+
 /// What an agent hands back to the bot with the call (`POST /v1/calls/{id}/handback`):
 /// how they resolved it, and the slots the bot carries on with.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -277,24 +296,65 @@ pub struct Handback {
     /// Values for the bot's slots (`{"card": "4821"}`).
     #[serde(default)]
     pub slots: serde_json::Map<String, serde_json::Value>,
+    /// Follow-ups of the call's dialplan to send or schedule (`["card_blocked_sms"]`),
+    /// filled from the context once the slots are in it.
+    #[serde(default)]
+    pub followups: Vec<String>,
 }
 
 /// Longest disposition code, and longest notes, in characters.
-const MAX_DISPOSITION: usize = 64;
+pub const MAX_DISPOSITION: usize = 64;
 const MAX_NOTES: usize = 2000;
 /// Most slots one hand back sets, and the longest text value.
 const MAX_SLOTS: usize = 32;
+/// Most follow-ups one hand back asks for.
+const MAX_FOLLOWUPS: usize = 8;
 const MAX_SLOT_TEXT: usize = 200;
 
+/// The disposition of a hand back from a phone that names none.
+pub const DEFAULT_DISPOSITION: &str = "handed_back";
+
+/// Whether `code` can be a disposition: 1 to [`MAX_DISPOSITION`] ASCII letters, digits, `_`
+/// or `-`.
+pub fn is_disposition(code: &str) -> bool {
+    is_code(code, MAX_DISPOSITION)
+}
+
+fn is_code(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 impl Handback {
+    /// The hand back an agent's phone asks for by transferring the call to the bot (a
+    /// REFER to `sip:bot@…`, the reserved user): its disposition is the URI's
+    /// `disposition` parameter, [`DEFAULT_DISPOSITION`] without one. `None` when `target`
+    /// is not the bot; an error naming what is wrong with the disposition.
+    pub fn from_refer(target: &baton_sip::Uri) -> Option<Result<Handback, String>> {
+        let baton_sip::Uri::Sip(uri) = target else {
+            return None;
+        };
+        if uri.user.as_deref() != Some(BOT_USER) {
+            return None;
+        }
+        let disposition = match baton_sip::message::find_param(&uri.params, "disposition") {
+            None => DEFAULT_DISPOSITION.to_owned(),
+            Some(p) => p.value.clone().unwrap_or_default(),
+        };
+        let back = Handback {
+            disposition,
+            notes: None,
+            slots: serde_json::Map::new(),
+            followups: Vec::new(),
+        };
+        Some(back.check().map(|()| back))
+    }
+
     /// Checks what an agent sent; the error names what is wrong.
     pub fn check(&self) -> Result<(), String> {
-        let code = |s: &str, max: usize| {
-            !s.is_empty()
-                && s.len() <= max
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        };
+        let code = is_code;
         if !code(&self.disposition, MAX_DISPOSITION) {
             return Err(format!(
                 "disposition: expected 1 to {MAX_DISPOSITION} letters, digits, _ or -"
@@ -327,6 +387,14 @@ impl Handback {
                      {MAX_SLOT_TEXT} characters"
                 ));
             }
+        }
+        if self.followups.len() > MAX_FOLLOWUPS {
+            return Err(format!("followups: at most {MAX_FOLLOWUPS}"));
+        }
+        if let Some(name) = self.followups.iter().find(|n| !code(n, MAX_DISPOSITION)) {
+            return Err(format!(
+                "followups: {name:?} is not a follow-up's name (letters, digits, _ and -)"
+            ));
         }
         Ok(())
     }
@@ -431,6 +499,7 @@ mod tests {
             } else {
                 RingsOn::Sip
             },
+            dispositions: vec!["card_blocked".into()],
         }
     }
 
@@ -477,6 +546,78 @@ mod tests {
             s.rx.try_recv(),
             Ok(ToDesk::Ended { why: "hung up", .. })
         ));
+    }
+
+    #[test]
+    fn only_the_agent_on_an_answered_call_hands_it_back_from_the_desktop() {
+        let desks = desks();
+        let mut s = desks.sign_in("dana");
+        let (tx, mut rx) = mpsc::channel(4);
+        desks.ring("dana", ring("k1", false), tx.downgrade());
+        let Ok(ToDesk::Ring(r)) = s.rx.try_recv() else {
+            panic!("the call rings on the desktop");
+        };
+        assert_eq!(r.dispositions, ["card_blocked"]);
+        let back = || {
+            FromDesk::HandBack(Handback {
+                disposition: "card_blocked".into(),
+                notes: Some("done".into()),
+                slots: serde_json::Map::new(),
+                followups: Vec::new(),
+            })
+        };
+        assert_eq!(desks.act("dana", "k1", back()), Err(DeskError::NotAnswered));
+        desks.connected("k1");
+        assert_eq!(
+            desks.act("sam", "k1", back()),
+            Err(DeskError::NoSuchLeg("k1".into()))
+        );
+        desks.act("dana", "k1", back()).unwrap();
+        match rx.try_recv() {
+            Ok(CallEvent::Agent {
+                key,
+                event: AgentEvent::HandedBack(b),
+            }) => {
+                assert_eq!(key, "k1");
+                assert_eq!(
+                    (b.0.as_str(), b.1.disposition.as_str()),
+                    ("dana", "card_blocked")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refer_to_the_bot_is_a_hand_back_with_the_uris_disposition() {
+        let refer = |uri: &str| {
+            let uri: baton_sip::Uri = baton_sip::uri::parse_uri(uri).expect("a SIP URI");
+            Handback::from_refer(&uri)
+        };
+        assert!(refer("sip:dana@127.0.0.1").is_none());
+        assert!(refer("sip:127.0.0.1").is_none());
+        assert!(refer("tel:+441234").is_none());
+        let back = refer("sip:bot@127.0.0.1;disposition=card_blocked");
+        assert_eq!(
+            back.map(|b| b.map(|b| b.disposition)),
+            Some(Ok("card_blocked".into()))
+        );
+        let back = refer("sip:bot@baton.example.com:5070");
+        assert_eq!(
+            back.map(|b| b.map(|b| b.disposition)),
+            Some(Ok("handed_back".into()))
+        );
+        for bad in [
+            "sip:bot@127.0.0.1;disposition",
+            "sip:bot@127.0.0.1;disposition=card.blocked",
+            &format!("sip:bot@127.0.0.1;disposition={}", "x".repeat(65)),
+        ] {
+            let err = refer(bad).expect("to the bot").expect_err(bad);
+            assert!(
+                err.starts_with("disposition: expected 1 to 64"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

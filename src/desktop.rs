@@ -8,7 +8,7 @@ use crate::agents::Presence;
 use crate::api::{token_role, ApiState};
 use crate::config::Role;
 use crate::context::ContextStore;
-use crate::desk::{FromDesk, Session, ToDesk};
+use crate::desk::{FromDesk, Handback, Session, ToDesk};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::header;
@@ -63,9 +63,13 @@ enum Incoming {
     Hangup {
         key: String,
     },
-    /// The agent is done: the caller goes back to the bot.
+    /// The agent is done: the caller goes back to the bot, with how they resolved the
+    /// call (a disposition code) and their notes.
     Handback {
         key: String,
+        disposition: String,
+        #[serde(default)]
+        notes: Option<String>,
     },
     Presence {
         presence: Presence,
@@ -250,7 +254,23 @@ fn act(s: &ApiState, agent: &str, text: &str) -> Result<(), String> {
         }
         Incoming::Accept { key, answer } => (key, FromDesk::Accept { answer }),
         Incoming::Decline { key } => (key, FromDesk::Decline),
-        Incoming::Hangup { key } | Incoming::Handback { key } => (key, FromDesk::Hangup),
+        Incoming::Hangup { key } => (key, FromDesk::Hangup),
+        Incoming::Handback {
+            key,
+            disposition,
+            notes,
+        } => {
+            let back = Handback {
+                disposition,
+                // An empty notes box is no notes.
+                notes: notes.filter(|n| !n.trim().is_empty()),
+                slots: serde_json::Map::new(),
+                followups: Vec::new(),
+            };
+            back.check()
+                .map_err(|e| format!("hand back refused: {e}"))?;
+            (key, FromDesk::HandBack(back))
+        }
     };
     s.desks.act(agent, &key, what).map_err(|e| e.to_string())
 }

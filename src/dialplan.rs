@@ -7,7 +7,7 @@ mod step;
 
 pub use step::{BotSpec, Step};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use crate::dialog::customers::Customers;
 use crate::dialog::plan::DialogPlan;
 use crate::dialog::BuiltinDialog;
 use crate::escalation::Policy;
+use crate::followup::spec::{FollowUpSpec, RawFollowUp};
 use crate::tts;
 use step::{RawStep, ACTIONS};
 
@@ -47,6 +48,8 @@ pub struct Dialplan {
     pub escalation: Option<Policy>,
     /// `[transfer]`: how a call escalated goes to an agent and comes back.
     pub transfer: TransferPlan,
+    /// `[followup.NAME]`: the messages this plan's calls may promise, by name.
+    pub followups: BTreeMap<String, FollowUpSpec>,
 }
 
 /// A dialplan's `[transfer]` table.
@@ -59,6 +62,9 @@ pub struct TransferPlan {
     /// `return_to`: the `[dialog]` node the bot picks up at when a caller comes back from
     /// an agent (or no agent could come); the dialog's start when not given.
     pub return_to: Option<String>,
+    /// `handback`: disposition code → the `[dialog]` node the bot picks up at when an
+    /// agent hands the caller back with that disposition; others pick up at `return_to`.
+    pub handback: BTreeMap<String, String>,
     /// `music`: what the caller hears between the transfer's prompts (absolute path;
     /// `hold-music.wav` unless named). `None` for a plan without a bot, which never
     /// transfers.
@@ -74,6 +80,7 @@ struct RawTransfer {
     overflow_secs: Option<i64>,
     overflow_skill: Option<String>,
     return_to: Option<String>,
+    handback: Option<BTreeMap<String, String>>,
     music: Option<String>,
 }
 
@@ -404,6 +411,7 @@ impl Dialplan {
         let dialog = parse_dialog(&source, file, &steps, media, errors);
         let escalation = parse_escalation(&source, &steps, errors);
         let transfer = parse_transfer(&source, dialog.as_ref(), &steps, media, errors);
+        let followups = parse_followups(&source, dialog.as_ref(), errors);
 
         // Problems in the steps do not stop the name and match entries from being claimed,
         // so a clash with another file is reported in the same run.
@@ -479,6 +487,7 @@ impl Dialplan {
             dialog,
             escalation,
             transfer,
+            followups,
         };
         let name_at = source.at_key(&KeyPath::keys(&["name"]));
         Some((plan, name_at, match_at))
@@ -504,6 +513,74 @@ struct RawHeader {
     _escalation: Option<serde::de::IgnoredAny>,
     #[serde(rename = "transfer")]
     _transfer: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "followup")]
+    _followup: Option<serde::de::IgnoredAny>,
+}
+
+/// Reads and checks the `[followup.NAME]` tables, and that every follow-up a dialog node
+/// names is one of them.
+fn parse_followups(
+    source: &SourceFile<'_>,
+    dialog: Option<&BuiltinDialog>,
+    errors: &mut Vec<DialplanError>,
+) -> BTreeMap<String, FollowUpSpec> {
+    let mut followups = BTreeMap::new();
+    let invalid = |path: KeyPath, message: String| DialplanError::Invalid {
+        at: source.at_key(&path),
+        message,
+    };
+    match source.root().get("followup") {
+        None => {}
+        Some(toml_edit::Item::Table(table)) => {
+            for (name, item) in table.iter() {
+                let path = KeyPath::keys(&["followup", name]);
+                if !crate::followup::spec::is_code(name) {
+                    errors.push(invalid(
+                        path,
+                        "a follow-up's name is 1 to 64 letters, digits, _ or -".to_owned(),
+                    ));
+                    continue;
+                }
+                let Some(table) = item.as_table() else {
+                    errors.push(invalid(path, "expected a [followup.NAME] table".to_owned()));
+                    continue;
+                };
+                let raw: RawFollowUp = match location::deserialize_table(table) {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        let (at, message) = source.at_error(&e);
+                        errors.push(DialplanError::Invalid { at, message });
+                        continue;
+                    }
+                };
+                match FollowUpSpec::check(raw) {
+                    Ok(spec) => {
+                        followups.insert(name.to_owned(), spec);
+                    }
+                    Err(problems) => errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|(key, message)| invalid(path.clone().key(key), message)),
+                    ),
+                }
+            }
+        }
+        Some(_) => errors.push(invalid(
+            KeyPath::keys(&["followup"]),
+            "expected [followup.NAME] tables".to_owned(),
+        )),
+    }
+    for (name, node) in dialog.iter().flat_map(|d| &d.plan.nodes) {
+        for (i, followup) in node.followup.iter().enumerate() {
+            if !followups.contains_key(followup) {
+                errors.push(invalid(
+                    KeyPath::keys(&["dialog", "node", name, "followup"]).index(i),
+                    format!("no [followup.{followup}] in this dialplan"),
+                ));
+            }
+        }
+    }
+    followups
 }
 
 /// Reads and checks `[transfer]`; the defaults without one.
@@ -599,7 +676,51 @@ fn parse_transfer(
             }),
         }
     }
+    if let Some(handback) = raw.handback {
+        plan.handback = parse_handback(source, dialog, handback, errors);
+    }
     plan
+}
+
+/// Checks `[transfer] handback`: each disposition code a code an agent can send, each
+/// node one of the `[dialog]`'s.
+fn parse_handback(
+    source: &SourceFile<'_>,
+    dialog: Option<&BuiltinDialog>,
+    handback: BTreeMap<String, String>,
+    errors: &mut Vec<DialplanError>,
+) -> BTreeMap<String, String> {
+    let Some(dialog) = dialog else {
+        if !handback.is_empty() {
+            errors.push(DialplanError::Invalid {
+                at: source.at_key(&KeyPath::keys(&["transfer", "handback"])),
+                message: "names [dialog] nodes, but the plan has no [dialog]".to_owned(),
+            });
+        }
+        return BTreeMap::new();
+    };
+    let mut checked = BTreeMap::new();
+    for (code, node) in handback {
+        let at = source.at_key(&KeyPath::keys(&["transfer", "handback", &code]));
+        if !crate::desk::is_disposition(&code) {
+            errors.push(DialplanError::Invalid {
+                at,
+                message: format!(
+                    "{code:?} is not a disposition code: expected 1 to {} letters, digits, \
+                     _ or -",
+                    crate::desk::MAX_DISPOSITION
+                ),
+            });
+        } else if !dialog.plan.nodes.contains_key(&node) {
+            errors.push(DialplanError::Invalid {
+                at,
+                message: format!("no [dialog] node is named {node:?}"),
+            });
+        } else {
+            checked.insert(code, node);
+        }
+    }
+    checked
 }
 
 /// Reads and checks `[escalation]`; a plan with a bot and no table gets the defaults.
@@ -1630,6 +1751,54 @@ play = { file = "hold-music.wav", loop = true }
     }
 
     #[test]
+    fn handback_maps_dispositions_to_dialog_nodes_and_bad_entries_are_located() {
+        let head = "match = [\"x\"]\n[[step]]\nbot = \"dialog\"\n[dialog]\nstart = \"a\"\n\
+                    [dialog.node.a]\nsay = \"Hi.\"\nnext = \"b\"\n\
+                    [dialog.node.b]\nhangup = true\n";
+        let plan = parse_ok(&format!(
+            "{head}[transfer]\nreturn_to = \"a\"\nhandback = {{ card_blocked = \"b\", Sent-2 = \"a\" }}\n"
+        ));
+        let want: BTreeMap<String, String> = [("Sent-2", "a"), ("card_blocked", "b")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        assert_eq!(plan.transfer.handback, want);
+        assert!(parse_ok(head).transfer.handback.is_empty());
+
+        let long = "x".repeat(65);
+        assert_eq!(
+            parse_errors(&format!(
+                "{head}[transfer]\nhandback = {{ ok = \"b\", gone = \"menu\", \"a b\" = \"a\", \
+                 {long} = \"a\" }}\n"
+            )),
+            [
+                "dialplans/test.toml:12:39: key \"transfer.handback.a b\": \"a b\" is not a \
+                 disposition code: expected 1 to 64 letters, digits, _ or -"
+                    .to_owned(),
+                "dialplans/test.toml:12:24: key \"transfer.handback.gone\": no [dialog] node is \
+                 named \"menu\""
+                    .to_owned(),
+                format!(
+                    "dialplans/test.toml:12:52: key \"transfer.handback.{long}\": \"{long}\" is not \
+                     a disposition code: expected 1 to 64 letters, digits, _ or -"
+                ),
+            ]
+        );
+        assert_eq!(
+            parse_errors(
+                "match = [\"x\"]\n[[step]]\nbot = { url = \"ws://127.0.0.1:9/\" }\n\
+                 [transfer]\nhandback = { card_blocked = \"confirmed\" }\n"
+            ),
+            ["dialplans/test.toml:5:1: key \"transfer.handback\": names [dialog] nodes, but the \
+              plan has no [dialog]"]
+        );
+        let errors = parse_errors(&format!("{head}[transfer]\nhandback = {{ x = 1 }}\n"));
+        assert!(
+            errors[0].starts_with("dialplans/test.toml:12:") && errors[0].contains("string"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn overflow_is_read_with_defaults_and_bad_values_are_located() {
         let bot = "match = [\"x\"]\n[[step]]\nbot = { url = \"ws://127.0.0.1:9/\" }\n";
         let overflow = |table: &str| {
@@ -1776,7 +1945,7 @@ play = { file = "hold-music.wav", loop = true }
             parse_errors("match = [\"x\"]\n[[steps]]\necho = {}\n"),
             [
                 "dialplans/test.toml:2:3: key \"steps\": unknown key `steps`, expected one of \
-              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`, `escalation`, `transfer`"
+              `name`, `description`, `match`, `ring_secs`, `speech_hints`, `step`, `dialog`, `escalation`, `transfer`, `followup`"
             ]
         );
     }

@@ -7,7 +7,6 @@
 use crate::agents::{Colleague, Refusal};
 use crate::call::{self, AgentEvent, CallEvent, CallSetup, Command, Dial};
 use crate::calls::{CallInfo, CallState, MediaStats};
-use crate::dialplan::Dialplans;
 use crate::metrics::Direction as MetricDir;
 use crate::ratelimit::RateLimiter;
 use crate::server::Shared;
@@ -221,7 +220,6 @@ pub struct EndpointConfig {
 /// The SIP endpoint task's state.
 pub struct Endpoint {
     shared: Arc<Shared>,
-    dialplans: Arc<Dialplans>,
     transports: Transports,
     txl: TransactionLayer,
     config: EndpointConfig,
@@ -248,7 +246,6 @@ impl Endpoint {
     /// channel whose receiver goes to [`Endpoint::run`].
     pub fn new(
         shared: Arc<Shared>,
-        dialplans: Arc<Dialplans>,
         transports: Transports,
         config: EndpointConfig,
         commands: mpsc::Sender<Command>,
@@ -256,7 +253,6 @@ impl Endpoint {
         Endpoint {
             limiter: RateLimiter::new(config.invite_rate, config.invite_burst),
             shared,
-            dialplans,
             transports,
             txl: TransactionLayer::new(Default::default()),
             config,
@@ -606,7 +602,8 @@ impl Endpoint {
                 );
             }
         }
-        let Some(plan) = self.dialplans.route(&user) else {
+        let plans = self.shared.plans.current();
+        let Some(plan) = plans.dialplans.route(&user) else {
             self.shared.metrics.call_result("not_found");
             return Err(Reject::warn(404, "no dialplan for this number"));
         };
@@ -682,6 +679,7 @@ impl Endpoint {
             caller,
             key: local_tag.clone(),
             plan,
+            prompts: plans.prompts.clone(),
             sockets,
             media: negotiated,
             info,
@@ -1073,7 +1071,8 @@ impl Endpoint {
 
     /// An agent's phone asks to transfer its call (a REFER, RFC 3515): accepted, and the
     /// call rings the colleague it names, or replaces the agents' consultation call with
-    /// itself when the Refer-To carries Replaces (an attended transfer, RFC 5589 §7).
+    /// itself when the Refer-To carries Replaces (an attended transfer, RFC 5589 §7), or
+    /// goes back to the bot when it names `sip:bot@…` (with a `disposition` parameter).
     fn refer(&mut self, tx: TxId, tag: &str, req: &Request, now: Instant) -> Result<(), Reject> {
         let Some(leg) = self.legs.get(tag) else {
             return Err(Reject::warn(481, "no such dialog"));
@@ -1114,6 +1113,17 @@ impl Endpoint {
                 .parse()
                 .map_err(|e| Reject::warn(400, format!("Replaces in Refer-To: {e}")))?;
             replaces = Some(parsed);
+        }
+        // A transfer to the bot (`sip:bot@…`) hands the caller back to it.
+        match crate::desk::Handback::from_refer(&target) {
+            Some(Err(e)) => return Err(Reject::warn(400, format!("Refer-To: {e}"))),
+            Some(Ok(_)) if replaces.is_some() => {
+                return Err(Reject::warn(
+                    400,
+                    "Refer-To: a hand back to the bot takes no Replaces",
+                ))
+            }
+            _ => {}
         }
         self.respond(tx, req.response(202, None), now);
         self.notify_refer(tag, 100, now);

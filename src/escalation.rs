@@ -9,7 +9,7 @@
 //! escalates when their weighted sum reaches the dialplan's threshold.
 
 use crate::context::archive::{Archive, ArchiveError};
-use crate::context::document::{BotProgress, Context};
+use crate::context::document::{Action, BotProgress, Context};
 use crate::context::store::now_ms;
 use crate::context::{Change, Event};
 use schemars::JsonSchema;
@@ -256,6 +256,44 @@ pub struct Record {
     /// How the agent resolved the call, when they handed it back to the bot.
     #[serde(default)]
     pub disposition: Option<String>,
+    /// What was said up to the decision (final lines, the newest [`RECORD_LINES`]).
+    #[serde(default)]
+    pub transcript: Vec<Said>,
+    /// What the agents said, once the call is over (the newest [`RECORD_LINES`]).
+    #[serde(default)]
+    pub agent_transcript: Vec<Said>,
+    /// What the agents did for the caller: the context's actions by `agent:<id>`.
+    #[serde(default)]
+    pub agent_actions: Vec<Action>,
+}
+
+/// Lines of a transcript a record keeps; the newest, since the last words before a
+/// handoff say most about why.
+pub const RECORD_LINES: usize = 100;
+/// Agent actions a record keeps.
+const RECORD_ACTIONS: usize = 50;
+
+/// One final line of a transcript, as a record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Said {
+    /// `caller`, `bot` or `agent`.
+    pub speaker: String,
+    pub text: String,
+}
+
+/// The newest final lines of `doc` that `keep` picks.
+fn said(doc: &Context, keep: impl Fn(&str) -> bool) -> Vec<Said> {
+    let lines: Vec<Said> = doc
+        .transcript
+        .iter()
+        .filter(|l| l.is_final && keep(&l.speaker))
+        .map(|l| Said {
+            speaker: l.speaker.clone(),
+            text: l.text.clone(),
+        })
+        .collect();
+    let skip = lines.len().saturating_sub(RECORD_LINES);
+    lines.into_iter().skip(skip).collect()
 }
 
 /// An agent whose phone was offered a call and did not take it.
@@ -305,6 +343,9 @@ impl Escalations {
             if let Some(doc) = doc {
                 r.intent.clone_from(&doc.intent.name);
                 r.bot.clone_from(&doc.bot);
+                if r.connected_at_ms.is_none() {
+                    r.transcript = said(doc, |_| true);
+                }
             }
             self.keep(r);
             return;
@@ -326,6 +367,9 @@ impl Escalations {
             bot: doc.map(|d| d.bot.clone()).unwrap_or_default(),
             handle_secs: None,
             disposition: None,
+            transcript: doc.map(|d| said(d, |_| true)).unwrap_or_default(),
+            agent_transcript: Vec::new(),
+            agent_actions: Vec::new(),
         };
         self.keep(&record);
         list.push_back(record);
@@ -368,6 +412,21 @@ impl Escalations {
     /// The agent of call `call_id` handed it back to the bot with this disposition.
     pub fn disposition(&self, call_id: &str, disposition: &str) {
         self.update(call_id, |r| r.disposition = Some(disposition.to_owned()));
+    }
+
+    /// Call `call_id` is over and `doc` is its final context: the record gets what the
+    /// agents said and did.
+    pub fn ended(&self, doc: &Context) {
+        self.update(&doc.call_id, |r| {
+            r.agent_transcript = said(doc, |speaker| speaker == "agent");
+            r.agent_actions = doc
+                .actions
+                .iter()
+                .filter(|a| a.by.starts_with("agent:"))
+                .take(RECORD_ACTIONS)
+                .cloned()
+                .collect();
+        });
     }
 
     /// Changes call `call_id`'s record, if it is listed, and keeps it as changed.
@@ -967,5 +1026,65 @@ mod tests {
         assert!(policy.always_intents.contains("complaint"));
         assert_eq!(policy.long_call_secs, 300);
         assert!(toml::from_str::<Policy>("treshold = 1\n").is_err());
+    }
+
+    #[test]
+    fn a_record_keeps_what_was_said_before_the_handoff_and_what_the_agent_did_after() {
+        let line = |speaker: &str, text: &str| TranscriptLine {
+            speaker: speaker.into(),
+            text: text.into(),
+            is_final: true,
+            ..TranscriptLine::default()
+        };
+        let mut doc = Context {
+            call_id: "c1".into(),
+            ..Context::default()
+        };
+        doc.transcript = vec![
+            line("bot", "How can I help?"),
+            TranscriptLine {
+                is_final: false,
+                ..line("caller", "my ca")
+            },
+            line("caller", "my card was stolen"),
+        ];
+        let decision = Decision {
+            escalate: true,
+            urgency: Urgency::High,
+            score: 1.0,
+            reasons: Vec::new(),
+            skill: None,
+            at_ms: 0,
+        };
+        let escalations = Escalations::default();
+        escalations.record("c1", &decision, Some(&doc));
+        doc.transcript.push(line("agent", "I have blocked it"));
+        doc.actions.push(Action {
+            name: "handback".into(),
+            detail: serde_json::json!({"disposition": "card_blocked"}),
+            by: "agent:a1".into(),
+            at_ms: 5,
+        });
+        doc.actions.push(Action {
+            name: "card_blocked".into(),
+            detail: serde_json::Value::Null,
+            by: "bot".into(),
+            at_ms: 6,
+        });
+        escalations.ended(&doc);
+        let r = &escalations.list()[0];
+        let text = |lines: &[Said]| -> Vec<String> {
+            lines
+                .iter()
+                .map(|l| format!("{}: {}", l.speaker, l.text))
+                .collect()
+        };
+        assert_eq!(
+            text(&r.transcript),
+            ["bot: How can I help?", "caller: my card was stolen"]
+        );
+        assert_eq!(text(&r.agent_transcript), ["agent: I have blocked it"]);
+        let actions: Vec<&str> = r.agent_actions.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(actions, ["handback"]);
     }
 }

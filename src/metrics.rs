@@ -114,6 +114,7 @@ pub struct Metrics {
     tts_renders: Mutex<BTreeMap<&'static str, u64>>,
     tts_failures: Mutex<BTreeMap<&'static str, u64>>,
     tts_render: Histogram<{ TTS_BUCKETS_S.len() }>,
+    followups: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for Metrics {
@@ -136,11 +137,17 @@ impl Default for Metrics {
             tts_renders: Mutex::default(),
             tts_failures: Mutex::default(),
             tts_render: Histogram::new(TTS_BUCKETS_S),
+            followups: Mutex::default(),
         }
     }
 }
 
 impl Metrics {
+    /// A follow-up ended up `state` (sent, failed or cancelled).
+    pub fn followup(&self, state: crate::followup::State) {
+        *lock(&self.followups).entry(state.as_str()).or_default() += 1;
+    }
+
     /// A call was set up (answered or not yet): counts it as active.
     pub fn call_started(&self) {
         self.active_calls.fetch_add(1, Ordering::Relaxed);
@@ -375,6 +382,15 @@ impl Metrics {
             "baton_tts_render_seconds",
             "Time one run of the speech synthesiser took, failures included.",
         );
+        header(
+            &mut out,
+            "baton_followups_total",
+            "counter",
+            "Follow-up messages sent or given up on, by state.",
+        );
+        for (state, n) in lock(&self.followups).iter() {
+            let _ = writeln!(out, "baton_followups_total{{state=\"{state}\"}} {n}");
+        }
         out
     }
 }

@@ -63,6 +63,12 @@ impl Outbound {
             http,
         })
     }
+
+    /// The shared HTTP client, for requests [`Outbound::get`] does not cover (webhooks). It
+    /// follows no redirects.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 impl Outbound {
@@ -134,7 +140,7 @@ impl Outbound {
 
 /// The innermost reason, without the URL: "Connection refused (os error 111)", or what
 /// TLS found wrong with a certificate.
-fn root_cause(error: &reqwest::Error) -> String {
+pub(crate) fn root_cause(error: &reqwest::Error) -> String {
     let mut cause: &dyn std::error::Error = error;
     while let Some(source) = cause.source() {
         cause = source;

@@ -3,17 +3,18 @@
 
 use crate::agents::Agents;
 use crate::api::{self, ApiState};
-use crate::call::{self, script::Prompts};
+use crate::call;
 use crate::calls::Calls;
 use crate::config::Config;
 use crate::context::archive::{Archive, ArchiveError};
 use crate::context::{ContextStore, MemoryStore};
 use crate::desk::Desks;
-use crate::dialplan::Dialplans;
 use crate::endpoint::{Endpoint, EndpointConfig, Phase};
 use crate::escalation::Escalations;
+use crate::followup::FollowUps;
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, OutboundError};
+use crate::plans::{Plans, PlansError};
 use crate::rtp_ports::PortPool;
 use crate::speech::Speech;
 use crate::transport::Transports;
@@ -38,7 +39,8 @@ pub struct Shared {
     pub bind_ip: IpAddr,
     /// The address peers reach baton's media at (in SDP and WebRTC candidates).
     pub advertised_ip: IpAddr,
-    pub prompts: Arc<Prompts>,
+    /// The dialplans new calls are routed with, and their prompts.
+    pub plans: Arc<Plans>,
     pub rtp_inactivity: Duration,
     /// Where recordings are written.
     pub recordings: PathBuf,
@@ -59,6 +61,8 @@ pub struct Shared {
     pub queue: std::sync::Mutex<crate::routing::Queue>,
     /// The agents' open desktops.
     pub desks: Arc<Desks>,
+    /// Every call's follow-ups.
+    pub followups: Arc<FollowUps>,
     /// The HTTP API as others reach it (`http://192.0.2.1:8080`): an agent's phone finds the
     /// call's context there.
     pub api_base: String,
@@ -68,9 +72,7 @@ pub struct Shared {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("dialplans: {0}")]
-    Dialplans(String),
-    #[error("prompt {0}")]
-    Prompt(#[from] call::PromptError),
+    Dialplans(#[from] PlansError),
     #[error("{0}")]
     Speech(#[from] baton_speech::stt::ModelError),
     #[error("{0}")]
@@ -109,15 +111,6 @@ fn api_address(config: &Config) -> std::net::SocketAddr {
 
 /// Runs baton until SIGINT or SIGTERM, then drains calls for up to the configured grace.
 pub async fn serve(config: Config) -> Result<(), StartError> {
-    let dialplans = Dialplans::load(&config.dialplans, &config.media).map_err(|errors| {
-        StartError::Dialplans(
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
     let outbound = Outbound::new(&config.trusted_ca)?;
     let metrics = Arc::new(Metrics::default());
     let tts = Tts::new(
@@ -125,7 +118,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         call::load_fallback(&config.media),
         metrics.clone(),
     );
-    let prompts = call::load_prompts(&dialplans, &tts).await?;
+    let plans = Arc::new(
+        Plans::load(
+            config.dialplans.clone(),
+            config.media.clone(),
+            tts.clone(),
+            &config.connectors,
+        )
+        .await?,
+    );
     // Before the speech model, whose load takes a while: a bad database fails at once.
     let archive = Archive::open(&config.context_db_path()).await?;
     // Loading takes a moment of blocking IO; nothing else runs yet.
@@ -139,6 +140,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         rand::random(),
     ));
     let contexts: Arc<dyn ContextStore> = Arc::new(MemoryStore::with_archive(archive.clone()));
+    let followups = FollowUps::start(
+        archive.clone(),
+        outbound.http().clone(),
+        config.connectors.clone(),
+        metrics.clone(),
+    );
     let draining = Arc::new(AtomicBool::new(false));
 
     let http_addr = api_address(&config);
@@ -170,7 +177,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         ports: Arc::new(PortPool::new(config.rtp_ports.low, config.rtp_ports.high)),
         bind_ip,
         advertised_ip: advertised,
-        prompts: Arc::new(prompts),
+        plans: plans.clone(),
         rtp_inactivity: config.rtp_inactivity,
         recordings: config.data.join("recordings"),
         speech: Arc::new(speech),
@@ -181,6 +188,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         escalations: escalations.clone(),
         queue: Default::default(),
         desks: desks.clone(),
+        followups: followups.clone(),
         api_base: match (advertised, config.http.port()) {
             (IpAddr::V6(ip), port) => format!("http://[{ip}]:{port}"),
             (ip, port) => format!("http://{ip}:{port}"),
@@ -192,7 +200,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let (commands_tx, commands_rx) = mpsc::channel(8192);
     let endpoint = Endpoint::new(
         shared,
-        Arc::new(dialplans),
         transports.clone(),
         EndpointConfig {
             advertised,
@@ -214,6 +221,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         agents,
         escalations,
         desks,
+        followups,
+        plans: plans.clone(),
+        archive: archive.clone(),
     };
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let http_addr = http.local_addr().unwrap_or(http_addr);
@@ -230,6 +240,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     });
     info!(sip = %transports.local_addr(), http = %http_addr, "baton is up");
 
+    tokio::spawn(reload_on_hangup(plans));
     shutdown_signal().await;
     info!(active = calls.active_count(), grace = ?config.shutdown_grace, "shutting down: no new calls");
     draining.store(true, Ordering::Relaxed);
@@ -259,6 +270,22 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let _ = http_stop_tx.send(true);
     info!("stopped");
     Ok(())
+}
+
+/// Reloads the dialplans on each SIGHUP, as daemons do.
+async fn reload_on_hangup(plans: Arc<Plans>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return warn!("SIGHUP cannot be caught: dialplans reload only through the API");
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(e) = plans.reload().await {
+                warn!(problems = %e, "dialplans not reloaded: the running ones stay");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

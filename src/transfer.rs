@@ -510,6 +510,18 @@ impl Transfer {
         Ok(())
     }
 
+    /// The id of the agent who answered on leg `key` and is talking on it now.
+    pub fn agent_on(&self, key: &str) -> Option<&str> {
+        match &self.state {
+            State::Whisper { agent, key: k, .. } | State::Bridged { agent, key: k, .. }
+                if k == key =>
+            {
+                Some(&agent.id)
+            }
+            _ => None,
+        }
+    }
+
     /// The agent ringing or talking now.
     fn current_agent(&self) -> Option<&Offer> {
         match &self.state {
@@ -1169,8 +1181,11 @@ mod tests {
             run.actions().is_empty(),
             "an answer on another leg changes nothing"
         );
+        assert_eq!(run.t.agent_on("leg1"), None, "only ringing yet");
         run.t.answered("leg1", run.now);
         assert_eq!(run.actions(), [Action::Whisper { key: "leg1".into() }]);
+        assert_eq!(run.t.agent_on("leg1"), Some("fraud"));
+        assert_eq!(run.t.agent_on("stale"), None);
         run.t.whispered("leg1", run.now);
         let actions = run.actions();
         assert_eq!(actions[0], Action::Bridge { key: "leg1".into() });
@@ -1199,6 +1214,7 @@ mod tests {
         ));
         assert_eq!(actions[2], Action::Return { callback: false });
         assert!(run.t.is_over());
+        assert_eq!(run.t.agent_on("leg1"), None);
     }
 
     #[test]

@@ -336,3 +336,65 @@ fn merged_invite_is_refused_with_482() {
     assert_eq!(baton.calls(false).len(), 1, "one call, not two");
     assert_eq!(caller.bye(&mut call), Some(200));
 }
+
+/// A call to `user` on `baton`, which plays its plan to the end and hangs up: how it ended.
+fn call_plan(baton: &Baton, user: &str) -> serde_json::Value {
+    let audio = caller_audio(&baton.dir, user, "Hello?", 0.0);
+    let run = Sipp::new(baton, "uac_wait_bye.xml", Transport::Udp)
+        .user(user)
+        .var("AUDIO", audio.path.display())
+        .timeout(Duration::from_secs(15))
+        .run();
+    run.assert_ok();
+    baton.wait_ended(&run.call_id, Duration::from_secs(5))
+}
+
+#[test]
+fn dialplans_reload_without_a_restart_and_a_broken_set_is_refused_whole() {
+    let mut baton = Baton::builder("reload")
+        .dialplan("hangup", HANGUP_PLAN)
+        .start();
+    let dir = baton.dir.join("dialplans");
+    let late = HANGUP_PLAN.replace("\"hangup\"", "\"late\"");
+    std::fs::write(dir.join("late.toml"), &late).unwrap();
+
+    let (status, body) = baton.request("POST", "/v1/dialplans/reload", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"late\""), "{body}");
+    assert_eq!(call_plan(&baton, "late")["result"], "baton_bye");
+
+    // One broken file refuses the whole set, naming where; the running plans stay.
+    std::fs::write(
+        dir.join("broken.toml"),
+        "match = [\"x\"]\n[[step]]\nplay = 7\n",
+    )
+    .unwrap();
+    let (status, body) = baton.request("POST", "/v1/dialplans/reload", "");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("broken.toml:3"),
+        "the problem is located: {body}"
+    );
+    assert_eq!(call_plan(&baton, "late")["result"], "baton_bye");
+
+    // SIGHUP reloads too, as for any daemon.
+    std::fs::remove_file(dir.join("broken.toml")).unwrap();
+    std::fs::write(
+        dir.join("later.toml"),
+        late.replace("\"late\"", "\"later\""),
+    )
+    .unwrap();
+    common::run_tool(
+        std::process::Command::new("kill").args(["-HUP", &baton.pid().to_string()]),
+        Duration::from_secs(5),
+    );
+    assert!(
+        common::wait_for(Duration::from_secs(10), || {
+            let log = std::fs::read_to_string(&baton.log).unwrap_or_default();
+            log.matches("dialplans reloaded").count() == 2
+        }),
+        "the second reload is logged"
+    );
+    assert_eq!(call_plan(&baton, "later")["result"], "baton_bye");
+    baton.assert_alive();
+}

@@ -5,6 +5,9 @@
 //!   anyone answers; the agent accepts over WebRTC; the agent hears the caller's tone and
 //!   the caller hears the agent's; hanging up on the desktop gives the caller back to the
 //!   bot.
+//! - The agent hands the caller back from the desktop's form, picking a disposition the
+//!   dialplan offers and writing notes: the context holds the `handback` action and the
+//!   bot picks up at the node the disposition leads to.
 //! - The desktop's socket refuses a wrong token, a token that is not an agent's and
 //!   malformed messages, each with a clear error, and baton carries on.
 
@@ -221,6 +224,134 @@ fn desktop_side(browser: &mut Browser, baton: &Baton, dir: &std::path::Path) -> 
     accepted_at
 }
 
+#[test]
+fn an_agent_hands_the_caller_back_from_the_desktop_with_a_disposition() {
+    let baton = start_baton("desktop-handback");
+    let dir = baton.dir.clone();
+    let mic = tone::wav(&dir.join("agent-mic.wav"), AGENT_TONE_HZ, 48_000, 10.0);
+    let url = format!("http://{}/agent", baton.http);
+    let mut browser = Browser::open(&url, &mic).expect("chromium opens the desktop");
+    let fail = |what: &str, e: String, b: &Browser| -> ! {
+        panic!(
+            "{what}: {e}\nconsole: {:#?}\nbrowser: {}",
+            b.console(),
+            b.log_tail()
+        )
+    };
+    browser
+        .eval(&format!(
+            "document.getElementById('token').value = '{WENDY_TOKEN}'; \
+             document.getElementById('signin-form').requestSubmit(); true"
+        ))
+        .expect("sign in");
+    if let Err(e) = browser.wait_for("window.desk.signedIn", Duration::from_secs(10)) {
+        fail("signed in", e, &browser);
+    }
+
+    let talk = caller_conversation(
+        &dir,
+        "ask",
+        &[(CALM_VOICE, "I want to speak to a human.")],
+        2.5,
+        0.0,
+    );
+    // The caller stays on, silent, for less than baton's RTP inactivity limit.
+    let millis = ((talk.total_secs() + 20.0) * 1000.0) as u64;
+    let sipp = Sipp::new(&baton, "uac_audio.xml", Transport::Udp)
+        .user("desk")
+        .var("AUDIO", talk.path.display())
+        .var("MILLIS", millis)
+        .timeout(Duration::from_millis(millis) + Duration::from_secs(30));
+    let run = std::thread::scope(|s| {
+        let call = s.spawn(|| sipp.run());
+        if let Err(e) = browser.wait_for(
+            "window.desk.call && window.desk.call.state === 'ringing'",
+            Duration::from_secs(40),
+        ) {
+            fail("the call rings on the desktop", e, &browser);
+        }
+        browser
+            .eval("document.getElementById('accept').click(); true")
+            .expect("accept");
+        if let Err(e) = browser.wait_for(
+            "window.desk.call.state === 'connected'",
+            Duration::from_secs(15),
+        ) {
+            fail("the desktop connects", e, &browser);
+        }
+        // The form offers the dispositions the plan leads somewhere, with labels.
+        browser
+            .eval("document.getElementById('handback').click(); true")
+            .expect("open the hand-back form");
+        let form = browser
+            .eval(
+                "({ shown: !document.getElementById('handback-panel').classList.contains('hidden'), \
+                   options: [...document.querySelectorAll('#disposition-pick option')].map(o => o.value), \
+                   labelled: ['disposition-pick', 'disposition-other', 'handback-notes'] \
+                     .every(id => document.querySelector(`label[for=\"${id}\"]`)) })",
+            )
+            .expect("the form");
+        println!("hand-back form: {form}");
+        assert_eq!(form["shown"], true, "{form}");
+        assert_eq!(
+            form["options"],
+            serde_json::json!(["card_blocked", "resolved"]),
+            "{form}"
+        );
+        assert_eq!(form["labelled"], true, "{form}");
+        let _ = browser.screenshot(&dir.join("desktop-handback.png"));
+        browser
+            .eval(
+                "document.getElementById('disposition-pick').value = 'resolved'; \
+                 document.getElementById('handback-notes').value = 'Explained the charge.'; \
+                 document.getElementById('handback-form').requestSubmit(); true",
+            )
+            .expect("hand back");
+        if let Err(e) = browser.wait_for(
+            "window.desk.call.state === 'ended' && window.desk.call.why === 'handed back' \
+             && document.getElementById('handback-panel').classList.contains('hidden')",
+            Duration::from_secs(10),
+        ) {
+            fail("the desktop's call ends, handed back", e, &browser);
+        }
+        call.join().expect("caller")
+    });
+    assert!(run.ok(), "{}", run.report);
+
+    let record = baton.last_escalation();
+    assert_eq!(record["agent_id"], "a-web", "{record:#}");
+    assert_eq!(record["outcome"], "returned", "{record:#}");
+    assert_eq!(record["disposition"], "resolved", "{record:#}");
+    let id = record["call_id"].as_str().unwrap_or_default();
+    let context = baton.get_json(&format!("/v1/calls/{id}/context"));
+    let handback = context["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "handback"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(handback["by"], "agent:a-web", "{context:#}");
+    assert_eq!(handback["detail"]["disposition"], "resolved", "{context:#}");
+    assert_eq!(
+        handback["detail"]["notes"], "Explained the charge.",
+        "{context:#}"
+    );
+    // The bot picks up at the node `resolved` leads to.
+    let said: Vec<&str> = context["transcript"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|l| l["speaker"] == "bot")
+                .filter_map(|l| l["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        said.contains(&"Glad that is sorted. Is there anything else?"),
+        "{said:#?}"
+    );
+    assert_eq!(baton.get_json("/v1/agents")[0]["calls"], 0);
+}
+
 /// Opens the desktop's socket and sends `hello`; the first answer.
 fn hello(baton: &Baton, hello: &str) -> (Value, tungstenite::WebSocket<std::net::TcpStream>) {
     let stream = std::net::TcpStream::connect(baton.http).expect("connect");
@@ -281,6 +412,25 @@ fn the_desktop_refuses_wrong_tokens_and_bad_messages() {
         ),
         (r#"{"type":"explode"}"#, "not a desktop message"),
         (r#"{"type":"hangup"}"#, "not a desktop message"),
+        (
+            r#"{"type":"handback","key":"nope"}"#,
+            "missing field `disposition`",
+        ),
+        (
+            r#"{"type":"handback","key":"nope","disposition":"card blocked"}"#,
+            "hand back refused: disposition: expected 1 to 64",
+        ),
+        (
+            &format!(
+                r#"{{"type":"handback","key":"nope","disposition":"x","notes":"{}"}}"#,
+                "n".repeat(2001)
+            ) as &str,
+            "hand back refused: notes: at most 2000",
+        ),
+        (
+            r#"{"type":"handback","key":"nope","disposition":"resolved"}"#,
+            "no call",
+        ),
     ] {
         ws.send(tungstenite::Message::text(bad)).expect("send");
         let answer = read_json(&mut ws);

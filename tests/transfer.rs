@@ -17,8 +17,9 @@
 //!   consulting them (baton redirects the consultation to the colleague's phone, then
 //!   asks that phone to replace it with the caller); a colleague who is busy leaves the
 //!   caller with the agent who transferred.
-//! - An agent hands the caller back through the API; the bot carries on from the slots
-//!   they set.
+//! - An agent hands the caller back through the API, or from their phone with a REFER to
+//!   `sip:bot@…;disposition=…`; the bot carries on from the slots they set, at the node
+//!   the plan's `[transfer] handback` leads their disposition to.
 
 mod common;
 
@@ -203,6 +204,15 @@ fn bot_lines(context: &Value) -> Vec<&str> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What the bot said after the caller heard that an agent was coming.
+fn back_from_the_agent<'a>(said: &'a [&'a str]) -> &'a [&'a str] {
+    let from = said
+        .iter()
+        .rposition(|t| t.starts_with("I'm bringing in"))
+        .map_or(said.len(), |i| i + 1);
+    &said[from..]
 }
 
 fn context_of_last_call(baton: &Baton) -> Value {
@@ -679,9 +689,10 @@ fn a_colleague_who_cannot_take_a_transfer_leaves_the_caller_with_the_agent() {
 
 #[test]
 fn an_agent_hands_the_caller_back_to_the_bot_which_carries_on_from_what_they_did() {
+    // `card_blocked` leads to the plan's `sorted` node, not to `return_to`.
     let plan = DESK.replace(
-        "say = \"Is there anything else?\"",
-        "say = \"Your card ending {slot.card} is now blocked. Is there anything else?\"",
+        "say = \"Glad that is sorted.",
+        "say = \"Your card ending {slot.card} is now blocked.",
     );
     let baton = Baton::builder("transfer-handback")
         .config(AGENTS)
@@ -725,6 +736,11 @@ fn an_agent_hands_the_caller_back_to_the_bot_which_carries_on_from_what_they_did
                 400,
                 "unknown field",
             ),
+            (
+                r#"{"disposition": "x", "followups": ["card_sms"]}"#,
+                400,
+                "has no [followup.card_sms]",
+            ),
         ] {
             let (got, text) = post(&path, body);
             assert_eq!((got, text.contains(why)), (status, true), "{body}: {text}");
@@ -742,9 +758,27 @@ fn an_agent_hands_the_caller_back_to_the_bot_which_carries_on_from_what_they_did
         caller.join().expect("caller")
     });
     assert!(caller.ok(), "{}", caller.report);
+    // What the agent did reaches the record once the call is over.
+    wait_for(Duration::from_secs(5), || {
+        baton.last_escalation()["agent_actions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
     let record = baton.last_escalation();
     assert_eq!(record["outcome"], "returned", "{record:#}");
     assert_eq!(record["disposition"], "card_blocked", "{record:#}");
+    // The record keeps what was said up to the handoff, and what the agent did.
+    let said = record["transcript"].as_array().cloned().unwrap_or_default();
+    assert!(
+        said.iter().any(|l| l["speaker"] == "caller") && said.iter().any(|l| l["speaker"] == "bot"),
+        "{record:#}"
+    );
+    assert!(
+        record["agent_actions"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|a| a["name"] == "handback" && a["by"] == "agent:a-fraud")),
+        "{record:#}"
+    );
     let context = context_of_last_call(&baton);
     assert_eq!(context["slots"]["card"], "4821", "{context:#}");
     let handback = context["actions"]
@@ -757,12 +791,70 @@ fn an_agent_hands_the_caller_back_to_the_bot_which_carries_on_from_what_they_did
         "{context:#}"
     );
     assert_eq!(handback["by"], "agent:a-fraud", "{context:#}");
-    // The bot carries on from what the agent did.
+    // The bot carries on from what the agent did, at the node the disposition leads to.
     let said = bot_lines(&context);
     assert!(
-        said.iter()
-            .any(|t| t.starts_with("Your card ending 4 8 2 1 is now blocked.")),
+        back_from_the_agent(&said)
+            .first()
+            .is_some_and(|t| t.starts_with("Your card ending 4 8 2 1 is now blocked.")),
         "{said:#?}"
     );
+    assert!(
+        !back_from_the_agent(&said).contains(&"Is there anything else?"),
+        "not at return_to: {said:#?}"
+    );
     assert_eq!(agent(&baton, "a-fraud")["calls"], 0);
+}
+
+#[test]
+fn an_agents_phone_hands_the_caller_back_to_the_bot_with_refer() {
+    let baton = Baton::builder("transfer-refer-bot")
+        .config(AGENTS)
+        .dialplan("desk", DESK)
+        .start();
+    let port = register_sipp_phone(&baton, "sam", "battery-staple-42");
+    // Sam transfers the caller to the bot, saying he blocked the card; his first try, with
+    // a disposition that is no code, is refused (400 naming it).
+    let sam = Sipp::new(&baton, "agent_refer_bot.xml", Transport::Udp)
+        .var("TARGET", "sip:bot@127.0.0.1;disposition=card_blocked")
+        .var("PAUSE_MS", 2000)
+        .arg("-p")
+        .arg(&port)
+        .timeout(Duration::from_secs(40))
+        .spawn();
+    let caller = ask_for_a_person(&baton, "refer-bot", 20.0);
+    let sam = sam.wait();
+    assert!(caller.ok(), "{}", caller.report);
+    assert!(
+        sam.ok(),
+        "Sam's bad REFER is refused, the next accepted; he hears it worked and is let go: {}",
+        sam.report
+    );
+    let record = baton.last_escalation();
+    assert_eq!(record["agent_id"], "a-billing", "{record:#}");
+    assert_eq!(record["outcome"], "returned", "{record:#}");
+    assert_eq!(record["disposition"], "card_blocked", "{record:#}");
+    let context = context_of_last_call(&baton);
+    let handback = context["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "handback"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        handback["detail"]["disposition"], "card_blocked",
+        "{context:#}"
+    );
+    assert_eq!(handback["by"], "agent:a-billing", "{context:#}");
+    // The caller hears the bot pick up at the node `card_blocked` leads to.
+    let said = bot_lines(&context);
+    assert_eq!(
+        back_from_the_agent(&said).first(),
+        Some(&"Glad that is sorted. Is there anything else?"),
+        "{said:#?}"
+    );
+    assert!(
+        !back_from_the_agent(&said).contains(&"Is there anything else?"),
+        "not at return_to: {said:#?}"
+    );
+    assert_eq!(agent(&baton, "a-billing")["calls"], 0);
 }

@@ -102,6 +102,8 @@ pub struct Bot {
     /// The `[dialog]` node to start at (the caller is back from an agent); the dialog's
     /// start when `None`.
     pub start_at: Option<String>,
+    /// The plan's follow-ups, which its dialog's nodes may ask for.
+    pub followups: crate::followup::ForCall,
 }
 
 /// Starts the bot; it ends with its dialog or its call.
@@ -574,6 +576,13 @@ impl Bot {
                 });
             }
             Output::Write(change) => writes.push(change),
+            Output::FollowUp(names) => {
+                // Filled from the context, so what the dialog wrote before goes first.
+                self.write(std::mem::take(writes)).await;
+                self.followups
+                    .ask(&names, self.contexts.as_ref(), &self.call_id)
+                    .await;
+            }
             Output::Fetch { into, url, timeout } => {
                 let result = crm::get_json(&self.outbound, &url, timeout).await;
                 if let Err(why) = &result {

@@ -521,6 +521,7 @@ impl Handoff {
             call_id: call.id.to_owned(),
             caller: call.caller_number.map(str::to_owned),
             phone,
+            dispositions: call.dispositions.keys().cloned().collect(),
         };
         let media = match &agent.phone {
             Phone::Sip(contact) => {
@@ -632,6 +633,8 @@ pub(super) struct CallRef<'a> {
     pub caller_number: Option<&'a str>,
     /// The call's own news channel, for the desktops' answers.
     pub events: &'a mpsc::WeakSender<super::CallEvent>,
+    /// The dialplan's `[transfer] handback`: the dispositions the agent's desktop offers.
+    pub dispositions: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// What the agent hears before the caller, in a few seconds: what kind of call, who, what

@@ -31,7 +31,7 @@ use bot::{Bot, BotCommand, BotEvent};
 use handoff::{AgentMedia, CallRef, Handoff, Hold, Live};
 use leg::MediaLeg;
 use record::Recorder;
-use script::{BotEnding, Script};
+use script::{BotEnding, Prompts, Script};
 use socket::TickTime;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -85,7 +85,8 @@ pub enum AgentEvent {
     Accepted(String),
     /// The agent declined or hung up on their desktop: the leg ends on our side too.
     HungUp,
-    /// Agent `.0` gave the call back to the bot (the API), saying how they resolved it.
+    /// Agent `.0` gave the call back to the bot (the API or their desktop), saying how
+    /// they resolved it.
     HandedBack(Box<(String, crate::desk::Handback)>),
 }
 
@@ -192,6 +193,8 @@ pub struct CallSetup {
     pub caller: Option<String>,
     pub key: String,
     pub plan: Arc<Dialplan>,
+    /// The prompts of the dialplans `plan` was loaded with.
+    pub prompts: Arc<Prompts>,
     pub sockets: RtpSockets,
     /// Known at once for an INVITE with SDP; `None` until the ACK for a delayed offer.
     pub media: Option<Negotiated>,
@@ -223,6 +226,7 @@ struct Call {
     caller: MediaLeg,
     script: Option<Script>,
     plan: Arc<Dialplan>,
+    prompts: Arc<Prompts>,
     recorder: Option<Recorder>,
     tap: broadcast::Sender<LegFrame>,
     /// Why the call ended, once it has.
@@ -245,10 +249,19 @@ struct Call {
     handed_over: bool,
     /// The `[dialog]` node the next bot starts at (the caller is back from a transfer).
     resume_at: Option<String>,
+    /// An agent is handing the caller back to the bot.
+    handing_back: Option<HandingBack>,
     /// The agents' side of the call is being transcribed.
     agent_listening: bool,
     /// The call's own news channel (weak: the endpoint's end keeps it open).
     me: mpsc::WeakSender<CallEvent>,
+}
+
+/// A hand back under way: once the agent's leg has ended, the bot picks up at `node`, the
+/// `[dialog]` node the dialplan's `[transfer] handback` leads the disposition to, or at
+/// `return_to` when it leads nowhere.
+struct HandingBack {
+    node: Option<String>,
 }
 
 /// The call's end of the channels to its bot.
@@ -297,6 +310,7 @@ async fn run(setup: CallSetup) {
         caller,
         key,
         plan,
+        prompts,
         sockets,
         media,
         info,
@@ -348,6 +362,7 @@ async fn run(setup: CallSetup) {
         caller: caller_leg,
         script: None,
         plan,
+        prompts,
         recorder: None,
         tap,
         result: None,
@@ -360,6 +375,7 @@ async fn run(setup: CallSetup) {
         handoff: None,
         handed_over: false,
         resume_at: None,
+        handing_back: None,
         agent_listening: false,
         me: events_tx,
     };
@@ -454,6 +470,7 @@ impl Call {
         }
         let decided = Instant::now();
         self.bot = None;
+        self.handing_back = None;
         let rest = self
             .script
             .as_mut()
@@ -490,7 +507,7 @@ impl Call {
             .transfer
             .music
             .as_deref()
-            .and_then(|p| self.shared.prompts.file(p).cloned());
+            .and_then(|p| self.prompts.file(p).cloned());
         let mut hold = Hold::new(music);
         hold.push(rest.into());
         let now = Instant::now();
@@ -524,6 +541,7 @@ impl Call {
             commands: &self.commands,
             caller_number: self.caller_number.as_deref(),
             events: &self.me,
+            dispositions: &self.plan.transfer.handback,
         }
     }
 
@@ -583,7 +601,7 @@ impl Call {
                     Some(a) => (matches!(a.leg, AgentMedia::Sip(_)), a.answered),
                     None => (false, false),
                 };
-                info!(agent_leg = %key, answered, "the agent ended the call on their desktop");
+                info!(agent_leg = %key, answered, "the agent's leg ends: declined or hung up on their desktop, or handed back");
                 self.shared.desks.ended(&key, "hung up");
                 if answered {
                     h.machine.agent_left(&key, now);
@@ -596,63 +614,51 @@ impl Call {
             }
             AgentEvent::HandedBack(back) => {
                 let (agent, back) = *back;
-                if !current.is_some_and(|a| a.answered) {
+                if !current.is_some_and(|a| a.answered) || self.handing_back.is_some() {
                     return;
                 }
-                info!(agent_leg = %key, disposition = %back.disposition, "the agent hands the caller back to the bot");
-                self.shared
-                    .escalations
-                    .disposition(&self.id, &back.disposition);
-                let mut changes: Vec<Change> = back
-                    .slots
-                    .into_iter()
-                    .map(|(name, value)| Change::Slot { name, value })
-                    .collect();
-                changes.push(Change::Action {
-                    name: "handback".into(),
-                    detail: serde_json::json!({
-                        "agent": agent,
-                        "disposition": back.disposition,
-                        "notes": back.notes,
-                    }),
-                });
-                // The leg ends once this is in the context, so that the bot picking the
-                // call up starts from it.
-                let (contexts, id, me) = (
-                    self.shared.contexts.clone(),
-                    self.id.clone(),
-                    self.me.clone(),
-                );
-                tokio::spawn(
-                    async move {
-                        if let Err(e) = contexts
-                            .write(&id, Author::Agent(agent), None, changes)
-                            .await
-                        {
-                            warn!(error = %e, "hand back not written to the context");
-                        }
-                        if let Some(me) = me.upgrade() {
-                            let _ = me
-                                .send(CallEvent::Agent {
-                                    key,
-                                    event: AgentEvent::HungUp,
-                                })
-                                .await;
-                        }
-                    }
-                    .in_current_span(),
-                );
+                self.hand_back(key, agent, back, None);
             }
             AgentEvent::Refer { target, replaces } => {
-                let to = target
-                    .user()
-                    .and_then(|user| self.shared.agents.by_sip_user(user));
-                info!(agent_leg = %key, %target, to = to.as_deref().unwrap_or("nobody"), attended = replaces.is_some(), "the agent transfers the call");
-                if let Err(status) =
-                    h.machine
-                        .referred(&key, to.as_deref(), replaces, &mut pool, now)
-                {
-                    let _ = self.commands.try_send(Command::Referred { key, status });
+                match crate::desk::Handback::from_refer(&target) {
+                    // The agent's phone transfers the caller to the bot: a hand back.
+                    Some(back) => {
+                        let agent = current
+                            .filter(|a| a.answered)
+                            .and_then(|_| h.machine.agent_on(&key))
+                            .map(str::to_owned);
+                        let refused = match (back, agent) {
+                            (_, None) => Some(481),
+                            // The endpoint refuses these before accepting the REFER.
+                            (Err(_), _) => Some(400),
+                            (Ok(_), _) if replaces.is_some() => Some(400),
+                            (Ok(_), _) if self.handing_back.is_some() => Some(491),
+                            (Ok(back), Some(agent)) => {
+                                info!(agent_leg = %key, "the agent's phone transfers the caller to the bot");
+                                let done = Command::Referred {
+                                    key: key.clone(),
+                                    status: 200,
+                                };
+                                self.hand_back(key.clone(), agent, back, Some(done));
+                                None
+                            }
+                        };
+                        if let Some(status) = refused {
+                            let _ = self.commands.try_send(Command::Referred { key, status });
+                        }
+                    }
+                    None => {
+                        let to = target
+                            .user()
+                            .and_then(|user| self.shared.agents.by_sip_user(user));
+                        info!(agent_leg = %key, %target, to = to.as_deref().unwrap_or("nobody"), attended = replaces.is_some(), "the agent transfers the call");
+                        if let Err(status) =
+                            h.machine
+                                .referred(&key, to.as_deref(), replaces, &mut pool, now)
+                        {
+                            let _ = self.commands.try_send(Command::Referred { key, status });
+                        }
+                    }
                 }
             }
             AgentEvent::Media(n) => {
@@ -666,6 +672,72 @@ impl Call {
             }
         }
         self.after_transfer_step(now);
+    }
+
+    /// Agent `agent` gives the caller on leg `key` back to the bot (the API, their desktop,
+    /// or their phone's REFER to the bot): the disposition goes into the escalation record,
+    /// the slots and a `handback` action into the context; once written, `then` is sent
+    /// (the final NOTIFY of the phone's REFER) and the leg ends. The bot then picks up at
+    /// the node the disposition leads to.
+    fn hand_back(
+        &mut self,
+        key: String,
+        agent: String,
+        back: crate::desk::Handback,
+        then: Option<Command>,
+    ) {
+        info!(agent_leg = %key, disposition = %back.disposition, "the agent hands the caller back to the bot");
+        self.handing_back = Some(HandingBack {
+            node: self.plan.transfer.handback.get(&back.disposition).cloned(),
+        });
+        self.shared
+            .escalations
+            .disposition(&self.id, &back.disposition);
+        // Their desktop shows the call over, and no second hand back can come from it.
+        self.shared.desks.ended(&key, "handed back");
+        let mut changes: Vec<Change> = back
+            .slots
+            .into_iter()
+            .map(|(name, value)| Change::Slot { name, value })
+            .collect();
+        changes.push(Change::Action {
+            name: "handback".into(),
+            detail: serde_json::json!({
+                "agent": agent,
+                "disposition": back.disposition,
+                "notes": back.notes,
+            }),
+        });
+        // The leg ends once this is in the context, so that the bot picking the call up
+        // starts from it.
+        let (contexts, id, me, commands) = (
+            self.shared.contexts.clone(),
+            self.id.clone(),
+            self.me.clone(),
+            self.commands.clone(),
+        );
+        tokio::spawn(
+            async move {
+                if let Err(e) = contexts
+                    .write(&id, Author::Agent(agent), None, changes)
+                    .await
+                {
+                    warn!(error = %e, "hand back not written to the context");
+                }
+                if let Some(cmd) = then {
+                    let _ = commands.send(cmd).await;
+                }
+                if let Some(me) = me.upgrade() {
+                    let _ = me
+                        .send(CallEvent::Agent {
+                            key,
+                            event: AgentEvent::HungUp,
+                        })
+                        .await;
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Carries out what the transfer decided, and gives the caller back to the bot when
@@ -685,8 +757,9 @@ impl Call {
             Some(_) if !h.told() => self.handoff = Some(h),
             None => self.handoff = Some(h),
             Some(callback) => {
-                info!(callback, "the caller is back with the bot");
-                self.resume_at = self.plan.transfer.return_to.clone();
+                let handed_back = self.handing_back.take().and_then(|b| b.node);
+                info!(callback, node = ?handed_back, "the caller is back with the bot");
+                self.resume_at = handed_back.or_else(|| self.plan.transfer.return_to.clone());
                 if callback {
                     let change = Change::Action {
                         name: "callback_offered".into(),
@@ -735,10 +808,7 @@ impl Call {
                     self.set_media(&n);
                 }
                 self.set_state(CallState::Active);
-                self.script = Some(Script::new(
-                    self.plan.steps.clone(),
-                    self.shared.prompts.clone(),
-                ));
+                self.script = Some(Script::new(self.plan.steps.clone(), self.prompts.clone()));
             }
             CallEvent::Acked(media) => {
                 if let Some(n) = media {
@@ -884,6 +954,7 @@ impl Call {
                     spec.clone(),
                     BotStart {
                         call_id: &self.id,
+                        prompts: &self.prompts,
                         caller_number: self.caller_number.as_deref(),
                         node: self.resume_at.take(),
                     },
@@ -1145,10 +1216,17 @@ fn finish(
     }
     shared.metrics.call_ended(result);
     shared.calls.finish(id);
-    let (contexts, id) = (shared.contexts.clone(), id.to_owned());
+    let (contexts, escalations, id) = (
+        shared.contexts.clone(),
+        shared.escalations.clone(),
+        id.to_owned(),
+    );
     // Called from Drop, which cannot wait; the close, and the final snapshot's way to
     // disk, goes on in its own task.
     tokio::spawn(async move {
+        if let Ok(doc) = contexts.get(&id).await {
+            escalations.ended(&doc);
+        }
         if let Err(e) = contexts.close(&id).await {
             warn!(error = %e, "context not closed");
         }
@@ -1159,6 +1237,7 @@ fn finish(
 /// Which call a bot starts for, and where in its dialog.
 struct BotStart<'a> {
     call_id: &'a str,
+    prompts: &'a Arc<Prompts>,
     caller_number: Option<&'a str>,
     /// The `[dialog]` node to start at; the start node when `None`.
     node: Option<String>,
@@ -1167,7 +1246,7 @@ struct BotStart<'a> {
 /// Starts the bot of a `bot` step: the dialplan's built-in dialog.
 fn start_bot(
     shared: &Arc<Shared>,
-    plan: &Dialplan,
+    plan: &Arc<Dialplan>,
     spec: BotSpec,
     start: BotStart<'_>,
     hints: &watch::Sender<String>,
@@ -1175,6 +1254,7 @@ fn start_bot(
 ) -> BotLink {
     let BotStart {
         call_id,
+        prompts,
         caller_number,
         node,
     } = start;
@@ -1199,7 +1279,7 @@ fn start_bot(
         called,
         contexts: shared.contexts.clone(),
         tts: shared.tts.clone(),
-        prompts: shared.prompts.clone(),
+        prompts: prompts.clone(),
         outbound: shared.outbound.clone(),
         hints: hints.clone(),
         plan_hints: plan.speech_hints.clone(),
@@ -1208,6 +1288,10 @@ fn start_bot(
         caller_audio,
         call_started,
         start_at: node,
+        followups: crate::followup::ForCall {
+            service: shared.followups.clone(),
+            plan: plan.clone(),
+        },
     });
     BotLink {
         events: events_tx,

@@ -1,6 +1,7 @@
 //! The durable record of ended calls: each call's final context in one SQLite file, so it
 //! can be read after the call and after a restart, and so that a returning caller's next
-//! call starts with what the earlier ones left behind ([`CustomerMemory`]).
+//! call starts with what the earlier ones left behind ([`CustomerMemory`]). The escalation
+//! records and the follow-ups live in the same file.
 //!
 //! SQLite blocks, so one dedicated thread owns the connection and the async side sends it
 //! jobs over a channel: no tokio worker ever waits on the disk, and writes are serialised
@@ -8,6 +9,8 @@
 
 use super::document::{Context, CustomerMemory, PreviousCall};
 use crate::escalation::Record;
+use crate::followup::{State, Task};
+use crate::reports::{CallRow, EscalationRow, Range, Rows};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -54,6 +57,16 @@ const MIGRATIONS: &[&str] = &[
         record TEXT NOT NULL
     );
     CREATE INDEX escalations_by_time ON escalations (decided_ms);",
+    "CREATE TABLE followups (
+        id TEXT PRIMARY KEY NOT NULL,
+        call_id TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        due_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        task TEXT NOT NULL
+    );
+    CREATE INDEX followups_due ON followups (state, due_ms);
+    CREATE INDEX followups_by_call ON followups (call_id, created_ms);",
 ];
 
 /// Why the archive could not be opened or used.
@@ -273,6 +286,178 @@ impl Archive {
         .await
     }
 
+    /// Keeps a new follow-up, committed before this returns: once a caller has been told
+    /// about it, it survives a crash.
+    pub async fn add_followup(&self, task: &Task) -> Result<(), ArchiveError> {
+        let (row, json) = (FollowUpRow::of(task), serde_json::to_string(task)?);
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO followups (id, call_id, created_ms, due_ms, state, task)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    row.id,
+                    row.call_id,
+                    row.created_ms,
+                    row.due_ms,
+                    row.state,
+                    json
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces a follow-up that is still `from` (its state when it was read) with
+    /// `task`; false when it has moved on meanwhile (cancelled while it was being sent).
+    pub async fn update_followup(&self, task: &Task, from: State) -> Result<bool, ArchiveError> {
+        let (row, json) = (FollowUpRow::of(task), serde_json::to_string(task)?);
+        self.run(move |conn| {
+            let changed = conn.execute(
+                "UPDATE followups SET due_ms = ?2, state = ?3, task = ?4
+                 WHERE id = ?1 AND state = ?5",
+                params![row.id, row.due_ms, row.state, json, from.as_str()],
+            )?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Follow-ups, newest first: those of one call, in one state, or all, at most `limit`.
+    pub async fn followups(
+        &self,
+        call_id: Option<String>,
+        state: Option<State>,
+        limit: usize,
+    ) -> Result<Vec<Task>, ArchiveError> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, task FROM followups
+                 WHERE (?1 IS NULL OR call_id = ?1) AND (?2 IS NULL OR state = ?2)
+                 ORDER BY created_ms DESC, rowid DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![call_id, state.map(State::as_str), to_sql_int(limit as u64)],
+                task_row,
+            )?;
+            collect_tasks(rows)
+        })
+        .await
+    }
+
+    /// One follow-up by id.
+    pub async fn followup(&self, id: &str) -> Result<Option<Task>, ArchiveError> {
+        let id = id.to_owned();
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT id, task FROM followups WHERE id = ?1")?;
+            let rows = stmt.query_map([id], task_row)?;
+            Ok(collect_tasks(rows)?.pop())
+        })
+        .await
+    }
+
+    /// The pending follow-ups due by `now_ms`, soonest first, at most `limit`; and when
+    /// the next one after those falls due.
+    pub async fn due_followups(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<Task>, Option<u64>), ArchiveError> {
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, task FROM followups WHERE state = 'pending' AND due_ms <= ?1
+                 ORDER BY due_ms LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(
+                params![to_sql_int(now_ms), to_sql_int(limit as u64)],
+                task_row,
+            )?;
+            let due = collect_tasks(rows)?;
+            let next: Option<i64> = conn.query_row(
+                "SELECT min(due_ms) FROM followups WHERE state = 'pending' AND due_ms > ?1",
+                [to_sql_int(now_ms)],
+                |r| r.get(0),
+            )?;
+            Ok((due, next.and_then(|n| u64::try_from(n).ok())))
+        })
+        .await
+    }
+
+    /// What an escalation report counts over `range`: every archived call that ended in
+    /// it, marked as the bot's when its context shows a dialog step or it was escalated;
+    /// every escalation decided in it, with its intent and reason codes; and, as the bot's
+    /// calls at their decision time, escalated calls not archived (yet). Read with
+    /// SQLite's JSON functions, without parsing the contexts; a record that is not valid
+    /// JSON is left out.
+    pub async fn report_rows(&self, range: Range) -> Result<Rows, ArchiveError> {
+        let from = to_sql_int(range.from_ms.unwrap_or(0));
+        let to = to_sql_int(range.to_ms.unwrap_or(u64::MAX));
+        self.run(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT c.ended_ms, c.intent,
+                        coalesce(CASE WHEN json_valid(c.context)
+                                 THEN json_array_length(c.context, '$.bot.path') END, 0) > 0
+                        OR EXISTS (SELECT 1 FROM escalations e WHERE e.call_id = c.call_id)
+                 FROM ended_calls c WHERE c.ended_ms >= ?1 AND c.ended_ms < ?2
+                 UNION ALL
+                 SELECT e.decided_ms,
+                        CASE WHEN json_type(e.record, '$.intent') = 'text'
+                             THEN json_extract(e.record, '$.intent') END,
+                        1
+                 FROM escalations e
+                 WHERE e.decided_ms >= ?1 AND e.decided_ms < ?2 AND json_valid(e.record)
+                   AND NOT EXISTS (SELECT 1 FROM ended_calls c WHERE c.call_id = e.call_id)",
+            )?;
+            let calls = stmt
+                .query_map(params![from, to], |row| {
+                    Ok(CallRow {
+                        ended_ms: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                        intent: row.get(1)?,
+                        bot: row.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            // The reason codes as a JSON array; an element that is not an object with a
+            // text `code` is skipped.
+            let mut stmt = conn.prepare_cached(
+                "SELECT e.call_id, e.decided_ms,
+                        CASE WHEN json_type(e.record, '$.intent') = 'text'
+                             THEN json_extract(e.record, '$.intent') END,
+                        (SELECT json_group_array(json_extract(e.record, r.fullkey || '.code'))
+                         FROM json_each(e.record, '$.reasons') r
+                         WHERE json_type(e.record, r.fullkey || '.code') = 'text')
+                 FROM escalations e
+                 WHERE e.decided_ms >= ?1 AND e.decided_ms < ?2 AND json_valid(e.record)",
+            )?;
+            let rows = stmt.query_map(params![from, to], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                ))
+            })?;
+            let mut escalations = Vec::new();
+            for row in rows {
+                let (call_id, decided_ms, intent, reasons) = row?;
+                let reasons = match serde_json::from_str(reasons.as_deref().unwrap_or("[]")) {
+                    Ok(reasons) => reasons,
+                    Err(e) => {
+                        warn!(call = %call_id, error = %e, "escalation reasons unreadable");
+                        Vec::new()
+                    }
+                };
+                escalations.push(EscalationRow {
+                    decided_ms: u64::try_from(decided_ms).unwrap_or(0),
+                    intent,
+                    reasons,
+                });
+            }
+            Ok(Rows { calls, escalations })
+        })
+        .await
+    }
+
     /// Waits until every job sent before this one is done, so that nothing queued is lost
     /// when the process exits.
     pub async fn flush(&self) -> Result<(), ArchiveError> {
@@ -340,6 +525,47 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     tx.pragma_update(None, "application_id", APPLICATION_ID)?;
     tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
     tx.commit()
+}
+
+/// The columns of a follow-up's row that queries select on.
+struct FollowUpRow {
+    id: String,
+    call_id: String,
+    created_ms: i64,
+    due_ms: i64,
+    state: &'static str,
+}
+
+impl FollowUpRow {
+    fn of(task: &Task) -> FollowUpRow {
+        FollowUpRow {
+            id: task.id.clone(),
+            call_id: task.call_id.clone(),
+            created_ms: to_sql_int(task.created_ms),
+            due_ms: to_sql_int(task.due_ms),
+            state: task.state.as_str(),
+        }
+    }
+}
+
+fn task_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
+/// The tasks of the rows that parse; one that does not is logged and skipped, so that a
+/// damaged row never hides the others.
+fn collect_tasks(
+    rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+) -> Result<Vec<Task>, ArchiveError> {
+    let mut tasks = Vec::new();
+    for row in rows {
+        let (id, json) = row?;
+        match serde_json::from_str(&json) {
+            Ok(task) => tasks.push(task),
+            Err(e) => warn!(error = %e, followup = %id, "follow-up unreadable: skipped"),
+        }
+    }
+    Ok(tasks)
 }
 
 /// SQLite integers are signed; times and versions stay far below `i64::MAX`.
@@ -649,6 +875,9 @@ mod tests {
             bot: BotProgress::default(),
             handle_secs: None,
             disposition: None,
+            transcript: Vec::new(),
+            agent_transcript: Vec::new(),
+            agent_actions: Vec::new(),
         }
     }
 
@@ -682,6 +911,176 @@ mod tests {
             .map(|r| r.call_id)
             .collect();
         assert_eq!(newest, ["c3", "c2"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn report_rows_mark_the_bots_calls_and_read_escalation_reasons() {
+        use crate::escalation::{Code, Reason};
+        let dir = temp_dir("report");
+        let path = dir.join("baton.sqlite");
+        let archive = Archive::open(&path).await.unwrap();
+        let mut with_bot = call("bot", "+4411", "balance", &[]);
+        with_bot.bot.path = vec!["greet".into()];
+        archive.save(with_bot, 1000).await.unwrap();
+        archive
+            .save(call("agent_only", "+4411", "balance", &[]), 2000)
+            .await
+            .unwrap();
+        let mut no_intent = call("escalated", "+4411", "x", &[]);
+        no_intent.intent.name = None;
+        archive.save(no_intent, 3000).await.unwrap();
+        archive
+            .save(call("later", "+4411", "balance", &[]), 9000)
+            .await
+            .unwrap();
+        let reason = |code| Reason {
+            code,
+            score: 1.0,
+            evidence: Vec::new(),
+        };
+        let mut esc = escalation("escalated", 2500, "waiting");
+        esc.intent = None;
+        esc.reasons = vec![reason(Code::CallerRequest), reason(Code::Sentiment)];
+        archive.keep_escalation(&esc);
+        let mut ongoing = escalation("ongoing", 2600, "waiting");
+        ongoing.reasons = vec![reason(Code::PolicyIntent)];
+        archive.keep_escalation(&ongoing);
+        archive.flush().await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO escalations (call_id, decided_ms, record) VALUES ('broken', 2700, '{')",
+            [],
+        )
+        .unwrap();
+
+        let range = Range {
+            from_ms: Some(1000),
+            to_ms: Some(9000),
+        };
+        let mut rows = archive.report_rows(range).await.unwrap();
+        rows.calls.sort_by_key(|c| c.ended_ms);
+        rows.escalations.sort_by_key(|e| e.decided_ms);
+        let calls: Vec<(u64, Option<&str>, bool)> = rows
+            .calls
+            .iter()
+            .map(|c| (c.ended_ms, c.intent.as_deref(), c.bot))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                (1000, Some("balance"), true),
+                (2000, Some("balance"), false),
+                (2600, Some("block_card"), true),
+                (3000, None, true),
+            ]
+        );
+        let escalations: Vec<(u64, Option<&str>, Vec<&str>)> = rows
+            .escalations
+            .iter()
+            .map(|e| {
+                (
+                    e.decided_ms,
+                    e.intent.as_deref(),
+                    e.reasons.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            escalations,
+            [
+                (2500, None, vec!["caller_request", "sentiment"]),
+                (2600, Some("block_card"), vec!["policy_intent"]),
+            ],
+            "the broken record is left out"
+        );
+        let all = archive.report_rows(Range::default()).await.unwrap();
+        assert_eq!(all.calls.len(), 5);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn task(id: &str, call_id: &str, created_ms: u64, due_ms: u64) -> Task {
+        Task {
+            id: id.into(),
+            call_id: call_id.into(),
+            dialplan: "bank".into(),
+            followup: "sms".into(),
+            channel: crate::followup::spec::Channel::Sms,
+            connector: "default".into(),
+            to: "+4411".into(),
+            text: "hello".into(),
+            subject: None,
+            link: None,
+            customer_id: None,
+            created_ms,
+            due_ms,
+            state: State::Pending,
+            attempts: 0,
+            error: None,
+            done_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_ups_come_due_in_order_and_a_moved_on_one_is_not_overwritten() {
+        let dir = temp_dir("followups");
+        let archive = Archive::open(&dir.join("baton.sqlite")).await.unwrap();
+        archive
+            .add_followup(&task("a", "c1", 1, 300))
+            .await
+            .unwrap();
+        archive
+            .add_followup(&task("b", "c1", 2, 100))
+            .await
+            .unwrap();
+        archive
+            .add_followup(&task("c", "c2", 3, 900))
+            .await
+            .unwrap();
+        assert!(
+            archive.add_followup(&task("a", "c1", 4, 1)).await.is_err(),
+            "ids are unique"
+        );
+
+        let (due, next) = archive.due_followups(300, 10).await.unwrap();
+        let ids: Vec<&str> = due.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a"], "soonest first");
+        assert_eq!(next, Some(900));
+
+        let mut sent = due[0].clone();
+        sent.state = State::Sent;
+        assert!(archive
+            .update_followup(&sent, State::Pending)
+            .await
+            .unwrap());
+        let mut late = due[0].clone();
+        late.state = State::Cancelled;
+        assert!(
+            !archive
+                .update_followup(&late, State::Pending)
+                .await
+                .unwrap(),
+            "a sent follow-up is not cancelled after the fact"
+        );
+        assert_eq!(
+            archive.followup("b").await.unwrap().unwrap().state,
+            State::Sent
+        );
+
+        let of_c1: Vec<String> = archive
+            .followups(Some("c1".into()), None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(of_c1, ["b", "a"], "newest first");
+        let pending = archive
+            .followups(None, Some(State::Pending), 10)
+            .await
+            .unwrap();
+        assert_eq!(pending.len(), 2);
+        assert!(archive.followup("nope").await.unwrap().is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -50,6 +50,9 @@ pub enum Output {
     },
     /// Write this to the call's context.
     Write(Change),
+    /// Send or schedule these `[followup.NAME]`s of the plan, filled from the context
+    /// once everything written before is in it.
+    FollowUp(Vec<String>),
     /// The dialog is over.
     End(Ending),
 }
@@ -263,6 +266,9 @@ impl Dialog {
             self.write(Change::BotAttempt {
                 attempt: format!("{}: done", action.name),
             });
+        }
+        if !node.followup.is_empty() {
+            self.out.push_back(Output::FollowUp(node.followup.clone()));
         }
         if let Some(file) = &node.play {
             self.out.push_back(Output::Play(file.clone()));
@@ -681,7 +687,10 @@ impl Dialog {
 }
 
 /// The value down a path of keys and list positions.
-fn walk<'v, 'k>(value: &'v Value, mut keys: impl Iterator<Item = &'k str>) -> Option<&'v Value> {
+pub(crate) fn walk<'v, 'k>(
+    value: &'v Value,
+    mut keys: impl Iterator<Item = &'k str>,
+) -> Option<&'v Value> {
     keys.try_fold(value, |v, key| match key.parse::<usize>() {
         Ok(i) => v.get(i),
         Err(_) => v.get(key),
@@ -690,7 +699,7 @@ fn walk<'v, 'k>(value: &'v Value, mut keys: impl Iterator<Item = &'k str>) -> Op
 
 /// Text made safe as one path segment or query value: everything but letters, digits and
 /// `-._~` percent-encoded, so that a value never adds a `/`, `?`, `#` or `@`.
-fn url_encoded(text: &str) -> String {
+pub(crate) fn url_encoded(text: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {

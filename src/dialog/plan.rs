@@ -104,6 +104,10 @@ pub struct Node {
     pub on_fail: Option<String>,
     /// Hands the call to a person, for this reason (`caller_request`, `policy`).
     pub escalate: Option<String>,
+    /// The plan's `[followup.NAME]`s sent or scheduled when the node is reached, filled
+    /// from the context as it stands then.
+    #[serde(default)]
+    pub followup: Vec<String>,
     /// Ends the call after saying `say`.
     #[serde(default)]
     pub hangup: bool,

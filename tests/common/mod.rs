@@ -321,13 +321,18 @@ impl Baton {
 
     /// `GET path` on the API: status and body.
     pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, "")
+    }
+
+    /// `method path` on the API with a JSON body (none when empty): status and body.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         let auth = self
             .token
             .as_ref()
             .map(|t| format!("Authorization: Bearer {t}"));
         let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
-        http_request(self.http, "GET", path, &headers, "")
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        http_request(self.http, method, path, &headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// `GET path`, expecting 200 and JSON.
