@@ -360,7 +360,7 @@ speech_model = "models/ggml-tiny.en.bin"  # ggml whisper model (make model insta
 # [[agent]]
 # id = "a7"
 # name = "Dana"
-# sip_user = "dana"
+# sip_user = "dana"                # "bot" is reserved: a phone's REFER to it hands back
 # password = "a long random secret"  # 8 bytes or more
 # skills = { fraud = 4, billing = 2 }  # levels 1 (can help) to 5 (expert)
 # languages = ["en"]

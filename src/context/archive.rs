@@ -67,6 +67,8 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX followups_due ON followups (state, due_ms);
     CREATE INDEX followups_by_call ON followups (call_id, created_ms);",
+    // Reports count calls by the time they ended.
+    "CREATE INDEX ended_calls_by_time ON ended_calls (ended_ms);",
 ];
 
 /// Why the archive could not be opened or used.
