@@ -10,6 +10,7 @@
 pub mod spec;
 pub mod webhook;
 
+use crate::calls::lock;
 use crate::config::ConnectorConfig;
 use crate::context::archive::{Archive, ArchiveError};
 // Due times are wall-clock times: they must mean the same after a restart.
@@ -381,10 +382,6 @@ impl ForCall {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn millis(d: Duration) -> u64 {
